@@ -1,0 +1,72 @@
+"""What every executor offers the action runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar
+
+from ..exceptions import PermanentActionError
+from ..models.records import LedgerEntry
+from ..models.rules import NoteburstAction, WebhookAction
+from ..models.templates import render
+
+__all__ = ["Executor", "JobStatus", "Submission", "render_params"]
+
+A = TypeVar("A", NoteburstAction, WebhookAction)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What one successful submission returned.
+
+    ``done`` is true when the side effect is complete (a webhook); otherwise the job is
+    followed by polling ``job_id`` / ``link``.
+    """
+
+    done: bool
+    message: str
+    job_id: str | None = None
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What one poll of a job found."""
+
+    finished: bool
+    succeeded: bool = False
+    message: str = ""
+    link: str | None = None
+
+
+def render_params(value: Any, entry: LedgerEntry) -> Any:
+    """Fill an action's placeholders from the entry's trigger; a missing tag is permanent."""
+    context = entry.trigger.template_context()
+    context.update(action_id=entry.action_id, action_name=entry.action_name)
+    try:
+        return render(value, context)
+    except KeyError as exc:
+        raise PermanentActionError(
+            f"Cannot fill the action's parameters: {exc.args[0]}. Fix the rule's placeholders."
+        ) from None
+
+
+class Executor(Generic[A]):
+    """Base of the executors; ``submit`` is required, ``poll`` for job-based services."""
+
+    type: ClassVar[str]
+    resubmit_message: ClassVar[str] = "resubmitted after uncertain outcome"
+    """History message when a submission's outcome is unknown after a restart."""
+
+    async def submit(self, action: A, entry: LedgerEntry) -> Submission:
+        """Start the action's side effect (one attempt)."""
+        raise NotImplementedError
+
+    async def poll(self, action: A, entry: LedgerEntry) -> JobStatus:
+        """Look at the job started by ``submit`` (one attempt)."""
+        raise NotImplementedError(f"{self.type} actions have no job to poll.")
+
+    async def reconcile(self, action: A, entry: LedgerEntry) -> Submission | None:
+        """Find what an interrupted submission did, or None when the service cannot tell."""
+        del action, entry
+        return None

@@ -1,0 +1,140 @@
+"""Avro records in the Confluent wire format, with schemas kept in a Schema Registry.
+
+The wire format is a magic byte 0, the schema id as a 4-byte big-endian integer, then the
+Avro binary body. Schemas live in ``avro_schemas/*.avsc``; their namespace is replaced by
+the configured topic prefix, so that namespace + record name equals the topic name, and
+they are registered under the subject ``<topic>-value``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from importlib import resources
+from typing import Any, Literal
+
+import fastavro
+import httpx
+from schema_registry.client import AsyncSchemaRegistryClient
+from schema_registry.client.errors import ClientError
+
+from .exceptions import RecordError, SchemaRegistryError
+
+__all__ = [
+    "MAGIC_BYTE",
+    "AvroCodec",
+    "RecordKind",
+    "load_schema",
+    "split_wire",
+]
+
+MAGIC_BYTE = 0
+_HEADER = struct.Struct(">bI")
+
+RecordKind = Literal["triggers", "actions", "deadletter"]
+KINDS: tuple[RecordKind, ...] = ("triggers", "actions", "deadletter")
+
+
+def load_schema(kind: RecordKind, prefix: str) -> dict[str, Any]:
+    """The schema of one topic, in the namespace of the configured prefix."""
+    text = resources.files("catcher").joinpath("schemas", f"{kind}.avsc").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    schema["namespace"] = prefix
+    return schema
+
+
+def split_wire(data: bytes) -> tuple[int, bytes]:
+    """Schema id and Avro body of a Confluent wire-format message."""
+    if len(data) < _HEADER.size:
+        raise RecordError(
+            f"Message of {len(data)} bytes is too short for the Confluent wire format"
+            " (magic byte, 4-byte schema id, Avro body)."
+        )
+    magic, schema_id = _HEADER.unpack_from(data)
+    if magic != MAGIC_BYTE:
+        raise RecordError(
+            f"Message starts with byte {magic}, not the Confluent magic byte 0: it was not"
+            " written with a Schema Registry serializer."
+        )
+    return schema_id, data[_HEADER.size :]
+
+
+class AvroCodec:
+    """Encode and decode Catcher's records, registering schemas on first use."""
+
+    def __init__(self, registry_url: str, prefix: str, *, timeout: float = 10.0) -> None:
+        self._registry_url = registry_url
+        self._registry = AsyncSchemaRegistryClient(url=registry_url, timeout=timeout)
+        self._prefix = prefix
+        self._schemas = {kind: load_schema(kind, prefix) for kind in KINDS}
+        self._parsed = {kind: fastavro.parse_schema(s) for kind, s in self._schemas.items()}
+        self._ids: dict[str, int] = {}
+        self._writers: dict[int, Any] = {}
+
+    def subject(self, kind: RecordKind) -> str:
+        """Registry subject of one topic's values."""
+        return f"{self._prefix}.{kind}-value"
+
+    def schema(self, kind: RecordKind) -> dict[str, Any]:
+        """The schema Catcher writes for one topic."""
+        return self._schemas[kind]
+
+    async def register(self) -> dict[str, int]:
+        """Register every schema under its subject; returns the ids by subject."""
+        for kind in KINDS:
+            await self._schema_id(kind)
+        return dict(self._ids)
+
+    async def _schema_id(self, kind: RecordKind) -> int:
+        subject = self.subject(kind)
+        if subject not in self._ids:
+            try:
+                schema_id = await self._registry.register(subject, json.dumps(self._schemas[kind]))
+            except (ClientError, httpx.HTTPError) as exc:
+                raise SchemaRegistryError(
+                    f"Could not register the schema of {subject} at {self._registry_url}:"
+                    f" {exc}. Check CATCHER_SCHEMA_REGISTRY_URL and that the registry is up."
+                ) from exc
+            self._ids[subject] = schema_id
+            self._writers[schema_id] = self._parsed[kind]
+        return self._ids[subject]
+
+    async def encode(self, kind: RecordKind, record: dict[str, Any]) -> bytes:
+        """Confluent wire bytes of one record."""
+        schema_id = await self._schema_id(kind)
+        buffer = io.BytesIO()
+        buffer.write(_HEADER.pack(MAGIC_BYTE, schema_id))
+        try:
+            fastavro.schemaless_writer(buffer, self._parsed[kind], record)
+        except (ValueError, TypeError) as exc:
+            raise RecordError(f"Record does not fit the {kind} schema: {exc}") from exc
+        return buffer.getvalue()
+
+    async def _writer_schema(self, schema_id: int) -> Any:
+        if schema_id not in self._writers:
+            try:
+                found = await self._registry.get_by_id(schema_id)
+            except (ClientError, httpx.HTTPError) as exc:
+                raise SchemaRegistryError(
+                    f"Could not fetch schema id {schema_id} from {self._registry_url}: {exc}"
+                ) from exc
+            if found is None:
+                raise RecordError(f"Schema id {schema_id} is not in the Schema Registry.")
+            self._writers[schema_id] = fastavro.parse_schema(found.raw_schema)
+        return self._writers[schema_id]
+
+    async def decode(self, kind: RecordKind, data: bytes) -> dict[str, Any]:
+        """One record from Confluent wire bytes, read into Catcher's current schema."""
+        schema_id, body = split_wire(data)
+        writer = await self._writer_schema(schema_id)
+        try:
+            record: dict[str, Any] = fastavro.schemaless_reader(
+                io.BytesIO(body), writer, self._parsed[kind]
+            )
+        except Exception as exc:  # fastavro raises many types on bad input
+            raise RecordError(
+                f"Avro body does not decode with schema id {schema_id} as a {kind} record:"
+                f" {type(exc).__name__}: {exc}"
+            ) from exc
+        return record

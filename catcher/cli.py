@@ -1,0 +1,265 @@
+"""The ``catcher`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .avro import AvroCodec
+from .config import Config, load_config
+from .exceptions import CatcherError
+from .models.enums import Severity, TriggerSource
+from .models.records import ActionEvent, Trigger, isoformat, utcnow
+from .models.rules import RuleLoadError, RuleSet, parse_duration
+
+__all__ = ["main"]
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
+
+
+def _config(**overrides: Any) -> Config:
+    try:
+        return load_config(**overrides)
+    except CatcherError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _rules(path: Path) -> RuleSet:
+    try:
+        return RuleSet.from_path(path)
+    except RuleLoadError as exc:
+        raise click.ClickException(f"Invalid rules:\n{exc}") from None
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except CatcherError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain text table with aligned columns."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="catcher")
+def main() -> None:
+    """Catcher: act on rules over the Rubin EFD (alarms, pipelines, notebooks).
+
+    Settings come from CATCHER_* and KAFKA_* environment variables; see the README.
+    """
+
+
+@main.command()
+@click.option(
+    "--rules", "rules_path", type=click.Path(path_type=Path), envvar="CATCHER_RULES_PATH",
+    help="Rules file or directory (default: CATCHER_RULES_PATH).",
+)
+def worker(rules_path: Path | None) -> None:
+    """Run the worker: consume triggers and carry out the rules' actions."""
+    import faust  # noqa: PLC0415 - heavy; only the worker needs it
+
+    from .app import create_app  # noqa: PLC0415
+    from .factory import check_rules_against_config  # noqa: PLC0415
+    from .kafka import ensure_topics  # noqa: PLC0415
+    from .logs import configure_logging  # noqa: PLC0415
+
+    config = _config(**({"rules_path": rules_path} if rules_path else {}))
+    rules = _rules(config.rules_path)
+    try:
+        check_rules_against_config(rules, config)
+    except CatcherError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure_logging(config.log_profile, config.log_level)
+    if config.create_topics:
+        _run(ensure_topics(config, [config.triggers_topic, config.actions_topic,
+                                    config.deadletter_topic]))
+    app = create_app(config, rules)
+    faust.Worker(
+        app.faust, loglevel=config.log_level.lower(), redirect_stdouts=False, quiet=True
+    ).execute_from_commandline()
+
+
+def _parse_tags(values: Sequence[str]) -> dict[str, str]:
+    tags = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE.", param_hint="--tag")
+        tags[key] = value
+    return tags
+
+
+async def publish_trigger(config: Config, trigger: Trigger) -> None:
+    """Produce one trigger to the triggers topic (Avro, key trigger_id)."""
+    from .kafka import ensure_topics, make_producer  # noqa: PLC0415
+
+    if config.create_topics:
+        await ensure_topics(config, [config.triggers_topic])
+    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
+    value = await codec.encode("triggers", trigger.to_avro())
+    producer = make_producer(config)
+    await producer.start()
+    try:
+        await producer.send_and_wait(config.triggers_topic, value, key=trigger.trigger_id.encode())
+    finally:
+        await producer.stop()
+
+
+@main.command()
+@click.argument("rule_id")
+@click.option(
+    "--severity", required=True, type=click.Choice([s.name for s in Severity], case_sensitive=False)
+)
+@click.option("--reason", default="", help="Why (default: a sentence naming the operator test).")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag of the series; repeatable.")
+@click.option("--value", type=float, default=None, help="Value to report, if any.")
+@click.option(
+    "--rules", "rules_path", type=click.Path(path_type=Path), envvar="CATCHER_RULES_PATH",
+    help="Rules to check RULE_ID against (default: CATCHER_RULES_PATH).",
+)
+@click.option("--no-check", is_flag=True, help="Do not check that RULE_ID is a loaded rule.")
+def trigger(
+    rule_id: str, severity: str, reason: str, tags: Sequence[str], value: float | None,
+    rules_path: Path | None, no_check: bool,
+) -> None:
+    """Publish a manual trigger for RULE_ID and print its trigger_id.
+
+    This runs the rule's actions as if its condition had been met, to test them.
+    """
+    config = _config(**({"rules_path": rules_path} if rules_path else {}))
+    if not no_check and _rules(config.rules_path).get(rule_id) is None:
+        raise click.ClickException(
+            f"No rule {rule_id!r} in {config.rules_path}; the worker would dead-letter the"
+            " trigger. Use --no-check to send it anyway."
+        )
+    record = Trigger.create(
+        rule_id,
+        Severity[severity.upper()],
+        reason=reason or f"Manual {severity.upper()} trigger sent with catcher trigger.",
+        source=TriggerSource.manual,
+        tags=_parse_tags(tags),
+        value=value,
+    )
+    _run(publish_trigger(config, record))
+    click.echo(record.trigger_id)
+
+
+async def read_history(config: Config) -> list[ActionEvent]:
+    """Every action event on the history topic, oldest first."""
+    from .kafka import read_topic  # noqa: PLC0415
+
+    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
+    events = []
+    for message in await read_topic(config, config.actions_topic):
+        record = await codec.decode("actions", message.value)
+        events.append(ActionEvent.model_validate(record))
+    return sorted(events, key=lambda e: e.time)
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            return utcnow() - parse_duration(text)
+        except ValueError:
+            raise click.BadParameter(
+                f"{text!r} is neither an ISO time nor a duration such as 1h.", param_hint="--since"
+            ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=utcnow().tzinfo)
+
+
+def history_rows(events: Sequence[ActionEvent]) -> list[list[str]]:
+    """Table rows for history events."""
+    return [
+        [
+            isoformat(e.time.replace(microsecond=0)) or "",
+            e.rule_id,
+            e.action_name,
+            e.state.value,
+            str(e.attempt),
+            e.message or "",
+            e.link or "",
+        ]
+        for e in events
+    ]
+
+
+HISTORY_HEADERS = ("time", "rule", "action", "state", "attempt", "outcome", "link")
+
+
+@main.command()
+@click.option("--rule", "rule_id", help="Only this rule.")
+@click.option("--since", help="Only events at or after this ISO time, or this long ago (e.g. 1h).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, for programs.")
+def history(rule_id: str | None, since: str | None, as_json: bool) -> None:
+    """Print the action history from the actions topic."""
+    config = _config()
+    start = _since(since)
+    events = [
+        e for e in _run(read_history(config))
+        if (rule_id is None or e.rule_id == rule_id) and (start is None or e.time >= start)
+    ]
+    if as_json:
+        for event in events:
+            click.echo(json.dumps(event.model_dump(mode="json")))
+        return
+    if not events:
+        click.echo("No action history yet.", err=True)
+        return
+    click.echo(format_table(HISTORY_HEADERS, history_rows(events)))
+
+
+@main.group()
+def rules() -> None:
+    """Work with rules files."""
+
+
+@rules.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def rules_validate(paths: Sequence[Path]) -> None:
+    """Check rules files (or directories of them) and report every problem."""
+    problems = []
+    count = 0
+    for path in paths:
+        try:
+            count += len(RuleSet.from_path(path))
+        except RuleLoadError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise click.ClickException("Invalid rules:\n" + "\n".join(problems))
+    click.echo(f"{count} rule(s) valid.")
+
+
+@main.command()
+@click.option(
+    "--duration", type=float, default=120.0, show_default=True,
+    help="Longest run in seconds; the demo ends sooner once its actions have finished.",
+)
+def demo(duration: float) -> None:
+    """Run Catcher on an embedded broker with fake services and example rules."""
+    from .demo import run_demo  # noqa: PLC0415
+
+    sys.exit(run_demo(duration))
+
+

@@ -1,0 +1,310 @@
+"""Configuration of Catcher's processes, from the environment and mounted files.
+
+Catcher's own settings use the ``CATCHER_`` prefix. Kafka connection settings use the
+``KAFKA_*`` names that Sasquatch's Strimzi ``KafkaAccess`` resource provides.
+"""
+
+from __future__ import annotations
+
+import ssl
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .constants import (
+    ACTION_REQUESTS_SUFFIX,
+    ACTIONS_SUFFIX,
+    DEADLETTER_SUFFIX,
+    DEFAULT_TOPIC_PREFIX,
+    SERIES_SUFFIX,
+    TRIGGERS_SUFFIX,
+)
+from .exceptions import ConfigError
+
+__all__ = [
+    "Config",
+    "KafkaConnectionSettings",
+    "KafkaSaslMechanism",
+    "KafkaSecurityProtocol",
+    "LogProfile",
+    "RetrySettings",
+    "format_validation_error",
+    "load_config",
+]
+
+
+class KafkaSecurityProtocol(StrEnum):
+    """How Catcher talks to the Kafka brokers."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSaslMechanism(StrEnum):
+    """SASL mechanism; Sasquatch's listeners use SCRAM-SHA-512."""
+
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    PLAIN = "PLAIN"
+
+
+class LogProfile(StrEnum):
+    """Logging profile: JSON lines for production, readable lines for development."""
+
+    production = "production"
+    development = "development"
+
+
+class KafkaConnectionSettings(BaseSettings):
+    """How to reach Kafka, with the variable names ``KafkaAccess`` provides."""
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = Field(
+        "localhost:9092",
+        description="Comma-separated host:port list of Kafka bootstrap servers.",
+    )
+    security_protocol: KafkaSecurityProtocol = Field(
+        KafkaSecurityProtocol.PLAINTEXT,
+        description="PLAINTEXT, SSL (mutual TLS), SASL_PLAINTEXT or SASL_SSL.",
+    )
+    sasl_mechanism: KafkaSaslMechanism = Field(
+        KafkaSaslMechanism.SCRAM_SHA_512, description="SASL mechanism for the SASL protocols."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    client_cert_path: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    client_key_path: Path | None = Field(None, description="Client private key (mutual TLS).")
+    cluster_ca_path: Path | None = Field(None, description="CA certificate of the cluster.")
+
+    @model_validator(mode="after")
+    def _check_protocol(self) -> Self:
+        protocol = self.security_protocol
+        if protocol in (KafkaSecurityProtocol.SASL_PLAINTEXT, KafkaSecurityProtocol.SASL_SSL):
+            if not self.sasl_username or self.sasl_password is None:
+                raise ValueError(
+                    f"Set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD since"
+                    f" KAFKA_SECURITY_PROTOCOL is {protocol.value}."
+                )
+        if protocol == KafkaSecurityProtocol.SSL:
+            if self.client_cert_path is None or self.client_key_path is None:
+                raise ValueError(
+                    "Set KAFKA_CLIENT_CERT_PATH and KAFKA_CLIENT_KEY_PATH since"
+                    " KAFKA_SECURITY_PROTOCOL is SSL."
+                )
+        if (self.client_cert_path is None) != (self.client_key_path is None):
+            raise ValueError("Set both KAFKA_CLIENT_CERT_PATH and KAFKA_CLIENT_KEY_PATH, or neither.")
+        return self
+
+    @property
+    def uses_ssl(self) -> bool:
+        """Whether the connection is encrypted."""
+        return self.security_protocol in (KafkaSecurityProtocol.SSL, KafkaSecurityProtocol.SASL_SSL)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """Build the TLS context, or None for the unencrypted protocols."""
+        if not self.uses_ssl:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.cluster_ca_path) if self.cluster_ca_path else None
+        )
+        if self.client_cert_path and self.client_key_path:
+            context.load_cert_chain(str(self.client_cert_path), str(self.client_key_path))
+        return context
+
+    def aiokafka_params(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's producer, consumer and admin client."""
+        params: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol.value,
+        }
+        context = self.ssl_context()
+        if context is not None:
+            params["ssl_context"] = context
+        if self.security_protocol.value.startswith("SASL"):
+            params["sasl_mechanism"] = self.sasl_mechanism.value
+            params["sasl_plain_username"] = self.sasl_username
+            params["sasl_plain_password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else None
+            )
+        return params
+
+    def faust_broker_url(self) -> str:
+        """Broker URL in Faust's ``kafka://host:port;host:port`` form."""
+        hosts = [h.strip() for h in self.bootstrap_servers.split(",") if h.strip()]
+        return "kafka://" + ";".join(hosts)
+
+
+class RetrySettings(BaseSettings):
+    """The one retry policy for calls to external services."""
+
+    model_config = SettingsConfigDict(env_prefix="CATCHER_RETRY_", extra="ignore")
+
+    attempts: int = Field(5, ge=1, description="Most attempts per action submission.")
+    backoff_initial: float = Field(1.0, gt=0, description="First backoff, in seconds.")
+    backoff_max: float = Field(60.0, gt=0, description="Longest backoff, in seconds.")
+    backoff_multiplier: float = Field(2.0, ge=1, description="Growth of the backoff.")
+    jitter: float = Field(
+        0.2, ge=0, le=1, description="Fraction of each backoff drawn at random (0 to 1)."
+    )
+    attempt_timeout: float = Field(30.0, gt=0, description="Timeout of one attempt, seconds.")
+    deadline: float = Field(
+        600.0, gt=0, description="Total time allowed for all attempts of one step, seconds."
+    )
+
+
+class Config(BaseSettings):
+    """Settings of a Catcher process (worker, CLI)."""
+
+    model_config = SettingsConfigDict(env_prefix="CATCHER_", extra="forbid")
+
+    rules_path: Path = Field(
+        Path("rules"),
+        description="A rules YAML file, or a directory whose *.yaml and *.yml files are read.",
+    )
+    topic_prefix: str = Field(
+        DEFAULT_TOPIC_PREFIX,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+        description="Prefix of Catcher's topics; it is also the Avro namespace.",
+    )
+    app_id: str = Field(
+        "catcher", description="Faust application id: the consumer group and table prefix."
+    )
+    schema_registry_url: str = Field(
+        "http://sasquatch-schema-registry.sasquatch:8081",
+        description="URL of the Confluent-compatible Schema Registry.",
+    )
+    topic_partitions: int = Field(
+        1, ge=1, description="Partitions of the topics Catcher creates (and of its tables)."
+    )
+    topic_replication_factor: int = Field(
+        1, ge=1, description="Replication factor of the topics Catcher creates."
+    )
+    create_topics: bool = Field(
+        True,
+        description="Create missing topics at start-up (turn off where Strimzi KafkaTopic"
+        " resources own them).",
+    )
+    producer_max_batch_size: int = Field(
+        16384,
+        ge=1,
+        description="Largest producer batch in bytes. A value below one record's size"
+        " sends one record per batch.",
+    )
+    broker_session_timeout: float = Field(
+        30.0, gt=0, description="Consumer group session timeout, seconds."
+    )
+    broker_heartbeat_interval: float = Field(
+        3.0, gt=0, description="Consumer group heartbeat interval, seconds."
+    )
+    noteburst_url: str | None = Field(
+        None,
+        description="Base URL of the Science Platform environment that runs noteburst"
+        " (the API is under /noteburst/v1).",
+    )
+    noteburst_token: SecretStr | None = Field(
+        None, description="Gafaelfawr token with the exec:notebook scope."
+    )
+    noteburst_token_file: Path | None = Field(
+        None, description="File holding the noteburst token (instead of CATCHER_NOTEBURST_TOKEN)."
+    )
+    poll_interval: float = Field(
+        10.0, gt=0, description="Seconds between two polls of a running job."
+    )
+    poll_timeout: float = Field(
+        3600.0,
+        gt=0,
+        description="Longest time an action's job may run before Catcher gives up on it, seconds.",
+    )
+    resume_interval: float = Field(
+        15.0, gt=0, description="Seconds between two scans of the ledger for unfinished actions."
+    )
+    log_profile: LogProfile = Field(LogProfile.production, description="production or development.")
+    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    kafka: KafkaConnectionSettings = Field(
+        default_factory=KafkaConnectionSettings, description="Kafka connection (KAFKA_*)."
+    )
+    retry: RetrySettings = Field(
+        default_factory=RetrySettings, description="Retry policy (CATCHER_RETRY_*)."
+    )
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> Self:
+        if self.noteburst_token_file is not None:
+            if self.noteburst_token is not None:
+                raise ValueError(
+                    "Set CATCHER_NOTEBURST_TOKEN or CATCHER_NOTEBURST_TOKEN_FILE, not both."
+                )
+            try:
+                token = self.noteburst_token_file.read_text().strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"Cannot read CATCHER_NOTEBURST_TOKEN_FILE {self.noteburst_token_file}:"
+                    f" {exc.strerror}."
+                ) from None
+            self.noteburst_token = SecretStr(token)
+        return self
+
+    def topic(self, suffix: str) -> str:
+        """Full name of one of Catcher's topics."""
+        return f"{self.topic_prefix}.{suffix}"
+
+    @property
+    def triggers_topic(self) -> str:
+        """Topic of trigger records."""
+        return self.topic(TRIGGERS_SUFFIX)
+
+    @property
+    def actions_topic(self) -> str:
+        """Topic of action history events."""
+        return self.topic(ACTIONS_SUFFIX)
+
+    @property
+    def deadletter_topic(self) -> str:
+        """Topic of dead letters."""
+        return self.topic(DEADLETTER_SUFFIX)
+
+    @property
+    def series_topic(self) -> str:
+        """Internal topic of triggers keyed by series."""
+        return self.topic(SERIES_SUFFIX)
+
+    @property
+    def action_requests_topic(self) -> str:
+        """Internal topic of planned actions keyed by action_id."""
+        return self.topic(ACTION_REQUESTS_SUFFIX)
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One readable message for a settings validation error."""
+    lines = [f"Invalid configuration ({source}):"]
+    for item in error.errors():
+        loc = "_".join(str(p) for p in item["loc"])
+        where = f"{source.removesuffix('*')}{loc.upper()}" if loc else source
+        msg = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(**overrides: Any) -> Config:
+    """Read the configuration from the environment, raising ConfigError with one message."""
+    nested: dict[str, tuple[type[BaseSettings], str]] = {
+        "kafka": (KafkaConnectionSettings, "KAFKA_*"),
+        "retry": (RetrySettings, "CATCHER_RETRY_*"),
+    }
+    for name, (settings_class, prefix) in nested.items():
+        if name in overrides:
+            continue
+        try:
+            overrides[name] = settings_class()
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(exc, prefix)) from None
+    try:
+        return Config(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "CATCHER_*")) from None

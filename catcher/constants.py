@@ -1,0 +1,26 @@
+"""Names and defaults shared by the whole package."""
+
+__all__ = [
+    "ACTION_REQUESTS_SUFFIX",
+    "ACTIONS_SUFFIX",
+    "DEADLETTER_SUFFIX",
+    "DEFAULT_TOPIC_PREFIX",
+    "LEDGER_TABLE",
+    "SERIES_STATE_TABLE",
+    "SERIES_SUFFIX",
+    "TRIGGERS_SUFFIX",
+]
+
+DEFAULT_TOPIC_PREFIX = "lsst.catcher"
+"""Default prefix of Catcher's topics and of its Avro namespace."""
+
+TRIGGERS_SUFFIX = "triggers"
+ACTIONS_SUFFIX = "actions"
+DEADLETTER_SUFFIX = "deadletter"
+SERIES_SUFFIX = "internal.series"
+"""Internal topic: triggers re-keyed by rule and series, so that one worker owns a series."""
+ACTION_REQUESTS_SUFFIX = "internal.action-requests"
+"""Internal topic: planned actions keyed by action_id, so that one worker owns an action."""
+
+LEDGER_TABLE = "ledger"
+SERIES_STATE_TABLE = "series-state"

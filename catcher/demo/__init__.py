@@ -1,0 +1,173 @@
+"""``catcher demo``: the whole spine on an embedded broker, with fake services.
+
+It starts the embedded broker, a fake Schema Registry, a fake noteburst and a fake webhook
+receiver on loopback, and the worker as a child process with the example rules. It then
+fires example triggers (WARNING, CRITICAL, recovery), prints the history as it arrives and,
+once every expected action has finished (or ``--duration`` has passed, or on Ctrl-C), the
+history table. Every process it started is stopped before it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from ..broker import EmbeddedBroker
+from ..config import load_config
+from ..fakes.noteburst import FakeNoteburst
+from ..fakes.registry import FakeSchemaRegistry
+from ..fakes.webhook import FakeWebhook
+from ..models.enums import Severity, TriggerSource
+from ..models.records import ActionEvent, Trigger
+
+__all__ = ["EXPECTED_FINISHED", "run_demo", "worker_environment"]
+
+RULE_ID = "demo-hexapod-temperature"
+SCRIPT: list[tuple[Severity, float, str]] = [
+    (Severity.WARNING, 61.5, "Actuator 3 temperature 61.5 C is above the 60 C warning level."),
+    (Severity.CRITICAL, 72.0, "Actuator 3 temperature 72.0 C is above the 70 C critical level."),
+    (Severity.NONE, 48.0, "Actuator 3 temperature 48.0 C is back below the warning level."),
+]
+EXPECTED_FINISHED = 4
+"""notify on WARNING, CRITICAL and the recovery; report on CRITICAL."""
+
+
+def _copy_rules(target: Path) -> Path:
+    source = resources.files("catcher").joinpath("demo")
+    for name in ("hexapod.yaml", "hexapod-report.ipynb"):
+        (target / name).write_text(source.joinpath(name).read_text())
+    return target
+
+
+def worker_environment(
+    bootstrap: str, registry_url: str, rules_path: Path, **extra: str
+) -> dict[str, str]:
+    """Environment for a worker on the embedded broker (also used by the tests)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CATCHER_", "KAFKA_"))}
+    env.update(
+        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+        CATCHER_SCHEMA_REGISTRY_URL=registry_url,
+        CATCHER_RULES_PATH=str(rules_path),
+        CATCHER_PRODUCER_MAX_BATCH_SIZE="16",
+        CATCHER_BROKER_SESSION_TIMEOUT="10",
+        CATCHER_BROKER_HEARTBEAT_INTERVAL="1",
+        CATCHER_POLL_INTERVAL="0.5",
+        CATCHER_RESUME_INTERVAL="1",
+        CATCHER_LOG_PROFILE="development",
+    )
+    env.update(extra)
+    return env
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM, then SIGKILL if it does not exit in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def _demo(duration: float, workdir: Path) -> int:
+    from ..cli import HISTORY_HEADERS, format_table, history_rows, publish_trigger, read_history
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    broker = EmbeddedBroker(log_path=workdir / "broker.log").start()
+    registry = await FakeSchemaRegistry().start()
+    noteburst = await FakeNoteburst(queue_time=1.0, run_time=2.0).start()
+    webhook = await FakeWebhook().start()
+    worker: subprocess.Popen[bytes] | None = None
+    worker_log = (workdir / "worker.log").open("wb")
+    try:
+        env = worker_environment(
+            broker.bootstrap_servers,
+            registry.url,
+            _copy_rules(workdir),
+            CATCHER_NOTEBURST_URL=noteburst.url,
+            CATCHER_NOTEBURST_TOKEN=noteburst.token,
+            CATCHER_DEMO_WEBHOOK_URL=f"{webhook.url}/services/demo",
+            CATCHER_LOG_LEVEL="INFO",
+        )
+        click.echo(f"Embedded broker on {broker.bootstrap_servers}; logs in {workdir}")
+        worker = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, "-m", "catcher", "worker"],
+            env=env, stdout=worker_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        config = load_config(
+            kafka=None or _kafka(broker.bootstrap_servers),
+            schema_registry_url=registry.url,
+            producer_max_batch_size=16,
+        )
+        for severity, value, reason in SCRIPT:
+            trigger = Trigger.create(
+                RULE_ID, severity, reason=reason, source=TriggerSource.manual,
+                tags={"salIndex": "1"}, value=value,
+            )
+            await publish_trigger(config, trigger)
+            click.echo(f"Fired {severity.name:<8} trigger {trigger.trigger_id}")
+            await asyncio.sleep(0.5)
+        seen: list[ActionEvent] = []
+        while loop.time() - started < duration:
+            if worker.poll() is not None:
+                click.echo(f"The worker exited with code {worker.returncode}; see {workdir}/worker.log",
+                           err=True)
+                return 1
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                events = await read_history(config)
+                for event in events[len(seen):]:
+                    click.echo(
+                        f"  {event.action_name:<7} {event.state.value:<10} {event.message or ''}"
+                    )
+                seen = events
+            if sum(1 for e in seen if e.state.terminal) >= EXPECTED_FINISHED:
+                break
+            await asyncio.sleep(1.0)
+        else:
+            click.echo(f"Stopped after {duration:g} s; not every action has finished.", err=True)
+        click.echo("\nAction history (catcher history):")
+        click.echo(format_table(HISTORY_HEADERS, history_rows(seen)))
+        click.echo(
+            f"\nThe fake noteburst received {noteburst.count('POST')} notebook(s); the fake"
+            f" webhook received {webhook.count('POST')} POST(s)."
+        )
+        return 0
+    finally:
+        if worker is not None:
+            await loop.run_in_executor(None, stop_process, worker)
+        worker_log.close()
+        for fake in (webhook, noteburst, registry):
+            await fake.stop()
+        broker.stop()
+
+
+def _kafka(bootstrap: str):  # noqa: ANN202 - returns KafkaConnectionSettings
+    from ..config import KafkaConnectionSettings
+
+    return KafkaConnectionSettings(bootstrap_servers=bootstrap)
+
+
+def run_demo(duration: float) -> int:
+    """Run the demo; returns the exit code."""
+    workdir = Path(tempfile.mkdtemp(prefix="catcher-demo-"))
+    try:
+        return asyncio.run(_demo(duration, workdir))
+    except KeyboardInterrupt:
+        click.echo("Interrupted; everything the demo started has been stopped.", err=True)
+        return 0
+    finally:
+        if os.environ.get("CATCHER_DEMO_KEEP") != "1":
+            shutil.rmtree(workdir, ignore_errors=True)

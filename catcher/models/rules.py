@@ -1,0 +1,364 @@
+"""The rules language: YAML files of rules, each with actions to run when it fires."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .enums import Edge, Severity
+from .templates import check_template, placeholders_in
+
+__all__ = [
+    "Action",
+    "ActionCondition",
+    "Duration",
+    "NoteburstAction",
+    "Rule",
+    "RuleLoadError",
+    "RuleSet",
+    "RulesFile",
+    "WebhookAction",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """A duration from seconds (number) or text such as ``90s``, ``10m``, ``1h30m``."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or text such as 30s, 10m, 1h30m")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if text and _DURATION.sub("", text) == "":
+            return timedelta(
+                seconds=sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
+            )
+    raise ValueError(
+        f"{value!r} is not a duration; write seconds or text such as 30s, 10m, 1h30m"
+    )
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62})$")
+_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,127})$")
+
+
+def _severity(value: Any) -> Any:
+    return Severity.parse(value) if isinstance(value, str) else value
+
+
+class ActionCondition(BaseModel):
+    """When an action runs: a minimum severity and an edge."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    severity: Annotated[Severity, BeforeValidator(_severity)] = Field(
+        Severity.WARNING,
+        description="Minimum severity. Rising: the new severity must reach it. Falling: the"
+        " previous severity must have reached it.",
+    )
+    edge: Edge = Field(
+        Edge.rising,
+        description="rising: severity went up to at least `severity`; falling: severity went"
+        " down from at least `severity` (a recovery); any: either.",
+    )
+
+
+class _ActionBase(BaseModel):
+    """Fields every action has."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str | None = Field(
+        None,
+        description="Name of the action, unique in its rule (default: its type). Lowercase"
+        " letters, digits, - and _.",
+    )
+    on: ActionCondition = Field(default_factory=ActionCondition)
+    cooldown: Duration = Field(
+        timedelta(0),
+        description="After the action starts for a series, do not start it again for that"
+        " series until this much trigger time has passed.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError(
+                "use 1 to 63 lowercase letters, digits, - and _, starting with a letter or digit"
+            )
+        return value
+
+    def templates(self) -> dict[str, Any]:
+        """Parameters that may hold placeholders, by field name."""
+        return {}
+
+    @model_validator(mode="after")
+    def _check_templates(self) -> Self:
+        problems = []
+        for field, value in self.templates().items():
+            for path, text in placeholders_in(value):
+                problems.extend(
+                    f"{field}{'.' + path if path else ''}: {p}" for p in check_template(text)
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class WebhookAction(_ActionBase):
+    """POST a JSON body to a URL (Slack incoming webhooks and the like)."""
+
+    type: Literal["webhook"]
+    url: str | None = Field(None, description="The URL, when it is not a secret.")
+    url_env: str | None = Field(None, description="Environment variable holding the URL.")
+    url_file: Path | None = Field(None, description="Mounted file holding the URL.")
+    token_env: str | None = Field(
+        None, description="Environment variable holding a bearer token to send, if any."
+    )
+    body: Any = Field(
+        default_factory=lambda: {"text": "{rule_id} is {severity}: {reason}"},
+        description="JSON body; strings may hold placeholders.",
+    )
+    timeout: Duration | None = Field(None, description="Timeout of one attempt.")
+
+    @model_validator(mode="after")
+    def _one_url(self) -> Self:
+        given = [n for n in ("url", "url_env", "url_file") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of url, url_env (an environment variable) or url_file"
+                f" (a mounted file); got {', '.join(given) or 'none'}"
+            )
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        return self
+
+    def templates(self) -> dict[str, Any]:
+        """The body may hold placeholders."""
+        return {"body": self.body}
+
+
+class NoteburstAction(_ActionBase):
+    """Run a notebook with noteburst, with parameters filled from the trigger."""
+
+    type: Literal["noteburst"]
+    notebook: Path = Field(description="The .ipynb file, relative to the rules file.")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values assigned in a cell after the notebook's `parameters` cell.",
+    )
+    kernel_name: str = Field("LSST", description="Jupyter kernel to run the notebook with.")
+    timeout: Duration = Field(
+        timedelta(minutes=5), description="Time noteburst allows the notebook to run."
+    )
+    enable_retry: bool = Field(True, description="Let noteburst retry a failed start.")
+    notebook_content: dict[str, Any] = Field(
+        default_factory=dict, exclude=True, repr=False, description="Loaded notebook."
+    )
+
+    @field_validator("parameters")
+    @classmethod
+    def _identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in value if not k.isidentifier()]
+        if bad:
+            raise ValueError(f"parameter names must be Python identifiers: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _load_notebook(self, info: ValidationInfo) -> Self:
+        if self.notebook_content:
+            return self
+        base = Path((info.context or {}).get("base_dir", "."))
+        path = self.notebook if self.notebook.is_absolute() else base / self.notebook
+        try:
+            content = json.loads(path.read_text())
+        except OSError as exc:
+            raise ValueError(f"cannot read notebook {path}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"notebook {path} is not JSON: {exc}") from None
+        if not isinstance(content, dict) or not isinstance(content.get("cells"), list):
+            raise ValueError(f"notebook {path} has no list of cells; is it an .ipynb file?")
+        self.notebook = path
+        self.notebook_content = content
+        return self
+
+    def templates(self) -> dict[str, Any]:
+        """The parameters may hold placeholders."""
+        return {"parameters": self.parameters}
+
+
+Action = Annotated[WebhookAction | NoteburstAction, Field(discriminator="type")]
+
+
+class Rule(BaseModel):
+    """A rule: what it watches (later: its condition) and what to do when it fires."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="Unique id of the rule.")
+    description: str = Field(min_length=1, description="What the rule watches, for people.")
+    owner: str | None = Field(None, description="Who to ask about the rule.")
+    actions: list[Action] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _ID.match(value):
+            raise ValueError(
+                "use 1 to 128 letters, digits, '.', '-' and '_', starting with a letter or digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _name_actions(self) -> Self:
+        seen: set[str] = set()
+        for action in self.actions:
+            action.name = action.name or action.type
+            if action.name in seen:
+                raise ValueError(
+                    f"two actions are named {action.name!r}; give each a distinct `name`"
+                )
+            seen.add(action.name)
+        return self
+
+    def action(self, name: str) -> WebhookAction | NoteburstAction | None:
+        """The action with this name, if the rule has it."""
+        return next((a for a in self.actions if a.name == name), None)
+
+
+class RulesFile(BaseModel):
+    """One rules YAML file: ``rules:`` followed by a list of rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[Rule]
+
+
+class _RulesLoader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false, so that the key ``on`` stays the string "on"."""
+
+
+_RulesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RulesLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+class RuleLoadError(ValueError):
+    """A rules file could not be loaded; the message names the file, the rule and the field."""
+
+
+def _describe(error: dict[str, Any], raw: Any, path: Path) -> str:
+    loc = list(error["loc"])
+    where = str(path)
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        index = loc[1]
+        rule_id = None
+        if isinstance(raw, dict) and isinstance(raw.get("rules"), list):
+            rules = raw["rules"]
+            if index < len(rules) and isinstance(rules[index], dict):
+                rule_id = rules[index].get("id")
+        where += f": rule {rule_id!r}" if rule_id else f": rule #{index + 1}"
+        loc = loc[2:]
+        # Drop the discriminator tag pydantic inserts (actions.1.webhook.url -> actions[1].url).
+        if len(loc) >= 3 and loc[0] == "actions" and loc[2] in ("webhook", "noteburst"):
+            loc = loc[:2] + loc[3:]
+    field = ""
+    for part in loc:
+        field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {field}: {message}" if field else f"{where}: {message}"
+
+
+class RuleSet:
+    """All rules Catcher knows, by id."""
+
+    def __init__(self, rules: list[Rule], sources: dict[str, Path] | None = None) -> None:
+        self.rules = {r.id: r for r in rules}
+        self.sources = sources or {}
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def get(self, rule_id: str) -> Rule | None:
+        """The rule with this id, if any."""
+        return self.rules.get(rule_id)
+
+    @staticmethod
+    def load_file(path: Path) -> list[Rule]:
+        """Rules of one YAML file; raises RuleLoadError with every problem in it."""
+        try:
+            raw = yaml.load(path.read_text(), Loader=_RulesLoader)  # noqa: S506 - a SafeLoader
+        except OSError as exc:
+            raise RuleLoadError(f"{path}: cannot read the rules file: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise RuleLoadError(f"{path}: not valid YAML: {exc}") from None
+        try:
+            parsed = RulesFile.model_validate(raw, context={"base_dir": path.parent})
+        except ValidationError as exc:
+            problems = [_describe(e, raw, path) for e in exc.errors()]
+            raise RuleLoadError("\n".join(problems)) from None
+        return parsed.rules
+
+    @classmethod
+    def from_path(cls, path: Path) -> RuleSet:
+        """Rules of a file, or of every *.yaml / *.yml file in a directory."""
+        if path.is_dir():
+            files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not files:
+                raise RuleLoadError(f"{path}: no *.yaml or *.yml rules files in this directory")
+        elif path.exists():
+            files = [path]
+        else:
+            raise RuleLoadError(f"{path}: no such rules file or directory")
+        rules: list[Rule] = []
+        sources: dict[str, Path] = {}
+        problems: list[str] = []
+        for file in files:
+            try:
+                loaded = cls.load_file(file)
+            except RuleLoadError as exc:
+                problems.append(str(exc))
+                continue
+            for rule in loaded:
+                if rule.id in sources:
+                    problems.append(
+                        f"{file}: rule {rule.id!r}: id: already defined in {sources[rule.id]}"
+                    )
+                    continue
+                sources[rule.id] = file
+                rules.append(rule)
+        if problems:
+            raise RuleLoadError("\n".join(problems))
+        return cls(rules, sources)

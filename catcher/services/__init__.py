@@ -1,0 +1,1 @@
+"""Catcher's services: planning actions from triggers, and running them."""

@@ -1,0 +1,52 @@
+"""Writes history events and dead letters to their topics, in Avro."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from ..avro import AvroCodec
+from ..models.records import ActionEvent, DeadLetter, LedgerEntry
+
+__all__ = ["Publisher", "Send"]
+
+Send = Callable[[str, bytes, bytes], Awaitable[None]]
+"""Send (topic, key, value) and return once the broker has the record."""
+
+logger = structlog.get_logger("catcher")
+
+
+class Publisher:
+    """History (one event per state change) and dead letters."""
+
+    def __init__(self, codec: AvroCodec, send: Send, actions_topic: str, deadletter_topic: str):
+        self._codec = codec
+        self._send = send
+        self._actions_topic = actions_topic
+        self._deadletter_topic = deadletter_topic
+
+    async def action_event(self, event: ActionEvent) -> None:
+        """Record one state change of an action."""
+        value = await self._codec.encode("actions", event.to_avro())
+        await self._send(self._actions_topic, event.action_id.encode(), value)
+
+    async def entry_changed(self, entry: LedgerEntry) -> None:
+        """Record the ledger entry's new state."""
+        await self.action_event(ActionEvent.from_entry(entry))
+
+    async def dead_letter(self, letter: DeadLetter) -> None:
+        """Record what could not be decoded, planned or done, and why."""
+        logger.warning(
+            "Sent a record to the dead letter topic",
+            stage=letter.stage.value,
+            reason=letter.reason,
+            topic=letter.topic,
+            partition=letter.partition,
+            offset=letter.offset,
+            trigger_id=letter.trigger_id,
+            action_id=letter.action_id,
+        )
+        key = (letter.action_id or letter.trigger_id or "").encode() or (letter.key or b"")
+        value = await self._codec.encode("deadletter", letter.to_avro())
+        await self._send(self._deadletter_topic, key, value)

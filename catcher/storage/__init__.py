@@ -1,0 +1,1 @@
+"""Catcher's durable state: the action ledger."""
