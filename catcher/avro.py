@@ -91,7 +91,7 @@ class AvroCodec:
         if subject not in self._ids:
             try:
                 schema_id = await self._registry.register(subject, json.dumps(self._schemas[kind]))
-            except (ClientError, httpx.HTTPError) as exc:
+            except (ClientError, httpx.HTTPError, ValueError) as exc:
                 raise SchemaRegistryError(
                     f"Could not register the schema of {subject} at {self._registry_url}:"
                     f" {exc}. Check CATCHER_SCHEMA_REGISTRY_URL and that the registry is up."
@@ -115,7 +115,7 @@ class AvroCodec:
         if schema_id not in self._writers:
             try:
                 found = await self._registry.get_by_id(schema_id)
-            except (ClientError, httpx.HTTPError) as exc:
+            except (ClientError, httpx.HTTPError, ValueError) as exc:
                 raise SchemaRegistryError(
                     f"Could not fetch schema id {schema_id} from {self._registry_url}: {exc}"
                 ) from exc

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from catcher.models.enums import Edge, Severity
+from catcher.models.rules import NoteburstAction, RuleLoadError, RuleSet, parse_duration
+
+NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
+def write(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
+    (tmp_path / "nb.ipynb").write_text(NOTEBOOK)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_valid_rules_load_with_defaults(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+rules:
+  - id: m1m3.temp
+    description: M1M3 temperature.
+    owner: someone
+    actions:
+      - type: webhook
+        url: https://hooks.example.org/x
+        on: {severity: serious, edge: falling}
+        cooldown: 1h30m
+      - type: noteburst
+        notebook: nb.ipynb
+        parameters: {sal_index: "{tags.salIndex}"}
+""")
+    rules = RuleSet.from_path(path)
+    rule = rules.get("m1m3.temp")
+    assert rule is not None
+    webhook, notebook = rule.actions
+    assert webhook.name == "webhook"
+    assert webhook.on.severity == Severity.SERIOUS
+    assert webhook.on.edge == Edge.falling
+    assert webhook.cooldown == timedelta(hours=1, minutes=30)
+    assert isinstance(notebook, NoteburstAction)
+    assert notebook.on.severity == Severity.WARNING
+    assert notebook.on.edge == Edge.rising
+    assert notebook.notebook == tmp_path / "nb.ipynb"
+    assert notebook.notebook_content["nbformat"] == 4
+
+
+def test_error_names_file_rule_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+rules:
+  - id: good
+    description: fine
+  - id: bad-rule
+    description: broken
+    actions:
+      - type: webhook
+        url_env: HOOK
+        on: {severity: LOUD}
+""")
+    with pytest.raises(RuleLoadError) as info:
+        RuleSet.from_path(path)
+    assert str(info.value) == (
+        f"{path}: rule 'bad-rule': actions[0].on.severity: Unknown severity 'LOUD'; use one of"
+        " NONE, WARNING, SERIOUS, CRITICAL."
+    )
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ("{type: webhook}", "actions[0]: give exactly one of url, url_env"),
+        ("{type: webhook, url: x, url_env: Y}", "got url, url_env"),
+        ("{type: webhook, url: ftp://x}", "url must start with http:// or https://"),
+        ("{type: webhook, url_env: X, body: {t: '{nope}'}}", "body.t: unknown placeholder {nope}"),
+        ("{type: webhook, url_env: X, body: 'a { b'}", "unbalanced '{'"),
+        ("{type: webhook, url_env: X, colour: red}", "actions[0].colour: Extra inputs"),
+        ("{type: pager, url_env: X}", "does not match any of the expected tags"),
+        ("{type: noteburst, notebook: missing.ipynb}", "cannot read notebook"),
+        ("{type: noteburst, notebook: nb.ipynb, parameters: {1x: a}}", "Python identifiers: 1x"),
+        ("{type: webhook, url_env: X, cooldown: soon}", "'soon' is not a duration"),
+        ("{type: webhook, url_env: X, name: Bad Name}", "actions[0].name: use 1 to 63 lowercase letters"),
+    ],
+)
+def test_action_mistakes_are_explained(tmp_path: Path, action: str, message: str) -> None:
+    path = write(tmp_path, f"rules:\n  - id: r\n    description: d\n    actions: [{action}]\n")
+    with pytest.raises(RuleLoadError) as info:
+        RuleSet.from_path(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: rule 'r': ")
+    assert message in text
+
+
+def test_duplicate_action_names_and_rule_ids(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+rules:
+  - id: r
+    description: d
+    actions:
+      - {type: webhook, url_env: A}
+      - {type: webhook, url_env: B}
+""")
+    with pytest.raises(RuleLoadError, match="two actions are named 'webhook'"):
+        RuleSet.from_path(path)
+    write(tmp_path, "rules:\n  - {id: r, description: one}\n", "a.yaml")
+    write(tmp_path, "rules:\n  - {id: r, description: two}\n", "b.yml")
+    path.unlink()
+    with pytest.raises(RuleLoadError) as info:
+        RuleSet.from_path(tmp_path)
+    assert str(info.value) == f"{tmp_path / 'b.yml'}: rule 'r': id: already defined in {tmp_path / 'a.yaml'}"
+
+
+def test_yaml_and_path_problems(tmp_path: Path) -> None:
+    with pytest.raises(RuleLoadError, match="no such rules file or directory"):
+        RuleSet.from_path(tmp_path / "nope.yaml")
+    with pytest.raises(RuleLoadError, match="no \\*.yaml or \\*.yml rules files"):
+        RuleSet.from_path(tmp_path)
+    path = write(tmp_path, "rules: [\n")
+    with pytest.raises(RuleLoadError, match="not valid YAML"):
+        RuleSet.from_path(path)
+    path = write(tmp_path, "rules:\n  - description: no id\n")
+    with pytest.raises(RuleLoadError, match="rule #1: id: Field required"):
+        RuleSet.from_path(path)
+
+
+def test_on_stays_a_key_and_booleans_still_work(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+rules:
+  - id: r
+    description: d
+    actions:
+      - {type: noteburst, notebook: nb.ipynb, enable_retry: false, on: {edge: any}}
+""")
+    action = RuleSet.from_path(path).rules["r"].actions[0]
+    assert isinstance(action, NoteburstAction)
+    assert action.enable_retry is False
+    assert action.on.edge == Edge.any
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [(90, 90), (1.5, 1.5), ("30s", 30), ("10m", 600), ("1h30m", 5400), ("250ms", 0.25),
+     ("2d", 172800)],
+)
+def test_parse_duration(text: object, seconds: float) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "m", "-3s", "1 fortnight", True, -1])
+def test_parse_duration_rejects(text: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)

@@ -1,0 +1,199 @@
+"""The runner's state machine, with an in-memory table and scripted executors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from catcher.actions.base import Executor, JobStatus, Submission
+from catcher.exceptions import PermanentActionError, RetryableActionError
+from catcher.models.enums import ActionState, Severity, TriggerSource
+from catcher.models.records import DeadLetter, LedgerEntry, Trigger
+from catcher.models.rules import Rule, RuleSet
+from catcher.retry import RetryPolicy
+from catcher.services.runner import ActionRunner
+from catcher.storage.ledger import Ledger
+
+
+class MemoryTable:
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.changelog: list[tuple[int | None, str, Any]] = []
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any) -> asyncio.Future[None]:
+        self.changelog.append((partition, key, value))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+class Scripted(Executor[Any]):
+    type = "webhook"
+
+    def __init__(self, submits: list[Any], polls: list[Any] | None = None,
+                 reconciled: Submission | None = None) -> None:
+        self.submits = submits
+        self.polls = polls or []
+        self.reconciled = reconciled
+        self.calls: list[str] = []
+
+    async def _next(self, script: list[Any]) -> Any:
+        step = script.pop(0)
+        if isinstance(step, float):
+            await asyncio.sleep(step)
+            return None
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    async def submit(self, action: Any, entry: LedgerEntry) -> Submission:
+        self.calls.append("submit")
+        return await self._next(self.submits)
+
+    async def poll(self, action: Any, entry: LedgerEntry) -> JobStatus:
+        self.calls.append("poll")
+        return await self._next(self.polls)
+
+    async def reconcile(self, action: Any, entry: LedgerEntry) -> Submission | None:
+        self.calls.append("reconcile")
+        return self.reconciled
+
+
+RULES = RuleSet([Rule.model_validate({
+    "id": "r", "description": "d",
+    "actions": [{"name": "a", "type": "webhook", "url": "http://x"}],
+})])
+
+
+async def run(executor: Scripted, *, state: ActionState = ActionState.queued,
+              policy: RetryPolicy | None = None, poll_timeout: float = 5.0,
+              attempt: int = 0) -> tuple[list[LedgerEntry], list[DeadLetter]]:
+    table = MemoryTable()
+    history: list[LedgerEntry] = []
+    letters: list[DeadLetter] = []
+
+    async def record(entry: LedgerEntry) -> None:
+        history.append(entry)
+
+    async def dead(letter: DeadLetter, entry: LedgerEntry) -> None:
+        letters.append(letter)
+
+    ledger = Ledger(table, record)
+    trigger = Trigger.create("r", Severity.WARNING, reason="x", source=TriggerSource.manual)
+    entry = LedgerEntry(action_id="t.a", action_name="a", action_type="webhook", trigger=trigger,
+                        partition=0, state=state, attempt=attempt, link="http://job")
+    table.data[entry.action_id] = entry.to_json()
+    runner = ActionRunner(
+        ledger=ledger, rules=RULES, executors={"webhook": executor},
+        policy=policy or RetryPolicy(attempts=3, backoff_initial=0.01, attempt_timeout=0.5,
+                                     deadline=5),
+        poll_interval=0.01, poll_timeout=poll_timeout, dead_letter=dead,
+    )
+    runner.ensure(entry)
+    await asyncio.wait_for(asyncio.gather(*runner._tasks.values()), timeout=10)
+    assert [p for p, _, _ in table.changelog] == [0] * len(history)  # every write, durably
+    return history, letters
+
+
+@pytest.mark.asyncio
+async def test_success_first_time() -> None:
+    history, letters = await run(Scripted([Submission(done=True, message="ok")]))
+    assert [e.state for e in history] == ["submitting", "succeeded"]
+    assert letters == []
+
+
+@pytest.mark.asyncio
+async def test_retryable_errors_then_success() -> None:
+    executor = Scripted([RetryableActionError("HTTP 503."), 5.0,
+                         Submission(done=True, message="ok")])
+    history, _ = await run(executor)
+    assert [(e.state.value, e.attempt) for e in history] == [
+        ("submitting", 1), ("retrying", 1), ("submitting", 2), ("retrying", 2),
+        ("submitting", 3), ("succeeded", 3),
+    ]
+    assert history[1].message.startswith("HTTP 503. Next attempt in")
+    assert history[3].message.startswith("No answer within 0.5 s.")  # the slow attempt
+
+
+@pytest.mark.asyncio
+async def test_attempts_run_out() -> None:
+    executor = Scripted([RetryableActionError("down")] * 3)
+    history, letters = await run(executor)
+    assert history[-1].state == ActionState.failed
+    assert history[-1].message == "Gave up after 3 attempts: down"
+    assert executor.calls == ["submit"] * 3
+    assert letters[0].reason == "Gave up after 3 attempts: down"
+    assert letters[0].action_id == "t.a"
+
+
+@pytest.mark.asyncio
+async def test_deadline_ends_retries() -> None:
+    policy = RetryPolicy(attempts=10, backoff_initial=2, jitter=0, deadline=1)
+    history, _ = await run(Scripted([RetryableActionError("down")]), policy=policy)
+    assert [e.state for e in history] == ["submitting", "failed"]
+    assert history[-1].message == "Gave up at the 1 s deadline after 1 attempts: down"
+
+
+@pytest.mark.asyncio
+async def test_permanent_error_is_not_retried() -> None:
+    executor = Scripted([PermanentActionError("HTTP 400: bad")])
+    history, letters = await run(executor)
+    assert [e.state for e in history] == ["submitting", "failed"]
+    assert executor.calls == ["submit"]
+    assert len(letters) == 1
+
+
+@pytest.mark.asyncio
+async def test_unexpected_exception_fails_the_action() -> None:
+    history, _ = await run(Scripted([ZeroDivisionError("boom")]))
+    assert history[-1].message == "Unexpected error: ZeroDivisionError: boom"
+
+
+@pytest.mark.asyncio
+async def test_job_is_polled_to_completion() -> None:
+    executor = Scripted(
+        [Submission(done=False, message="queued", job_id="j1", link="http://j1")],
+        [JobStatus(finished=False, message="running"), RetryableActionError("blip"),
+         JobStatus(finished=False, message="running"),
+         JobStatus(finished=True, succeeded=True, message="done")],
+    )
+    history, _ = await run(executor)
+    assert [(e.state.value, e.message) for e in history] == [
+        ("submitting", None), ("submitted", "queued"), ("submitted", "running"),
+        ("succeeded", "done"),
+    ]
+    assert history[-1].job_id == "j1"
+
+
+@pytest.mark.asyncio
+async def test_job_failure_and_poll_timeout() -> None:
+    executor = Scripted([Submission(done=False, message="q", job_id="j")],
+                        [JobStatus(finished=True, message="The notebook raised X: y")])
+    history, letters = await run(executor)
+    assert history[-1].state == ActionState.failed
+    assert letters[0].reason == "The notebook raised X: y"
+    slow = Scripted([Submission(done=False, message="q", job_id="j")],
+                    [JobStatus(finished=False, message="q")] * 1000)
+    history, _ = await run(slow, poll_timeout=0.2)
+    assert history[-1].message.startswith("Gave up on job j after 0:00:00.200000")
+
+
+@pytest.mark.asyncio
+async def test_interrupted_submission_is_resubmitted_and_said() -> None:
+    executor = Scripted([Submission(done=True, message="ok")])
+    history, _ = await run(executor, state=ActionState.submitting, attempt=1)
+    assert executor.calls == ["reconcile", "submit"]
+    assert [(e.state.value, e.attempt, e.message) for e in history] == [
+        ("submitting", 2, "resubmitted after uncertain outcome"), ("succeeded", 2, "ok"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_interrupted_submission_found_by_reconcile_is_not_resubmitted() -> None:
+    found = Submission(done=False, message="found it", job_id="j9")
+    executor = Scripted([], [JobStatus(finished=True, succeeded=True, message="done")], found)
+    history, _ = await run(executor, state=ActionState.submitting, attempt=1)
+    assert executor.calls == ["reconcile", "poll"]
+    assert [e.state for e in history] == ["submitted", "succeeded"]

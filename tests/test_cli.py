@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from catcher.cli import format_table, main
+
+GOOD = "rules:\n  - id: r\n    description: d\n    actions: [{type: webhook, url_env: HOOK}]\n"
+
+
+def test_rules_validate(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    result = CliRunner().invoke(main, ["rules", "validate", str(good)])
+    assert (result.exit_code, result.output) == (0, "1 rule(s) valid.\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - id: r\n    description: d\n    actions: [{type: webhook}]\n")
+    result = CliRunner().invoke(main, ["rules", "validate", str(good), str(bad)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: Invalid rules:\n{bad}: rule 'r': actions[0]: give")
+
+
+def test_worker_refuses_to_start_without_what_the_rules_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(GOOD)
+    monkeypatch.delenv("HOOK", raising=False)
+    result = CliRunner().invoke(main, ["worker", "--rules", str(rules)])
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: The rules need settings that are missing:\n"
+        "  rule 'r' action 'webhook': set HOOK to the webhook URL.\n"
+    )
+
+
+def test_bad_configuration_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "TLS")
+    result = CliRunner().invoke(main, ["history"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Invalid configuration (KAFKA_*):\n  KAFKA_SECURITY_PROTOCOL:")
+
+
+def test_trigger_checks_the_rule_exists(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(GOOD)
+    result = CliRunner().invoke(
+        main, ["trigger", "nope", "--severity", "warning", "--rules", str(rules)]
+    )
+    assert result.exit_code == 1
+    assert "No rule 'nope' in" in result.output
+    result = CliRunner().invoke(main, ["trigger", "r", "--severity", "LOUD", "--rules", str(rules)])
+    assert result.exit_code == 2
+    result = CliRunner().invoke(
+        main, ["trigger", "r", "--severity", "WARNING", "--tag", "novalue", "--rules", str(rules)]
+    )
+    assert result.exit_code == 2
+    assert "'novalue' is not KEY=VALUE" in result.output
+
+
+def test_format_table() -> None:
+    assert format_table(("a", "bb"), [["xyz", "1"], ["q", ""]]) == (
+        "a    bb\n---  --\nxyz  1\nq"
+    )

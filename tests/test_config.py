@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from catcher.config import load_config
+from catcher.exceptions import ConfigError
+
+
+def test_defaults_and_topics(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CATCHER_TOPIC_PREFIX", "lsst.catcher.dev")
+    config = load_config()
+    assert config.triggers_topic == "lsst.catcher.dev.triggers"
+    assert config.actions_topic == "lsst.catcher.dev.actions"
+    assert config.deadletter_topic == "lsst.catcher.dev.deadletter"
+    assert config.kafka.aiokafka_params() == {
+        "bootstrap_servers": "localhost:9092", "security_protocol": "PLAINTEXT"
+    }
+
+
+def test_sasl_scram_from_kafka_access_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "sasquatch-kafka-bootstrap:9092")
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "catcher")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "s3cret-pw")
+    config = load_config()
+    params = config.kafka.aiokafka_params()
+    assert params["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert params["sasl_plain_password"] == "s3cret-pw"
+    assert config.kafka.faust_broker_url() == "kafka://sasquatch-kafka-bootstrap:9092"
+    assert "s3cret-pw" not in repr(config)
+
+
+def test_sasl_needs_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(ConfigError) as info:
+        load_config()
+    assert str(info.value) == (
+        "Invalid configuration (KAFKA_*):\n  KAFKA_*: Set KAFKA_SASL_USERNAME and"
+        " KAFKA_SASL_PASSWORD since KAFKA_SECURITY_PROTOCOL is SASL_SSL."
+    )
+
+
+def test_ssl_needs_client_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
+    with pytest.raises(ConfigError, match="Set KAFKA_CLIENT_CERT_PATH and KAFKA_CLIENT_KEY_PATH"):
+        load_config()
+
+
+def test_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CATCHER_POLL_INTERVAL", "-1")
+    with pytest.raises(ConfigError, match="CATCHER_POLL_INTERVAL: Input should be greater than 0"):
+        load_config()
+    monkeypatch.delenv("CATCHER_POLL_INTERVAL")
+    monkeypatch.setenv("CATCHER_RETRY_ATTEMPTS", "0")
+    with pytest.raises(ConfigError, match="CATCHER_RETRY_ATTEMPTS: Input should be greater"):
+        load_config()
+
+
+def test_token_from_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("gt-secret-token\n")
+    monkeypatch.setenv("CATCHER_NOTEBURST_TOKEN_FILE", str(token))
+    config = load_config()
+    assert config.noteburst_token is not None
+    assert config.noteburst_token.get_secret_value() == "gt-secret-token"
+    assert "gt-secret-token" not in repr(config)
+    monkeypatch.setenv("CATCHER_NOTEBURST_TOKEN", "other")
+    with pytest.raises(ConfigError, match="not both"):
+        load_config()
+    monkeypatch.delenv("CATCHER_NOTEBURST_TOKEN")
+    monkeypatch.setenv("CATCHER_NOTEBURST_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigError, match="Cannot read CATCHER_NOTEBURST_TOKEN_FILE"):
+        load_config()

@@ -1,0 +1,67 @@
+"""`catcher demo` as a user runs it: a child process, then nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def leftovers(port: str, workdir: str) -> list[str]:
+    """Processes whose command line or environment mention the demo's broker or directory."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (proc / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if f"127.0.0.1:{port}" in cmdline or workdir in environ:
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+def start_demo(*args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CATCHER_", "KAFKA_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "catcher", "demo", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )
+
+
+def test_demo_runs_actions_and_cleans_up() -> None:
+    demo = start_demo("--duration", "150")
+    output, _ = demo.communicate(timeout=240)
+    assert demo.returncode == 0, output
+    match = re.search(r"Embedded broker on 127\.0\.0\.1:(\d+); logs in (\S+)", output)
+    assert match, output
+    table = output.split("Action history (catcher history):")[1]
+    rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
+    succeeded = sorted(r[2] for r in rows if len(r) > 3 and r[3] == "succeeded")
+    assert succeeded == ["notify", "notify", "notify", "report"], output
+    assert "The fake noteburst received 1 notebook(s); the fake webhook received 3 POST(s)." in output
+    assert leftovers(match.group(1), match.group(2)) == []
+
+
+def test_demo_stops_cleanly_on_ctrl_c() -> None:
+    demo = start_demo("--duration", "150")
+    assert demo.stdout is not None
+    first = demo.stdout.readline()
+    match = re.search(r"Embedded broker on 127\.0\.0\.1:(\d+); logs in (\S+)", first)
+    assert match, first
+    time.sleep(5)  # the worker is starting
+    demo.send_signal(signal.SIGINT)
+    output, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, first + output
+    assert "Interrupted" in output
+    assert leftovers(match.group(1), match.group(2)) == []
