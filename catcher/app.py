@@ -73,7 +73,6 @@ class CatcherApp:
         self.config = config
         self.rules = rules
         self.context = ProcessContext.from_config(config, rules)
-        partitions = config.topic_partitions
         self.faust = faust.App(
             config.app_id,
             broker=config.kafka.faust_broker_url(),
@@ -84,26 +83,19 @@ class CatcherApp:
             producer_max_batch_size=config.producer_max_batch_size,
             broker_session_timeout=config.broker_session_timeout,
             broker_heartbeat_interval=config.broker_heartbeat_interval,
-            topic_partitions=partitions,
+            topic_partitions=config.topic_partitions,
             topic_replication_factor=config.topic_replication_factor,
             topic_allow_declare=config.create_topics,
             consumer_auto_offset_reset="earliest",
             web_enabled=False,
         )
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.triggers_topic = self.faust.topic(config.triggers_topic, partitions=partitions, **raw)
-        self.actions_topic = self.faust.topic(config.actions_topic, partitions=partitions, **raw)
-        self.deadletter_topic = self.faust.topic(
-            config.deadletter_topic, partitions=partitions, **raw
-        )
-        internal = {"key_serializer": "raw", "value_serializer": "json", "internal": True}
-        self.series_topic = self.faust.topic(config.series_topic, partitions=partitions, **internal)
-        self.requests_topic = self.faust.topic(
-            config.action_requests_topic, partitions=partitions, **internal
-        )
-        tables = {"default": None, "partitions": partitions, "key_type": str}
-        self.series_table = self.faust.Table(SERIES_STATE_TABLE, **tables)
-        self.ledger_table = self.faust.Table(LEDGER_TABLE, **tables)
+        self.triggers_topic = self._topic(config.triggers_topic)
+        self.actions_topic = self._topic(config.actions_topic)
+        self.deadletter_topic = self._topic(config.deadletter_topic)
+        self.series_topic = self._topic(config.series_topic, internal=True)
+        self.requests_topic = self._topic(config.action_requests_topic, internal=True)
+        self.series_table = self._table(SERIES_STATE_TABLE)
+        self.ledger_table = self._table(LEDGER_TABLE)
         self._topics = {
             t.get_topic_name(): t
             for t in (self.triggers_topic, self.actions_topic, self.deadletter_topic)
@@ -126,6 +118,22 @@ class CatcherApp:
 
     # -- plumbing ---------------------------------------------------------------------------
 
+    def _topic(self, name: str, *, internal: bool = False) -> Any:
+        """Raw bytes for Avro topics; JSON for internal topics, which Faust creates."""
+        return self.faust.topic(
+            name,
+            partitions=self.config.topic_partitions,
+            key_serializer="raw",
+            value_serializer="json" if internal else "raw",
+            internal=internal,
+        )
+
+    def _table(self, name: str) -> Any:
+        """A changelog-backed table of JSON values keyed by text, in memory."""
+        return self.faust.Table(
+            name, default=None, partitions=self.config.topic_partitions, key_type=str
+        )
+
     async def _send(self, topic: str, key: bytes, value: bytes) -> None:
         delivery = await self._topics[topic].send(key=key, value=value)
         await delivery
@@ -135,7 +143,8 @@ class CatcherApp:
         return TP(self.config.action_requests_topic, entry.partition) in assigned
 
     def _ready(self) -> bool:
-        return not self.faust.rebalancing and self.faust.tables.recovery.completed.is_set()
+        recovery = self.faust.tables.recovery  # type: ignore[attr-defined]
+        return not self.faust.rebalancing and recovery.completed.is_set()
 
     async def _action_dead_letter(self, letter: DeadLetter, entry: LedgerEntry) -> None:
         value = await self.context.codec.encode("triggers", entry.trigger.to_avro())
@@ -167,6 +176,10 @@ class CatcherApp:
     # -- agents -----------------------------------------------------------------------------
 
     def _wire(self) -> None:
+        self._wire_agents()
+        self._wire_lifecycle()
+
+    def _wire_agents(self) -> None:
         app = self.faust
 
         @app.agent(self.triggers_topic, name="catcher.triggers")
@@ -184,6 +197,9 @@ class CatcherApp:
             async for event in stream.events():
                 await self._on_request(event)
 
+    def _wire_lifecycle(self) -> None:
+        app = self.faust
+
         @app.task
         async def register_schemas() -> None:
             ids = await self.context.codec.register()
@@ -198,8 +214,8 @@ class CatcherApp:
             except Exception:  # the scan runs again at the next tick
                 logger.exception("Could not scan the ledger for unfinished actions")
 
-        @app.on_before_shutdown.connect
-        async def stop_runner(_app: Any, **_kwargs: Any) -> None:
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def stop_runner(_app: Any, *_args: Any, **_kwargs: Any) -> None:
             await self.runner.stop()
             await self.context.aclose()
 
@@ -217,11 +233,17 @@ class CatcherApp:
         except (RecordError, ValidationError) as exc:
             reason = f"Cannot decode the trigger: {exc}"
             if isinstance(exc, ValidationError):
-                reason = f"The trigger is not valid: {exc.errors()[0]['msg']} at" \
-                         f" {'.'.join(str(p) for p in exc.errors()[0]['loc'])}"
+                reason = (
+                    f"The trigger is not valid: {exc.errors()[0]['msg']} at"
+                    f" {'.'.join(str(p) for p in exc.errors()[0]['loc'])}"
+                )
             await self.publisher.dead_letter(
-                DeadLetter(stage=DeadLetterStage.decode, reason=reason,
-                           error_type=type(exc).__name__, **original)
+                DeadLetter(
+                    stage=DeadLetterStage.decode,
+                    reason=reason,
+                    error_type=type(exc).__name__,
+                    **original,
+                )
             )
             return
         if self.rules.get(trigger.rule_id) is None:
@@ -260,7 +282,9 @@ class CatcherApp:
             self.series_table[trigger.series] = result.state.to_json()
         for decision in result.decisions:
             action = rule.action(decision.action_name)
-            action_id = make_action_id(trigger.trigger_id, decision.action_name, trigger.generation)
+            action_id = make_action_id(
+                trigger.trigger_id, decision.action_name, trigger.generation
+            )
             if decision.run:
                 request = ActionRequest(
                     action_id=action_id, action_name=decision.action_name, trigger=trigger
@@ -286,8 +310,11 @@ class CatcherApp:
                     )
                 )
         if result.decisions:
-            log.info("Planned actions", run=result.to_run,
-                     suppressed=[d.action_name for d in result.decisions if not d.run])
+            log.info(
+                "Planned actions",
+                run=result.to_run,
+                suppressed=[d.action_name for d in result.decisions if not d.run],
+            )
 
     async def _on_request(self, event: Any) -> None:
         request = ActionRequest.model_validate(event.value)

@@ -65,7 +65,9 @@ class AvroCodec:
 
     def __init__(self, registry_url: str, prefix: str, *, timeout: float = 10.0) -> None:
         self._registry_url = registry_url
-        self._registry = AsyncSchemaRegistryClient(url=registry_url, timeout=timeout)
+        self._registry = AsyncSchemaRegistryClient(
+            url=registry_url, timeout=httpx.Timeout(timeout)
+        )
         self._prefix = prefix
         self._schemas = {kind: load_schema(kind, prefix) for kind in KINDS}
         self._parsed = {kind: fastavro.parse_schema(s) for kind, s in self._schemas.items()}
@@ -129,12 +131,12 @@ class AvroCodec:
         schema_id, body = split_wire(data)
         writer = await self._writer_schema(schema_id)
         try:
-            record: dict[str, Any] = fastavro.schemaless_reader(
-                io.BytesIO(body), writer, self._parsed[kind]
-            )
+            record = fastavro.schemaless_reader(io.BytesIO(body), writer, self._parsed[kind])
         except Exception as exc:  # fastavro raises many types on bad input
             raise RecordError(
                 f"Avro body does not decode with schema id {schema_id} as a {kind} record:"
                 f" {type(exc).__name__}: {exc}"
             ) from exc
+        if not isinstance(record, dict):
+            raise RecordError(f"Schema id {schema_id} does not describe a {kind} record.")
         return record

@@ -54,10 +54,18 @@ class EmbeddedBroker:
     def start(self, timeout: float = 20.0) -> Self:
         """Start the broker and wait until it accepts connections."""
         url = f"tcp://127.0.0.1:{self.port}"
-        self._log = open(self._log_path, "wb") if self._log_path else None  # noqa: SIM115
+        self._log = self._log_path.open("wb") if self._log_path else None
         self._process = subprocess.Popen(  # noqa: S603 - a fixed binary and arguments
-            [_broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [
+                _broker_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
@@ -65,9 +73,12 @@ class EmbeddedBroker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise BrokerError(f"The broker exited at start with code {self._process.returncode}.")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=0.5
+                raise BrokerError(
+                    f"The broker exited at start with code {self._process.returncode}."
+                )
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
             ):
                 return self
             time.sleep(0.1)

@@ -12,12 +12,18 @@ from typing import Any
 
 import click
 
-from .avro import AvroCodec
 from .config import Config, load_config
 from .exceptions import CatcherError
 from .models.enums import Severity, TriggerSource
-from .models.records import ActionEvent, Trigger, isoformat, utcnow
+from .models.records import Trigger, utcnow
 from .models.rules import RuleLoadError, RuleSet, parse_duration
+from .services.operator import (
+    HISTORY_HEADERS,
+    format_table,
+    history_rows,
+    publish_trigger,
+    read_history,
+)
 
 __all__ = ["main"]
 
@@ -47,17 +53,6 @@ def _run(coro: Any) -> Any:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain text table with aligned columns."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
-
-
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="catcher")
 def main() -> None:
@@ -69,7 +64,10 @@ def main() -> None:
 
 @main.command()
 @click.option(
-    "--rules", "rules_path", type=click.Path(path_type=Path), envvar="CATCHER_RULES_PATH",
+    "--rules",
+    "rules_path",
+    type=click.Path(path_type=Path),
+    envvar="CATCHER_RULES_PATH",
     help="Rules file or directory (default: CATCHER_RULES_PATH).",
 )
 def worker(rules_path: Path | None) -> None:
@@ -89,8 +87,11 @@ def worker(rules_path: Path | None) -> None:
         raise click.ClickException(str(exc)) from None
     configure_logging(config.log_profile, config.log_level)
     if config.create_topics:
-        _run(ensure_topics(config, [config.triggers_topic, config.actions_topic,
-                                    config.deadletter_topic]))
+        _run(
+            ensure_topics(
+                config, [config.triggers_topic, config.actions_topic, config.deadletter_topic]
+            )
+        )
     app = create_app(config, rules)
     faust.Worker(
         app.faust, loglevel=config.log_level.lower(), redirect_stdouts=False, quiet=True
@@ -107,38 +108,32 @@ def _parse_tags(values: Sequence[str]) -> dict[str, str]:
     return tags
 
 
-async def publish_trigger(config: Config, trigger: Trigger) -> None:
-    """Produce one trigger to the triggers topic (Avro, key trigger_id)."""
-    from .kafka import ensure_topics, make_producer  # noqa: PLC0415
-
-    if config.create_topics:
-        await ensure_topics(config, [config.triggers_topic])
-    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-    value = await codec.encode("triggers", trigger.to_avro())
-    producer = make_producer(config)
-    await producer.start()
-    try:
-        await producer.send_and_wait(config.triggers_topic, value, key=trigger.trigger_id.encode())
-    finally:
-        await producer.stop()
-
-
 @main.command()
 @click.argument("rule_id")
 @click.option(
-    "--severity", required=True, type=click.Choice([s.name for s in Severity], case_sensitive=False)
+    "--severity",
+    required=True,
+    type=click.Choice([s.name for s in Severity], case_sensitive=False),
 )
 @click.option("--reason", default="", help="Why (default: a sentence naming the operator test).")
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag of the series; repeatable.")
 @click.option("--value", type=float, default=None, help="Value to report, if any.")
 @click.option(
-    "--rules", "rules_path", type=click.Path(path_type=Path), envvar="CATCHER_RULES_PATH",
+    "--rules",
+    "rules_path",
+    type=click.Path(path_type=Path),
+    envvar="CATCHER_RULES_PATH",
     help="Rules to check RULE_ID against (default: CATCHER_RULES_PATH).",
 )
 @click.option("--no-check", is_flag=True, help="Do not check that RULE_ID is a loaded rule.")
 def trigger(
-    rule_id: str, severity: str, reason: str, tags: Sequence[str], value: float | None,
-    rules_path: Path | None, no_check: bool,
+    rule_id: str,
+    severity: str,
+    reason: str,
+    tags: Sequence[str],
+    value: float | None,
+    rules_path: Path | None,
+    no_check: bool,
 ) -> None:
     """Publish a manual trigger for RULE_ID and print its trigger_id.
 
@@ -162,23 +157,11 @@ def trigger(
     click.echo(record.trigger_id)
 
 
-async def read_history(config: Config) -> list[ActionEvent]:
-    """Every action event on the history topic, oldest first."""
-    from .kafka import read_topic  # noqa: PLC0415
-
-    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-    events = []
-    for message in await read_topic(config, config.actions_topic):
-        record = await codec.decode("actions", message.value)
-        events.append(ActionEvent.model_validate(record))
-    return sorted(events, key=lambda e: e.time)
-
-
 def _since(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         try:
             return utcnow() - parse_duration(text)
@@ -187,25 +170,6 @@ def _since(text: str | None) -> datetime | None:
                 f"{text!r} is neither an ISO time nor a duration such as 1h.", param_hint="--since"
             ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=utcnow().tzinfo)
-
-
-def history_rows(events: Sequence[ActionEvent]) -> list[list[str]]:
-    """Table rows for history events."""
-    return [
-        [
-            isoformat(e.time.replace(microsecond=0)) or "",
-            e.rule_id,
-            e.action_name,
-            e.state.value,
-            str(e.attempt),
-            e.message or "",
-            e.link or "",
-        ]
-        for e in events
-    ]
-
-
-HISTORY_HEADERS = ("time", "rule", "action", "state", "attempt", "outcome", "link")
 
 
 @main.command()
@@ -217,7 +181,8 @@ def history(rule_id: str | None, since: str | None, as_json: bool) -> None:
     config = _config()
     start = _since(since)
     events = [
-        e for e in _run(read_history(config))
+        e
+        for e in _run(read_history(config))
         if (rule_id is None or e.rule_id == rule_id) and (start is None or e.time >= start)
     ]
     if as_json:
@@ -253,7 +218,10 @@ def rules_validate(paths: Sequence[Path]) -> None:
 
 @main.command()
 @click.option(
-    "--duration", type=float, default=120.0, show_default=True,
+    "--duration",
+    type=float,
+    default=120.0,
+    show_default=True,
     help="Longest run in seconds; the demo ends sooner once its actions have finished.",
 )
 def demo(duration: float) -> None:
@@ -261,5 +229,3 @@ def demo(duration: float) -> None:
     from .demo import run_demo  # noqa: PLC0415
 
     sys.exit(run_demo(duration))
-
-

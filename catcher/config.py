@@ -85,26 +85,31 @@ class KafkaConnectionSettings(BaseSettings):
     @model_validator(mode="after")
     def _check_protocol(self) -> Self:
         protocol = self.security_protocol
-        if protocol in (KafkaSecurityProtocol.SASL_PLAINTEXT, KafkaSecurityProtocol.SASL_SSL):
-            if not self.sasl_username or self.sasl_password is None:
-                raise ValueError(
-                    f"Set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD since"
-                    f" KAFKA_SECURITY_PROTOCOL is {protocol.value}."
-                )
-        if protocol == KafkaSecurityProtocol.SSL:
-            if self.client_cert_path is None or self.client_key_path is None:
-                raise ValueError(
-                    "Set KAFKA_CLIENT_CERT_PATH and KAFKA_CLIENT_KEY_PATH since"
-                    " KAFKA_SECURITY_PROTOCOL is SSL."
-                )
+        sasl = (KafkaSecurityProtocol.SASL_PLAINTEXT, KafkaSecurityProtocol.SASL_SSL)
+        if protocol in sasl and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError(
+                f"Set KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD since"
+                f" KAFKA_SECURITY_PROTOCOL is {protocol.value}."
+            )
+        no_client_cert = self.client_cert_path is None or self.client_key_path is None
+        if protocol == KafkaSecurityProtocol.SSL and no_client_cert:
+            raise ValueError(
+                "Set KAFKA_CLIENT_CERT_PATH and KAFKA_CLIENT_KEY_PATH since"
+                " KAFKA_SECURITY_PROTOCOL is SSL."
+            )
         if (self.client_cert_path is None) != (self.client_key_path is None):
-            raise ValueError("Set both KAFKA_CLIENT_CERT_PATH and KAFKA_CLIENT_KEY_PATH, or neither.")
+            raise ValueError(
+                "Set both KAFKA_CLIENT_CERT_PATH and KAFKA_CLIENT_KEY_PATH, or neither."
+            )
         return self
 
     @property
     def uses_ssl(self) -> bool:
         """Whether the connection is encrypted."""
-        return self.security_protocol in (KafkaSecurityProtocol.SSL, KafkaSecurityProtocol.SASL_SSL)
+        return self.security_protocol in (
+            KafkaSecurityProtocol.SSL,
+            KafkaSecurityProtocol.SASL_SSL,
+        )
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """Build the TLS context, or None for the unencrypted protocols."""
@@ -224,7 +229,9 @@ class Config(BaseSettings):
     resume_interval: float = Field(
         15.0, gt=0, description="Seconds between two scans of the ledger for unfinished actions."
     )
-    log_profile: LogProfile = Field(LogProfile.production, description="production or development.")
+    log_profile: LogProfile = Field(
+        LogProfile.production, description="production or development."
+    )
     log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
     kafka: KafkaConnectionSettings = Field(
         default_factory=KafkaConnectionSettings, description="Kafka connection (KAFKA_*)."

@@ -1,8 +1,8 @@
 """Names and defaults shared by the whole package."""
 
 __all__ = [
-    "ACTION_REQUESTS_SUFFIX",
     "ACTIONS_SUFFIX",
+    "ACTION_REQUESTS_SUFFIX",
     "DEADLETTER_SUFFIX",
     "DEFAULT_TOPIC_PREFIX",
     "LEDGER_TABLE",

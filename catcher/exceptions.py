@@ -16,6 +16,8 @@ The tree::
 
 from __future__ import annotations
 
+import contextlib
+
 import httpx
 
 __all__ = [
@@ -30,6 +32,9 @@ __all__ = [
     "SchemaRegistryError",
     "TemplateError",
 ]
+
+_MAX_BODY = 300
+"""Longest part of an error answer's body quoted in a message."""
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 """HTTP status codes that are worth another attempt; every other 4xx is final."""
@@ -78,12 +83,12 @@ class ActionError(CatcherError):
         if isinstance(exc, httpx.HTTPStatusError):
             return http_status_error(service, exc.response)
         if isinstance(exc, httpx.TimeoutException):
-            return RetryableActionError(f"{service} did not answer in time ({type(exc).__name__}).")
+            return RetryableActionError(
+                f"{service} did not answer in time ({type(exc).__name__})."
+            )
         detail = str(exc)
-        try:
+        with contextlib.suppress(RuntimeError):  # RuntimeError: no request attached
             detail = detail.replace(str(exc.request.url), "<url>")  # URLs may hold secrets
-        except RuntimeError:  # the error has no request attached
-            pass
         return RetryableActionError(f"Could not reach {service}: {type(exc).__name__}: {detail}")
 
 
@@ -100,8 +105,8 @@ class PermanentActionError(ActionError):
 def http_status_error(service: str, response: httpx.Response) -> ActionError:
     """Describe an unsuccessful HTTP answer, retryable or not by its status."""
     body = response.text.strip().replace("\n", " ")
-    if len(body) > 300:
-        body = body[:300] + "..."
+    if len(body) > _MAX_BODY:
+        body = body[:_MAX_BODY] + "..."
     message = f"{service} answered HTTP {response.status_code}"
     message += f": {body}" if body else "."
     if response.status_code in RETRYABLE_STATUS:

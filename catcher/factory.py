@@ -32,12 +32,13 @@ def check_rules_against_config(rules: RuleSet, config: Config) -> None:
                     problems.append(
                         f"{where}: set CATCHER_NOTEBURST_TOKEN or CATCHER_NOTEBURST_TOKEN_FILE."
                     )
-            if isinstance(action, WebhookAction) and action.url_env:
-                if not os.environ.get(action.url_env):
-                    problems.append(f"{where}: set {action.url_env} to the webhook URL.")
+            variable = action.url_env if isinstance(action, WebhookAction) else None
+            if variable and not os.environ.get(variable):
+                problems.append(f"{where}: set {variable} to the webhook URL.")
     if problems:
-        raise ConfigError("The rules need settings that are missing:\n  " + "\n  ".join(
-            dict.fromkeys(problems)))
+        raise ConfigError(
+            "The rules need settings that are missing:\n  " + "\n  ".join(dict.fromkeys(problems))
+        )
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ class ProcessContext:
         """Build the context; nothing connects until first use."""
         policy = RetryPolicy.from_settings(config.retry)
         http = httpx.AsyncClient(
-            timeout=httpx.Timeout(policy.attempt_timeout, connect=min(10.0, policy.attempt_timeout)),
+            timeout=httpx.Timeout(
+                policy.attempt_timeout, connect=min(10.0, policy.attempt_timeout)
+            ),
             follow_redirects=False,
             headers={"User-Agent": "catcher"},
         )

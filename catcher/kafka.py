@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,7 +27,7 @@ async def ensure_topics(config: Config, names: Iterable[str]) -> list[str]:
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 await admin.create_topics(
                     [
                         NewTopic(
@@ -37,8 +38,6 @@ async def ensure_topics(config: Config, names: Iterable[str]) -> list[str]:
                         for name in missing
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass
             logger.info("Created topics", topics=missing)
         return missing
     finally:
@@ -55,7 +54,7 @@ def make_producer(config: Config) -> AIOKafkaProducer:
     )
 
 
-async def read_topic(config: Config, topic: str, *, timeout: float = 30.0) -> list[Any]:
+async def read_topic(config: Config, topic: str, *, limit: float = 30.0) -> list[Any]:
     """Every record of a topic, from the beginning to the end offsets seen at the start."""
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, auto_offset_reset="earliest", **config.kafka.aiokafka_params()
@@ -74,7 +73,7 @@ async def read_topic(config: Config, topic: str, *, timeout: float = 30.0) -> li
         end = await consumer.end_offsets(tps)
         records: list[Any] = []
         remaining = {tp for tp in tps if end[tp] > 0}
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + limit
         while remaining:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"Timed out reading {topic} to its end.")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from support.stack import Stack
 
 from catcher.broker import EmbeddedBroker
 from catcher.fakes.noteburst import FakeNoteburst
 from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.fakes.webhook import FakeWebhook
-from support.stack import Stack
 
 
 @pytest.fixture(scope="session")

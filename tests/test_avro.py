@@ -24,8 +24,14 @@ def test_schemas_follow_sasquatch_conventions() -> None:
 @pytest.mark.asyncio
 async def test_wire_format_round_trip_through_a_registry(registry: FakeSchemaRegistry) -> None:
     codec = AvroCodec(registry.url, "lsst.catcher")
-    trigger = Trigger.create("r", Severity.SERIOUS, reason="why", source=TriggerSource.manual,
-                             tags={"salIndex": "1"}, value=1.25)
+    trigger = Trigger.create(
+        "r",
+        Severity.SERIOUS,
+        reason="why",
+        source=TriggerSource.manual,
+        tags={"salIndex": "1"},
+        value=1.25,
+    )
     data = await codec.encode("triggers", trigger.to_avro())
     magic, schema_id = struct.unpack(">bI", data[:5])
     assert magic == 0

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from catcher.cli import format_table, main
+from catcher.cli import main
+from catcher.services.operator import format_table
 
 GOOD = "rules:\n  - id: r\n    description: d\n    actions: [{type: webhook, url_env: HOOK}]\n"
 
@@ -40,7 +41,9 @@ def test_bad_configuration_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "TLS")
     result = CliRunner().invoke(main, ["history"])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: Invalid configuration (KAFKA_*):\n  KAFKA_SECURITY_PROTOCOL:")
+    assert result.output.startswith(
+        "Error: Invalid configuration (KAFKA_*):\n  KAFKA_SECURITY_PROTOCOL:"
+    )
 
 
 def test_trigger_checks_the_rule_exists(tmp_path: Path) -> None:
@@ -51,7 +54,9 @@ def test_trigger_checks_the_rule_exists(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "No rule 'nope' in" in result.output
-    result = CliRunner().invoke(main, ["trigger", "r", "--severity", "LOUD", "--rules", str(rules)])
+    result = CliRunner().invoke(
+        main, ["trigger", "r", "--severity", "LOUD", "--rules", str(rules)]
+    )
     assert result.exit_code == 2
     result = CliRunner().invoke(
         main, ["trigger", "r", "--severity", "WARNING", "--tag", "novalue", "--rules", str(rules)]
@@ -61,6 +66,4 @@ def test_trigger_checks_the_rule_exists(tmp_path: Path) -> None:
 
 
 def test_format_table() -> None:
-    assert format_table(("a", "bb"), [["xyz", "1"], ["q", ""]]) == (
-        "a    bb\n---  --\nxyz  1\nq"
-    )
+    assert format_table(("a", "bb"), [["xyz", "1"], ["q", ""]]) == ("a    bb\n---  --\nxyz  1\nq")

@@ -15,7 +15,8 @@ def test_defaults_and_topics(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.actions_topic == "lsst.catcher.dev.actions"
     assert config.deadletter_topic == "lsst.catcher.dev.deadletter"
     assert config.kafka.aiokafka_params() == {
-        "bootstrap_servers": "localhost:9092", "security_protocol": "PLAINTEXT"
+        "bootstrap_servers": "localhost:9092",
+        "security_protocol": "PLAINTEXT",
     }
 
 

@@ -35,7 +35,10 @@ def start_demo(*args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CATCHER_", "KAFKA_"))}
     return subprocess.Popen(
         [sys.executable, "-m", "catcher", "demo", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     )
 
 
@@ -49,7 +52,9 @@ def test_demo_runs_actions_and_cleans_up() -> None:
     rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
     succeeded = sorted(r[2] for r in rows if len(r) > 3 and r[3] == "succeeded")
     assert succeeded == ["notify", "notify", "notify", "report"], output
-    assert "The fake noteburst received 1 notebook(s); the fake webhook received 3 POST(s)." in output
+    assert (
+        "The fake noteburst received 1 notebook(s); the fake webhook received 3 POST(s)." in output
+    )
     assert leftovers(match.group(1), match.group(2)) == []
 
 

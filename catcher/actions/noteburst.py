@@ -66,7 +66,9 @@ class NoteburstExecutor(Executor[NoteburstAction]):
 
     type = "noteburst"
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str | None, token: SecretStr | None):
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str | None, token: SecretStr | None
+    ) -> None:
         self._client = client
         self._base_url = base_url.rstrip("/") if base_url else None
         self._token = token
@@ -143,7 +145,9 @@ class NoteburstExecutor(Executor[NoteburstAction]):
         if status == "not_found":
             return JobStatus(finished=True, message=f"noteburst lost job {entry.job_id}.")
         if status not in ("complete", "completed"):
-            return JobStatus(finished=True, message=f"noteburst reports unknown status {status!r}.")
+            return JobStatus(
+                finished=True, message=f"noteburst reports unknown status {status!r}."
+            )
         return self._result(job)
 
     @staticmethod

@@ -23,12 +23,19 @@ from pathlib import Path
 import click
 
 from ..broker import EmbeddedBroker
-from ..config import load_config
+from ..config import KafkaConnectionSettings, load_config
 from ..fakes.noteburst import FakeNoteburst
 from ..fakes.registry import FakeSchemaRegistry
 from ..fakes.webhook import FakeWebhook
 from ..models.enums import Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger
+from ..services.operator import (
+    HISTORY_HEADERS,
+    format_table,
+    history_rows,
+    publish_trigger,
+    read_history,
+)
 
 __all__ = ["EXPECTED_FINISHED", "run_demo", "worker_environment"]
 
@@ -82,8 +89,6 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> Non
 
 
 async def _demo(duration: float, workdir: Path) -> int:
-    from ..cli import HISTORY_HEADERS, format_table, history_rows, publish_trigger, read_history
-
     loop = asyncio.get_running_loop()
     started = loop.time()
     broker = EmbeddedBroker(log_path=workdir / "broker.log").start()
@@ -103,19 +108,26 @@ async def _demo(duration: float, workdir: Path) -> int:
             CATCHER_LOG_LEVEL="INFO",
         )
         click.echo(f"Embedded broker on {broker.bootstrap_servers}; logs in {workdir}")
-        worker = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+        worker = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
             [sys.executable, "-m", "catcher", "worker"],
-            env=env, stdout=worker_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         config = load_config(
-            kafka=None or _kafka(broker.bootstrap_servers),
+            kafka=KafkaConnectionSettings(bootstrap_servers=broker.bootstrap_servers),
             schema_registry_url=registry.url,
             producer_max_batch_size=16,
         )
         for severity, value, reason in SCRIPT:
             trigger = Trigger.create(
-                RULE_ID, severity, reason=reason, source=TriggerSource.manual,
-                tags={"salIndex": "1"}, value=value,
+                RULE_ID,
+                severity,
+                reason=reason,
+                source=TriggerSource.manual,
+                tags={"salIndex": "1"},
+                value=value,
             )
             await publish_trigger(config, trigger)
             click.echo(f"Fired {severity.name:<8} trigger {trigger.trigger_id}")
@@ -123,12 +135,14 @@ async def _demo(duration: float, workdir: Path) -> int:
         seen: list[ActionEvent] = []
         while loop.time() - started < duration:
             if worker.poll() is not None:
-                click.echo(f"The worker exited with code {worker.returncode}; see {workdir}/worker.log",
-                           err=True)
+                click.echo(
+                    f"The worker exited with code {worker.returncode}; see {workdir}/worker.log",
+                    err=True,
+                )
                 return 1
             with contextlib.suppress(ConnectionError, TimeoutError):
                 events = await read_history(config)
-                for event in events[len(seen):]:
+                for event in events[len(seen) :]:
                     click.echo(
                         f"  {event.action_name:<7} {event.state.value:<10} {event.message or ''}"
                     )
@@ -152,12 +166,6 @@ async def _demo(duration: float, workdir: Path) -> int:
         for fake in (webhook, noteburst, registry):
             await fake.stop()
         broker.stop()
-
-
-def _kafka(bootstrap: str):  # noqa: ANN202 - returns KafkaConnectionSettings
-    from ..config import KafkaConnectionSettings
-
-    return KafkaConnectionSettings(bootstrap_servers=bootstrap)
 
 
 def run_demo(duration: float) -> int:

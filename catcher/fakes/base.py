@@ -10,7 +10,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-__all__ = ["Fault", "FakeService", "RecordedRequest"]
+__all__ = ["FakeService", "Fault", "RecordedRequest"]
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ class FakeService:
         await site.start()
         server = site._server  # noqa: SLF001 - the only way to learn the chosen port
         if server is not None and self.port == 0:
-            self.port = server.sockets[0].getsockname()[1]
+            sockets = getattr(server, "sockets", [])
+            self.port = sockets[0].getsockname()[1]
         return self
 
     async def stop(self) -> None:
@@ -109,7 +110,9 @@ class FakeService:
 
     def count(self, method: str, path_prefix: str = "") -> int:
         """How many requests with this method and path prefix were received."""
-        return sum(1 for r in self.requests if r.method == method and r.path.startswith(path_prefix))
+        return sum(
+            1 for r in self.requests if r.method == method and r.path.startswith(path_prefix)
+        )
 
     @web.middleware
     async def _middleware(

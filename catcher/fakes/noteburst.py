@@ -13,7 +13,7 @@ from aiohttp import web
 
 from .base import FakeService
 
-__all__ = ["FakeNoteburst", "FakeNotebookJob"]
+__all__ = ["FakeNotebookJob", "FakeNoteburst"]
 
 Outcome = Literal["success", "ipynb_error", "error"]
 
@@ -74,8 +74,15 @@ class FakeNoteburst(FakeService):
             return _detail(422, "Body is not valid JSON", "value_error.jsondecode")
         if not isinstance(payload, dict) or "ipynb" not in payload:
             return web.json_response(
-                {"detail": [{"loc": ["body", "ipynb"], "msg": "field required",
-                             "type": "value_error.missing"}]},
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", "ipynb"],
+                            "msg": "field required",
+                            "type": "value_error.missing",
+                        }
+                    ]
+                },
                 status=422,
             )
         ipynb = payload["ipynb"]

@@ -99,8 +99,12 @@ class FakeSchemaRegistry(FakeService):
             return _error(404, 40402, f"Version {version} not found.")
         schema_id = versions[index - 1]
         return web.json_response(
-            {"subject": subject, "id": schema_id, "version": index,
-             "schema": self.schemas[schema_id]},
+            {
+                "subject": subject,
+                "id": schema_id,
+                "version": index,
+                "schema": self.schemas[schema_id],
+            },
             content_type=_CONTENT_TYPE,
         )
 

@@ -28,4 +28,8 @@ class FakeWebhook(FakeService):
 
     def bodies(self, path_prefix: str = "/") -> list[object]:
         """JSON bodies of the POSTs received on a path prefix."""
-        return [r.json() for r in self.requests if r.method == "POST" and r.path.startswith(path_prefix)]
+        return [
+            r.json()
+            for r in self.requests
+            if r.method == "POST" and r.path.startswith(path_prefix)
+        ]

@@ -1,1 +1,1 @@
-"""Catcher's data models: rules, records and ledger entries. They import nothing else of Catcher."""
+"""Catcher's data models: rules, records, ledger entries. They import nothing else of Catcher."""

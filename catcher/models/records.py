@@ -167,8 +167,11 @@ class ActionRequest(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"action_id": self.action_id, "action_name": self.action_name,
-                "trigger": self.trigger.to_json()}
+        return {
+            "action_id": self.action_id,
+            "action_name": self.action_name,
+            "trigger": self.trigger.to_json(),
+        }
 
 
 class LedgerEntry(BaseModel):

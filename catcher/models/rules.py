@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from .enums import Edge, Severity
 from .templates import check_template, placeholders_in
@@ -53,12 +54,8 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         if text and _DURATION.sub("", text) == "":
-            return timedelta(
-                seconds=sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
-            )
-    raise ValueError(
-        f"{value!r} is not a duration; write seconds or text such as 30s, 10m, 1h30m"
-    )
+            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
+    raise ValueError(f"{value!r} is not a duration; write seconds or text such as 30s, 10m, 1h30m")
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -120,7 +117,7 @@ class _ActionBase(BaseModel):
 
     @model_validator(mode="after")
     def _check_templates(self) -> Self:
-        problems = []
+        problems: list[str] = []
         for field, value in self.templates().items():
             for path, text in placeholders_in(value):
                 problems.extend(
@@ -279,10 +276,10 @@ class RuleLoadError(ValueError):
     """A rules file could not be loaded; the message names the file, the rule and the field."""
 
 
-def _describe(error: dict[str, Any], raw: Any, path: Path) -> str:
+def _describe(error: ErrorDetails, raw: Any, path: Path) -> str:
     loc = list(error["loc"])
     where = str(path)
-    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+    if loc[:1] == ["rules"] and len(loc) > 1 and isinstance(loc[1], int):
         index = loc[1]
         rule_id = None
         if isinstance(raw, dict) and isinstance(raw.get("rules"), list):
@@ -292,7 +289,7 @@ def _describe(error: dict[str, Any], raw: Any, path: Path) -> str:
         where += f": rule {rule_id!r}" if rule_id else f": rule #{index + 1}"
         loc = loc[2:]
         # Drop the discriminator tag pydantic inserts (actions.1.webhook.url -> actions[1].url).
-        if len(loc) >= 3 and loc[0] == "actions" and loc[2] in ("webhook", "noteburst"):
+        if loc[:1] == ["actions"] and loc[2:3] in (["webhook"], ["noteburst"]):
             loc = loc[:2] + loc[3:]
     field = ""
     for part in loc:

@@ -46,13 +46,13 @@ def _tokens(text: str) -> Iterator[tuple[int, int, str | None, str]]:
 def check_template(text: str) -> list[str]:
     """Return the problems of one template string (empty when it is valid)."""
     problems = []
-    for _, _, name, token in _tokens(text):
+    for _, _, raw_name, token in _tokens(text):
         if token in ("{{", "}}"):
             continue
-        if name is None:
+        if raw_name is None:
             problems.append(f"unbalanced {token!r} (write {token}{token} for a literal brace)")
             continue
-        name = name.strip()
+        name = raw_name.strip()
         if not _NAME.match(name) or (not name.startswith("tags.") and name not in PLACEHOLDERS):
             known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
             problems.append(f"unknown placeholder {{{name}}}; known placeholders: {known}")

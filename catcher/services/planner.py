@@ -1,4 +1,4 @@
-"""The planner: which of a rule's actions does a trigger start?
+"""The planner decides which of a rule's actions a trigger starts.
 
 Judged against the previous severity of the same rule and series (NONE for a series never
 seen), and each action's cooldown:
@@ -66,8 +66,8 @@ def plan(rule: Rule, trigger: Trigger, state: SeriesState | None) -> Plan:
     """Decide which of the rule's actions the trigger starts, and the series' next state."""
     state = state or SeriesState()
     if state.last_trigger_id == trigger.trigger_id:
-        decisions = [Decision(name, run=True) for name in state.last_actions]
-        return Plan(decisions, state, redelivered=True)
+        again = [Decision(name, run=True) for name in state.last_actions]
+        return Plan(again, state, redelivered=True)
     if state.time is not None and trigger.time < state.time:
         return Plan([], state, out_of_order=True)
     decisions: list[Decision] = []

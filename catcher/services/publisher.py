@@ -20,7 +20,9 @@ logger = structlog.get_logger("catcher")
 class Publisher:
     """History (one event per state change) and dead letters."""
 
-    def __init__(self, codec: AvroCodec, send: Send, actions_topic: str, deadletter_topic: str):
+    def __init__(
+        self, codec: AvroCodec, send: Send, actions_topic: str, deadletter_topic: str
+    ) -> None:
         self._codec = codec
         self._send = send
         self._actions_topic = actions_topic

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -36,6 +37,10 @@ __all__ = ["ActionRunner"]
 logger = structlog.get_logger("catcher")
 
 
+def _always(_entry: LedgerEntry) -> bool:
+    return True
+
+
 class ActionRunner:
     """Runs actions in background tasks, one per unfinished action_id."""
 
@@ -49,7 +54,7 @@ class ActionRunner:
         poll_interval: float,
         poll_timeout: float,
         dead_letter: Callable[[DeadLetter, LedgerEntry], Awaitable[None]],
-        owns: Callable[[LedgerEntry], bool] = lambda _entry: True,
+        owns: Callable[[LedgerEntry], bool] | None = None,
     ) -> None:
         self._ledger = ledger
         self._rules = rules
@@ -58,7 +63,7 @@ class ActionRunner:
         self._poll_interval = poll_interval
         self._poll_timeout = timedelta(seconds=poll_timeout)
         self._dead_letter = dead_letter
-        self._owns = owns
+        self._owns: Callable[[LedgerEntry], bool] = owns or _always
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.skipped = 0
         """Requests for actions that had already finished (counted, logged, not run)."""
@@ -74,22 +79,22 @@ class ActionRunner:
             return
         task = asyncio.create_task(self._drive(entry.action_id), name=f"action:{entry.action_id}")
         self._tasks[entry.action_id] = task
-        task.add_done_callback(lambda _t, key=entry.action_id: self._forget(key, _t))
+        task.add_done_callback(functools.partial(self._forget, entry.action_id))
 
     def _forget(self, action_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(action_id) is task:
             del self._tasks[action_id]
         if not task.cancelled() and task.exception() is not None:
-            logger.error(
-                "Action task crashed", action_id=action_id, error=repr(task.exception())
-            )
+            logger.error("Action task crashed", action_id=action_id, error=repr(task.exception()))
 
     def resume(self) -> int:
         """Start tasks for every unfinished action this worker owns; returns how many."""
         started = 0
         for entry in self._ledger.entries():
-            if not entry.state.terminal and entry.action_id not in self.running and self._owns(
-                entry
+            if (
+                not entry.state.terminal
+                and entry.action_id not in self.running
+                and self._owns(entry)
             ):
                 logger.info(
                     "Resuming unfinished action", action_id=entry.action_id, state=entry.state
@@ -132,7 +137,9 @@ class ActionRunner:
             else:
                 entry = await self._submit(entry, action, executor)
 
-    async def _submit(self, entry: LedgerEntry, action: Any, executor: Executor[Any]) -> LedgerEntry:
+    async def _submit(
+        self, entry: LedgerEntry, action: Any, executor: Executor[Any]
+    ) -> LedgerEntry:
         log = logger.bind(action_id=entry.action_id, rule_id=entry.trigger.rule_id)
         note: str | None = None
         if entry.state == ActionState.submitting:
@@ -158,7 +165,7 @@ class ActionRunner:
                 return await self._fail(entry, str(exc))
             except (RetryableActionError, TimeoutError) as exc:
                 error = str(exc) or f"No answer within {self._policy.attempt_timeout} s."
-            except Exception as exc:  # a defect must not leave the action hanging  # noqa: BLE001
+            except Exception as exc:  # a defect must not leave the action hanging
                 log.exception("Unexpected error while submitting")
                 return await self._fail(entry, f"Unexpected error: {type(exc).__name__}: {exc}")
             else:
@@ -189,7 +196,8 @@ class ActionRunner:
             )
         except (ActionError, TimeoutError) as exc:
             logger.warning(
-                "Could not reconcile an interrupted submission", action_id=entry.action_id,
+                "Could not reconcile an interrupted submission",
+                action_id=entry.action_id,
                 error=str(exc),
             )
             return None
@@ -212,7 +220,9 @@ class ActionRunner:
         )
         return entry
 
-    async def _follow(self, entry: LedgerEntry, action: Any, executor: Executor[Any]) -> LedgerEntry:
+    async def _follow(
+        self, entry: LedgerEntry, action: Any, executor: Executor[Any]
+    ) -> LedgerEntry:
         started = entry.submitted or entry.updated
         last_error = ""
         while True:
@@ -248,7 +258,9 @@ class ActionRunner:
             if status.message and status.message != entry.message:
                 entry = await self._ledger.put(entry, message=status.message)
 
-    async def _fail(self, entry: LedgerEntry, message: str, link: str | None = None) -> LedgerEntry:
+    async def _fail(
+        self, entry: LedgerEntry, message: str, link: str | None = None
+    ) -> LedgerEntry:
         entry = await self._ledger.put(
             entry, state=ActionState.failed, message=message, link=link or entry.link
         )

@@ -13,22 +13,34 @@ import pytest_asyncio
 from pydantic import SecretStr
 
 from catcher.actions.noteburst import NoteburstExecutor, inject_parameters
+from catcher.broker import free_port
 from catcher.exceptions import PermanentActionError, RetryableActionError
 from catcher.fakes.noteburst import FakeNoteburst
 from catcher.models.enums import ActionState, Severity, TriggerSource
 from catcher.models.records import LedgerEntry, Trigger
 from catcher.models.rules import NoteburstAction
 
-
 NOTEBOOK = {
     "cells": [
         {"cell_type": "markdown", "metadata": {}, "source": ["# t"]},
-        {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": ["x = 1"],
-         "outputs": [], "execution_count": None},
-        {"cell_type": "code", "metadata": {}, "source": ["print(x)"], "outputs": [],
-         "execution_count": None},
+        {
+            "cell_type": "code",
+            "metadata": {"tags": ["parameters"]},
+            "source": ["x = 1"],
+            "outputs": [],
+            "execution_count": None,
+        },
+        {
+            "cell_type": "code",
+            "metadata": {},
+            "source": ["print(x)"],
+            "outputs": [],
+            "execution_count": None,
+        },
     ],
-    "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+    "metadata": {},
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 
@@ -36,7 +48,7 @@ def test_parameters_go_after_the_parameters_cell() -> None:
     result = inject_parameters(NOTEBOOK, {"x": 2, "name": "it's", "v": None})
     assert [c["source"] for c in result["cells"]][1:3] == [
         ["x = 1"],
-        ["# Parameters injected by Catcher\n", "x = 2\n", "name = \"it's\"\n", "v = None\n"],
+        ["# Parameters injected by Catcher\n", "x = 2\n", 'name = "it\'s"\n', "v = None\n"],
     ]
     assert len(NOTEBOOK["cells"]) == 3  # the original is untouched
     untagged = {"cells": [NOTEBOOK["cells"][2]]}
@@ -55,14 +67,25 @@ def make(tmp_path: Path) -> tuple[NoteburstAction, LedgerEntry]:
     path = tmp_path / "nb.ipynb"
     path.write_text(json.dumps(NOTEBOOK))
     action = NoteburstAction.model_validate(
-        {"type": "noteburst", "notebook": str(path), "parameters": {"x": "{value}"},
-         "timeout": "2m", "name": "nb"},
+        {
+            "type": "noteburst",
+            "notebook": str(path),
+            "parameters": {"x": "{value}"},
+            "timeout": "2m",
+            "name": "nb",
+        },
     )
-    trigger = Trigger.create("r", Severity.CRITICAL, reason="hot", source=TriggerSource.manual,
-                             value=9.5)
-    entry = LedgerEntry(action_id=f"{trigger.trigger_id}.nb", action_name="nb",
-                        action_type="noteburst", trigger=trigger, partition=0,
-                        state=ActionState.submitting)
+    trigger = Trigger.create(
+        "r", Severity.CRITICAL, reason="hot", source=TriggerSource.manual, value=9.5
+    )
+    entry = LedgerEntry(
+        action_id=f"{trigger.trigger_id}.nb",
+        action_name="nb",
+        action_type="noteburst",
+        trigger=trigger,
+        partition=0,
+        state=ActionState.submitting,
+    )
     return action, entry
 
 
@@ -101,8 +124,9 @@ async def test_submit_and_follow_a_job(
     ],
 )
 @pytest.mark.asyncio
-async def test_failed_notebooks(noteburst: FakeNoteburst, client: httpx.AsyncClient,
-                                tmp_path: Path, outcome: str, message: str) -> None:
+async def test_failed_notebooks(
+    noteburst: FakeNoteburst, client: httpx.AsyncClient, tmp_path: Path, outcome: str, message: str
+) -> None:
     noteburst.queue_time = noteburst.run_time = 0.0
     noteburst.outcomes.append(outcome)  # type: ignore[arg-type]
     executor = NoteburstExecutor(client, noteburst.url, SecretStr(noteburst.token))
@@ -115,8 +139,9 @@ async def test_failed_notebooks(noteburst: FakeNoteburst, client: httpx.AsyncCli
 
 
 @pytest.mark.asyncio
-async def test_http_errors(noteburst: FakeNoteburst, client: httpx.AsyncClient,
-                           tmp_path: Path) -> None:
+async def test_http_errors(
+    noteburst: FakeNoteburst, client: httpx.AsyncClient, tmp_path: Path
+) -> None:
     action, entry = make(tmp_path)
     wrong = NoteburstExecutor(client, noteburst.url, SecretStr("wrong"))
     with pytest.raises(PermanentActionError, match="noteburst answered HTTP 401"):
@@ -128,8 +153,9 @@ async def test_http_errors(noteburst: FakeNoteburst, client: httpx.AsyncClient,
     noteburst.inject(delay=3.0)
     with pytest.raises(RetryableActionError, match="did not answer in time"):
         await executor.submit(action, entry)
-    gone = entry.model_copy(update={"job_id": "nope",
-                                    "link": f"{noteburst.url}/noteburst/v1/notebooks/nope"})
+    gone = entry.model_copy(
+        update={"job_id": "nope", "link": f"{noteburst.url}/noteburst/v1/notebooks/nope"}
+    )
     status = await executor.poll(action, gone)
     assert status.finished and not status.succeeded
     assert status.message == "noteburst no longer knows job nope; it may have expired."
@@ -140,8 +166,6 @@ async def test_http_errors(noteburst: FakeNoteburst, client: httpx.AsyncClient,
 
 @pytest.mark.asyncio
 async def test_connection_refused_is_retryable(client: httpx.AsyncClient, tmp_path: Path) -> None:
-    from catcher.broker import free_port
-
     action, entry = make(tmp_path)
     executor = NoteburstExecutor(client, f"http://127.0.0.1:{free_port()}", SecretStr("t"))
     with pytest.raises(RetryableActionError, match="Could not reach noteburst: ConnectError"):

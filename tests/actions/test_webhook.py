@@ -20,13 +20,22 @@ def action(**fields: object) -> WebhookAction:
 
 
 def entry() -> LedgerEntry:
-    trigger = Trigger.create("r", Severity.WARNING, reason="why", source=TriggerSource.manual,
-                             tags={"salIndex": "2"})
-    return LedgerEntry(action_id="abc.hook", action_name="hook", action_type="webhook",
-                       trigger=trigger, partition=0, state=ActionState.submitting)
+    trigger = Trigger.create(
+        "r", Severity.WARNING, reason="why", source=TriggerSource.manual, tags={"salIndex": "2"}
+    )
+    return LedgerEntry(
+        action_id="abc.hook",
+        action_name="hook",
+        action_type="webhook",
+        trigger=trigger,
+        partition=0,
+        state=ActionState.submitting,
+    )
 
 
-def test_url_from_rule_environment_or_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_url_from_rule_environment_or_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     assert resolve_url(action(url="https://x/y")) == "https://x/y"
     monkeypatch.setenv("HOOK_URL", "https://hooks/from-env")
     assert resolve_url(action(url_env="HOOK_URL")) == "https://hooks/from-env"
@@ -49,8 +58,11 @@ async def test_post_with_idempotency_key_and_token(
     webhook: FakeWebhook, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HOOK_TOKEN", "tok")
-    hook = action(url=f"{webhook.url}/in", token_env="HOOK_TOKEN",
-                  body={"text": "{rule_id} {severity} {tags.salIndex}", "n": ["{generation}"]})
+    hook = action(
+        url=f"{webhook.url}/in",
+        token_env="HOOK_TOKEN",
+        body={"text": "{rule_id} {severity} {tags.salIndex}", "n": ["{generation}"]},
+    )
     submission = await WebhookExecutor(client).submit(hook, entry())
     assert submission.done
     request = webhook.requests[0]

@@ -7,10 +7,10 @@ import json
 import sys
 
 import pytest
+from support.stack import Stack, finished, states
 
 from catcher.models.enums import ActionState, DeadLetterStage, Severity
 from catcher.models.records import Trigger, make_action_id
-from support.stack import Stack, finished, states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -84,9 +84,13 @@ async def test_trigger_runs_actions_and_history_matches_the_fakes(stack: Stack) 
     body = submitted.json()
     assert body["kernel_name"] == "LSST"
     notebook = json.loads(body["ipynb"])
-    injected = [c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    injected = [
+        c for c in notebook["cells"] if "injected-parameters" in c["metadata"].get("tags", [])
+    ]
     assert "".join(injected[0]["source"]).splitlines()[1:] == [
-        "severity = 'CRITICAL'", "sal_index = '3'", "value = 72.5"
+        "severity = 'CRITICAL'",
+        "sal_index = '3'",
+        "value = 72.5",
     ]
     job_id = next(iter(stack.noteburst.jobs))
     final = [e for e in events if e.action_id == report][-1]
@@ -96,9 +100,16 @@ async def test_trigger_runs_actions_and_history_matches_the_fakes(stack: Stack) 
     # `catcher history --json` agrees with what the fakes recorded.
     env = stack.worker_env()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "catcher", "history", "--json", "--rule", "hexapod-temp",
+        sys.executable,
+        "-m",
+        "catcher",
+        "history",
+        "--json",
+        "--rule",
+        "hexapod-temp",
         env={**env, "CATCHER_TOPIC_PREFIX": stack.prefix},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await process.communicate()
     assert process.returncode == 0, err.decode()
@@ -117,7 +128,10 @@ async def test_same_trigger_twice_runs_once(stack: Stack) -> None:
     stack.write_rules(RULES)
     await stack.start_worker()
     trigger = Trigger.create(
-        "hexapod-temp", Severity.WARNING, reason="Duplicate test.", source="manual",
+        "hexapod-temp",
+        Severity.WARNING,
+        reason="Duplicate test.",
+        source="manual",
         tags={"salIndex": "1"},
     )
     value = await stack.encode_trigger(trigger)
@@ -177,7 +191,9 @@ async def test_worker_killed_during_submission_resubmits_and_says_so(stack: Stac
     )
     assert stack.noteburst.count("POST") == 2
     assert states(events, report)[-1] == "succeeded"
-    resubmitted = [e for e in events if e.action_id == report and e.state == ActionState.submitting]
+    resubmitted = [
+        e for e in events if e.action_id == report and e.state == ActionState.submitting
+    ]
     assert [e.message for e in resubmitted] == [None, "resubmitted after uncertain outcome"]
     assert [e.attempt for e in resubmitted] == [1, 2]
 
@@ -213,7 +229,13 @@ async def test_5xx_and_429_are_retried(stack: Stack) -> None:
     notify = make_action_id(trigger.trigger_id, "notify")
     events = await stack.wait_history(lambda ev: finished(ev, notify), what="the action")
     assert states(events, notify) == [
-        "queued", "submitting", "retrying", "submitting", "retrying", "submitting", "succeeded"
+        "queued",
+        "submitting",
+        "retrying",
+        "submitting",
+        "retrying",
+        "submitting",
+        "succeeded",
     ]
     assert stack.webhook.count("POST") == 3
     messages = [e.message for e in events if e.action_id == notify and e.state == "retrying"]
@@ -268,7 +290,7 @@ async def test_malformed_records_are_dead_lettered_and_the_next_is_processed(sta
     assert stack.webhook.count("POST") == 1  # the sentinel
 
 
-async def _at_least(read, count):  # noqa: ANN001, ANN202
+async def _at_least(read, count):
     items = await read()
     return items if len(items) >= count else None
 
@@ -308,12 +330,12 @@ async def test_edges_and_cooldown(stack: Stack) -> None:
     stack.write_rules(COOLDOWN_RULES)
     await stack.start_worker()
     sequence = [
-        Severity.WARNING,   # rising to WARNING: page
-        Severity.WARNING,   # no change: nothing
+        Severity.WARNING,  # rising to WARNING: page
+        Severity.WARNING,  # no change: nothing
         Severity.CRITICAL,  # rising: page is cooling down (suppressed), escalate
-        Severity.SERIOUS,   # falling from CRITICAL: recovered (previous >= SERIOUS)
-        Severity.NONE,      # falling from SERIOUS: recovered
-        Severity.WARNING,   # rising again: page still cooling down (suppressed)
+        Severity.SERIOUS,  # falling from CRITICAL: recovered (previous >= SERIOUS)
+        Severity.NONE,  # falling from SERIOUS: recovered
+        Severity.WARNING,  # rising again: page still cooling down (suppressed)
     ]
     triggers = []
     for severity in sequence:
@@ -324,13 +346,18 @@ async def test_edges_and_cooldown(stack: Stack) -> None:
     await run_sentinel(stack)
     texts = [b["text"] for b in stack.webhook.bodies()]
     assert texts[:-1] == [
-        "page WARNING", "escalate CRITICAL", "recovered SERIOUS", "recovered NONE", "page WARNING"
+        "page WARNING",
+        "escalate CRITICAL",
+        "recovered SERIOUS",
+        "recovered NONE",
+        "page WARNING",
     ]
     assert texts[-1] == "sentinel"
     events = await stack.history()
     suppressed = [e for e in events if e.state == ActionState.suppressed]
     assert [(e.trigger_id, e.action_name) for e in suppressed] == [
-        (triggers[2].trigger_id, "page"), (triggers[5].trigger_id, "page")
+        (triggers[2].trigger_id, "page"),
+        (triggers[5].trigger_id, "page"),
     ]
     assert all("cooldown" in (e.message or "") for e in suppressed)
     assert other.trigger_id in {e.trigger_id for e in events if e.state == "succeeded"}

@@ -24,8 +24,13 @@ def test_action_id_adds_generation_only_for_reruns() -> None:
 
 def test_trigger_avro_round_trip_and_series() -> None:
     trigger = Trigger.create(
-        "r", Severity.CRITICAL, reason="hot", source=TriggerSource.flux, time=TIME,
-        tags={"salIndex": "1"}, value=3.5,
+        "r",
+        Severity.CRITICAL,
+        reason="hot",
+        source=TriggerSource.flux,
+        time=TIME,
+        tags={"salIndex": "1"},
+        value=3.5,
     )
     record = trigger.to_avro()
     assert record["severity"] == "CRITICAL"

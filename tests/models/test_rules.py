@@ -19,7 +19,9 @@ def write(tmp_path: Path, text: str, name: str = "rules.yaml") -> Path:
 
 
 def test_valid_rules_load_with_defaults(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 rules:
   - id: m1m3.temp
     description: M1M3 temperature.
@@ -32,7 +34,8 @@ rules:
       - type: noteburst
         notebook: nb.ipynb
         parameters: {sal_index: "{tags.salIndex}"}
-""")
+""",
+    )
     rules = RuleSet.from_path(path)
     rule = rules.get("m1m3.temp")
     assert rule is not None
@@ -49,7 +52,9 @@ rules:
 
 
 def test_error_names_file_rule_and_field(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 rules:
   - id: good
     description: fine
@@ -59,7 +64,8 @@ rules:
       - type: webhook
         url_env: HOOK
         on: {severity: LOUD}
-""")
+""",
+    )
     with pytest.raises(RuleLoadError) as info:
         RuleSet.from_path(path)
     assert str(info.value) == (
@@ -81,7 +87,10 @@ rules:
         ("{type: noteburst, notebook: missing.ipynb}", "cannot read notebook"),
         ("{type: noteburst, notebook: nb.ipynb, parameters: {1x: a}}", "Python identifiers: 1x"),
         ("{type: webhook, url_env: X, cooldown: soon}", "'soon' is not a duration"),
-        ("{type: webhook, url_env: X, name: Bad Name}", "actions[0].name: use 1 to 63 lowercase letters"),
+        (
+            "{type: webhook, url_env: X, name: Bad Name}",
+            "actions[0].name: use 1 to 63 lowercase letters",
+        ),
     ],
 )
 def test_action_mistakes_are_explained(tmp_path: Path, action: str, message: str) -> None:
@@ -94,14 +103,17 @@ def test_action_mistakes_are_explained(tmp_path: Path, action: str, message: str
 
 
 def test_duplicate_action_names_and_rule_ids(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 rules:
   - id: r
     description: d
     actions:
       - {type: webhook, url_env: A}
       - {type: webhook, url_env: B}
-""")
+""",
+    )
     with pytest.raises(RuleLoadError, match="two actions are named 'webhook'"):
         RuleSet.from_path(path)
     write(tmp_path, "rules:\n  - {id: r, description: one}\n", "a.yaml")
@@ -109,13 +121,16 @@ rules:
     path.unlink()
     with pytest.raises(RuleLoadError) as info:
         RuleSet.from_path(tmp_path)
-    assert str(info.value) == f"{tmp_path / 'b.yml'}: rule 'r': id: already defined in {tmp_path / 'a.yaml'}"
+    assert (
+        str(info.value)
+        == f"{tmp_path / 'b.yml'}: rule 'r': id: already defined in {tmp_path / 'a.yaml'}"
+    )
 
 
 def test_yaml_and_path_problems(tmp_path: Path) -> None:
     with pytest.raises(RuleLoadError, match="no such rules file or directory"):
         RuleSet.from_path(tmp_path / "nope.yaml")
-    with pytest.raises(RuleLoadError, match="no \\*.yaml or \\*.yml rules files"):
+    with pytest.raises(RuleLoadError, match=r"no \*.yaml or \*.yml rules files"):
         RuleSet.from_path(tmp_path)
     path = write(tmp_path, "rules: [\n")
     with pytest.raises(RuleLoadError, match="not valid YAML"):
@@ -126,13 +141,16 @@ def test_yaml_and_path_problems(tmp_path: Path) -> None:
 
 
 def test_on_stays_a_key_and_booleans_still_work(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 rules:
   - id: r
     description: d
     actions:
       - {type: noteburst, notebook: nb.ipynb, enable_retry: false, on: {edge: any}}
-""")
+""",
+    )
     action = RuleSet.from_path(path).rules["r"].actions[0]
     assert isinstance(action, NoteburstAction)
     assert action.enable_retry is False
@@ -141,8 +159,15 @@ rules:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(90, 90), (1.5, 1.5), ("30s", 30), ("10m", 600), ("1h30m", 5400), ("250ms", 0.25),
-     ("2d", 172800)],
+    [
+        (90, 90),
+        (1.5, 1.5),
+        ("30s", 30),
+        ("10m", 600),
+        ("1h30m", 5400),
+        ("250ms", 0.25),
+        ("2d", 172800),
+    ],
 )
 def test_parse_duration(text: object, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == seconds

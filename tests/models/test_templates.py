@@ -4,13 +4,20 @@ import pytest
 
 from catcher.models.templates import check_template, render
 
-CONTEXT = {"rule_id": "r1", "severity": "SERIOUS", "value": 2.0, "window_start": None,
-           "tags": {"salIndex": "3"}}
+CONTEXT = {
+    "rule_id": "r1",
+    "severity": "SERIOUS",
+    "value": 2.0,
+    "window_start": None,
+    "tags": {"salIndex": "3"},
+}
 
 
 def test_whole_placeholder_keeps_the_type() -> None:
     assert render({"v": "{value}", "w": "{window_start}", "s": ["{tags.salIndex}"]}, CONTEXT) == {
-        "v": 2.0, "w": None, "s": ["3"]
+        "v": 2.0,
+        "w": None,
+        "s": ["3"],
     }
 
 

@@ -17,7 +17,7 @@ N, W, S, C = Severity.NONE, Severity.WARNING, Severity.SERIOUS, Severity.CRITICA
     ("edge", "minimum", "previous", "current", "expected"),
     [
         (Edge.rising, W, N, W, True),
-        (Edge.rising, W, W, C, True),   # escalation is rising
+        (Edge.rising, W, W, C, True),  # escalation is rising
         (Edge.rising, W, W, W, False),  # no change
         (Edge.rising, S, N, W, False),  # below the minimum
         (Edge.rising, W, C, S, False),
@@ -32,26 +32,38 @@ N, W, S, C = Severity.NONE, Severity.WARNING, Severity.SERIOUS, Severity.CRITICA
         (Edge.rising, N, N, W, True),
     ],
 )
-def test_edge_matches(edge: Edge, minimum: Severity, previous: Severity, current: Severity,
-                      expected: bool) -> None:
+def test_edge_matches(
+    edge: Edge, minimum: Severity, previous: Severity, current: Severity, expected: bool
+) -> None:
     condition = ActionCondition(severity=minimum, edge=edge)
     assert edge_matches(condition, previous, current) is expected
 
 
-RULE = Rule.model_validate({
-    "id": "r",
-    "description": "d",
-    "actions": [
-        {"name": "page", "type": "webhook", "url": "http://x", "cooldown": "10m"},
-        {"name": "bye", "type": "webhook", "url": "http://x",
-         "on": {"edge": "falling", "severity": "WARNING"}},
-    ],
-})
+RULE = Rule.model_validate(
+    {
+        "id": "r",
+        "description": "d",
+        "actions": [
+            {"name": "page", "type": "webhook", "url": "http://x", "cooldown": "10m"},
+            {
+                "name": "bye",
+                "type": "webhook",
+                "url": "http://x",
+                "on": {"edge": "falling", "severity": "WARNING"},
+            },
+        ],
+    }
+)
 
 
 def trig(severity: Severity, minutes: float) -> Trigger:
-    return Trigger.create("r", severity, reason="x", source=TriggerSource.manual,
-                          time=T0 + timedelta(minutes=minutes))
+    return Trigger.create(
+        "r",
+        severity,
+        reason="x",
+        source=TriggerSource.manual,
+        time=T0 + timedelta(minutes=minutes),
+    )
 
 
 def test_sequence_with_cooldown() -> None:
@@ -64,9 +76,9 @@ def test_sequence_with_cooldown() -> None:
     assert seen == [
         [("page", True)],
         [("bye", True)],
-        [("page", False)],   # 5 min after the last page: cooling down
+        [("page", False)],  # 5 min after the last page: cooling down
         [("bye", True)],
-        [("page", True)],    # 11 min after: cooled down
+        [("page", True)],  # 11 min after: cooled down
     ]
 
 

@@ -32,8 +32,12 @@ class MemoryTable:
 class Scripted(Executor[Any]):
     type = "webhook"
 
-    def __init__(self, submits: list[Any], polls: list[Any] | None = None,
-                 reconciled: Submission | None = None) -> None:
+    def __init__(
+        self,
+        submits: list[Any],
+        polls: list[Any] | None = None,
+        reconciled: Submission | None = None,
+    ) -> None:
         self.submits = submits
         self.polls = polls or []
         self.reconciled = reconciled
@@ -61,15 +65,27 @@ class Scripted(Executor[Any]):
         return self.reconciled
 
 
-RULES = RuleSet([Rule.model_validate({
-    "id": "r", "description": "d",
-    "actions": [{"name": "a", "type": "webhook", "url": "http://x"}],
-})])
+RULES = RuleSet(
+    [
+        Rule.model_validate(
+            {
+                "id": "r",
+                "description": "d",
+                "actions": [{"name": "a", "type": "webhook", "url": "http://x"}],
+            }
+        )
+    ]
+)
 
 
-async def run(executor: Scripted, *, state: ActionState = ActionState.queued,
-              policy: RetryPolicy | None = None, poll_timeout: float = 5.0,
-              attempt: int = 0) -> tuple[list[LedgerEntry], list[DeadLetter]]:
+async def run(
+    executor: Scripted,
+    *,
+    state: ActionState = ActionState.queued,
+    policy: RetryPolicy | None = None,
+    poll_timeout: float = 5.0,
+    attempt: int = 0,
+) -> tuple[list[LedgerEntry], list[DeadLetter]]:
     table = MemoryTable()
     history: list[LedgerEntry] = []
     letters: list[DeadLetter] = []
@@ -82,14 +98,26 @@ async def run(executor: Scripted, *, state: ActionState = ActionState.queued,
 
     ledger = Ledger(table, record)
     trigger = Trigger.create("r", Severity.WARNING, reason="x", source=TriggerSource.manual)
-    entry = LedgerEntry(action_id="t.a", action_name="a", action_type="webhook", trigger=trigger,
-                        partition=0, state=state, attempt=attempt, link="http://job")
+    entry = LedgerEntry(
+        action_id="t.a",
+        action_name="a",
+        action_type="webhook",
+        trigger=trigger,
+        partition=0,
+        state=state,
+        attempt=attempt,
+        link="http://job",
+    )
     table.data[entry.action_id] = entry.to_json()
     runner = ActionRunner(
-        ledger=ledger, rules=RULES, executors={"webhook": executor},
-        policy=policy or RetryPolicy(attempts=3, backoff_initial=0.01, attempt_timeout=0.5,
-                                     deadline=5),
-        poll_interval=0.01, poll_timeout=poll_timeout, dead_letter=dead,
+        ledger=ledger,
+        rules=RULES,
+        executors={"webhook": executor},
+        policy=policy
+        or RetryPolicy(attempts=3, backoff_initial=0.01, attempt_timeout=0.5, deadline=5),
+        poll_interval=0.01,
+        poll_timeout=poll_timeout,
+        dead_letter=dead,
     )
     runner.ensure(entry)
     await asyncio.wait_for(asyncio.gather(*runner._tasks.values()), timeout=10)
@@ -106,12 +134,17 @@ async def test_success_first_time() -> None:
 
 @pytest.mark.asyncio
 async def test_retryable_errors_then_success() -> None:
-    executor = Scripted([RetryableActionError("HTTP 503."), 5.0,
-                         Submission(done=True, message="ok")])
+    executor = Scripted(
+        [RetryableActionError("HTTP 503."), 5.0, Submission(done=True, message="ok")]
+    )
     history, _ = await run(executor)
     assert [(e.state.value, e.attempt) for e in history] == [
-        ("submitting", 1), ("retrying", 1), ("submitting", 2), ("retrying", 2),
-        ("submitting", 3), ("succeeded", 3),
+        ("submitting", 1),
+        ("retrying", 1),
+        ("submitting", 2),
+        ("retrying", 2),
+        ("submitting", 3),
+        ("succeeded", 3),
     ]
     assert history[1].message.startswith("HTTP 503. Next attempt in")
     assert history[3].message.startswith("No answer within 0.5 s.")  # the slow attempt
@@ -155,13 +188,18 @@ async def test_unexpected_exception_fails_the_action() -> None:
 async def test_job_is_polled_to_completion() -> None:
     executor = Scripted(
         [Submission(done=False, message="queued", job_id="j1", link="http://j1")],
-        [JobStatus(finished=False, message="running"), RetryableActionError("blip"),
-         JobStatus(finished=False, message="running"),
-         JobStatus(finished=True, succeeded=True, message="done")],
+        [
+            JobStatus(finished=False, message="running"),
+            RetryableActionError("blip"),
+            JobStatus(finished=False, message="running"),
+            JobStatus(finished=True, succeeded=True, message="done"),
+        ],
     )
     history, _ = await run(executor)
     assert [(e.state.value, e.message) for e in history] == [
-        ("submitting", None), ("submitted", "queued"), ("submitted", "running"),
+        ("submitting", None),
+        ("submitted", "queued"),
+        ("submitted", "running"),
         ("succeeded", "done"),
     ]
     assert history[-1].job_id == "j1"
@@ -169,13 +207,17 @@ async def test_job_is_polled_to_completion() -> None:
 
 @pytest.mark.asyncio
 async def test_job_failure_and_poll_timeout() -> None:
-    executor = Scripted([Submission(done=False, message="q", job_id="j")],
-                        [JobStatus(finished=True, message="The notebook raised X: y")])
+    executor = Scripted(
+        [Submission(done=False, message="q", job_id="j")],
+        [JobStatus(finished=True, message="The notebook raised X: y")],
+    )
     history, letters = await run(executor)
     assert history[-1].state == ActionState.failed
     assert letters[0].reason == "The notebook raised X: y"
-    slow = Scripted([Submission(done=False, message="q", job_id="j")],
-                    [JobStatus(finished=False, message="q")] * 1000)
+    slow = Scripted(
+        [Submission(done=False, message="q", job_id="j")],
+        [JobStatus(finished=False, message="q")] * 1000,
+    )
     history, _ = await run(slow, poll_timeout=0.2)
     assert history[-1].message.startswith("Gave up on job j after 0:00:00.200000")
 
@@ -186,7 +228,8 @@ async def test_interrupted_submission_is_resubmitted_and_said() -> None:
     history, _ = await run(executor, state=ActionState.submitting, attempt=1)
     assert executor.calls == ["reconcile", "submit"]
     assert [(e.state.value, e.attempt, e.message) for e in history] == [
-        ("submitting", 2, "resubmitted after uncertain outcome"), ("succeeded", 2, "ok"),
+        ("submitting", 2, "resubmitted after uncertain outcome"),
+        ("succeeded", 2, "ok"),
     ]
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from catcher.avro import AvroCodec
-from catcher.cli import publish_trigger, read_history
 from catcher.config import Config, KafkaConnectionSettings, load_config
 from catcher.demo import worker_environment
 from catcher.fakes.noteburst import FakeNoteburst
@@ -25,6 +24,7 @@ from catcher.fakes.webhook import FakeWebhook
 from catcher.kafka import ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import ActionEvent, DeadLetter, Trigger
+from catcher.services.operator import publish_trigger, read_history
 
 _counter = itertools.count()
 
@@ -43,7 +43,10 @@ class WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "catcher", "worker"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         return self
@@ -127,8 +130,9 @@ class Stack:
 
     async def start_worker(self) -> WorkerProcess:
         config = self.config
-        await ensure_topics(config, [config.triggers_topic, config.actions_topic,
-                                     config.deadletter_topic])
+        await ensure_topics(
+            config, [config.triggers_topic, config.actions_topic, config.deadletter_topic]
+        )
         worker = WorkerProcess(self.worker_env(), self.workdir / f"worker{len(self.workers)}.log")
         self.workers.append(worker.start())
         return worker
@@ -159,10 +163,10 @@ class Stack:
     async def dead_letters(self) -> list[DeadLetter]:
         config = self.config
         codec = AvroCodec(self.registry.url, self.prefix)
-        letters = []
-        for message in await read_topic(config, config.deadletter_topic):
-            letters.append(DeadLetter.model_validate(await codec.decode("deadletter", message.value)))
-        return letters
+        return [
+            DeadLetter.model_validate(await codec.decode("deadletter", message.value))
+            for message in await read_topic(config, config.deadletter_topic)
+        ]
 
     async def wait_for(
         self,
@@ -185,7 +189,10 @@ class Stack:
             await asyncio.sleep(0.5)
 
     async def wait_history(
-        self, predicate: Callable[[list[ActionEvent]], bool], *, timeout: float = 60.0,
+        self,
+        predicate: Callable[[list[ActionEvent]], bool],
+        *,
+        timeout: float = 60.0,
         what: str = "history",
     ) -> list[ActionEvent]:
         async def check() -> list[ActionEvent] | None:

@@ -1,0 +1,76 @@
+"""What operators do with Catcher's topics: publish a trigger, read the history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..avro import AvroCodec
+from ..config import Config
+from ..kafka import ensure_topics, make_producer, read_topic
+from ..models.records import ActionEvent, Trigger, isoformat
+
+__all__ = [
+    "HISTORY_HEADERS",
+    "format_table",
+    "history_rows",
+    "publish_trigger",
+    "read_history",
+]
+
+HISTORY_HEADERS = ("time", "rule", "action", "state", "attempt", "outcome", "link")
+
+
+async def publish_trigger(config: Config, trigger: Trigger) -> None:
+    """Produce one trigger to the triggers topic (Avro, key trigger_id)."""
+    if config.create_topics:
+        await ensure_topics(config, [config.triggers_topic])
+    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
+    value = await codec.encode("triggers", trigger.to_avro())
+    producer = make_producer(config)
+    await producer.start()
+    try:
+        await producer.send_and_wait(config.triggers_topic, value, key=trigger.trigger_id.encode())
+    finally:
+        await producer.stop()
+
+
+async def read_history(config: Config) -> list[ActionEvent]:
+    """Every action event on the history topic, oldest first."""
+    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
+    events = []
+    for message in await read_topic(config, config.actions_topic):
+        record = await codec.decode("actions", message.value)
+        events.append(ActionEvent.model_validate(record))
+    return sorted(events, key=lambda e: e.time)
+
+
+def history_rows(events: Sequence[ActionEvent]) -> list[list[str]]:
+    """Table rows for history events."""
+    return [
+        [
+            isoformat(e.time.replace(microsecond=0)) or "",
+            e.rule_id,
+            e.action_name,
+            e.state.value,
+            str(e.attempt),
+            e.message or "",
+            e.link or "",
+        ]
+        for e in events
+    ]
+
+
+HISTORY_HEADERS = ("time", "rule", "action", "state", "attempt", "outcome", "link")
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain text table with aligned columns."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    return "\n".join(lines)
