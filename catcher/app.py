@@ -88,6 +88,7 @@ class CatcherApp:
             topic_allow_declare=config.create_topics,
             consumer_auto_offset_reset="earliest",
             web_enabled=False,
+            datadir=str(config.data_dir / config.app_id),
         )
         self.triggers_topic = self._topic(config.triggers_topic)
         self.actions_topic = self._topic(config.actions_topic)

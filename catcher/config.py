@@ -7,6 +7,7 @@ Catcher's own settings use the ``CATCHER_`` prefix. Kafka connection settings us
 from __future__ import annotations
 
 import ssl
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -228,6 +229,11 @@ class Config(BaseSettings):
     )
     resume_interval: float = Field(
         15.0, gt=0, description="Seconds between two scans of the ledger for unfinished actions."
+    )
+    data_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "catcher",
+        description="Scratch directory of the stream engine (default: catcher under the"
+        " temporary directory); state itself lives in Kafka.",
     )
     log_profile: LogProfile = Field(
         LogProfile.production, description="production or development."

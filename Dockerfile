@@ -1,0 +1,19 @@
+# Catcher worker and CLI image.
+FROM python:3.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY catcher ./catcher
+COPY avro_schemas ./avro_schemas
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
+    && /opt/venv/bin/pip install --no-cache-dir .
+
+FROM python:3.11-slim-bookworm
+COPY --from=build /opt/venv /opt/venv
+RUN useradd --create-home --uid 1000 catcher
+USER 1000
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    CATCHER_RULES_PATH=/etc/catcher/rules
+ENTRYPOINT ["catcher"]
+CMD ["worker"]
