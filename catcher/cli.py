@@ -86,6 +86,12 @@ def worker(rules_path: Path | None) -> None:
     except CatcherError as exc:
         raise click.ClickException(str(exc)) from None
     configure_logging(config.log_profile, config.log_level)
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"Cannot create CATCHER_DATA_DIR {config.data_dir}: {exc.strerror}."
+        ) from None
     if config.create_topics:
         _run(
             ensure_topics(
