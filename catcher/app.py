@@ -15,6 +15,7 @@ Topology::
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -191,12 +192,12 @@ class CatcherApp:
         @app.agent(self.series_topic, name="catcher.series")
         async def on_series(stream: Any) -> None:
             async for event in stream.events():
-                await self._on_series(event)
+                await self._guarded(event, DeadLetterStage.plan, self._on_series)
 
         @app.agent(self.requests_topic, name="catcher.requests")
         async def on_requests(stream: Any) -> None:
             async for event in stream.events():
-                await self._on_request(event)
+                await self._guarded(event, DeadLetterStage.execute, self._on_request)
 
     def _wire_lifecycle(self) -> None:
         app = self.faust
@@ -219,6 +220,28 @@ class CatcherApp:
         async def stop_runner(_app: Any, *_args: Any, **_kwargs: Any) -> None:
             await self.runner.stop()
             await self.context.aclose()
+
+    async def _guarded(
+        self, event: Any, stage: DeadLetterStage, handler: Callable[[Any], Awaitable[None]]
+    ) -> None:
+        """Run a handler of an internal topic; a record it cannot read is dead-lettered."""
+        try:
+            await handler(event)
+        except (ValidationError, ValueError, KeyError, TypeError) as exc:
+            message = event.message
+            await self.publisher.dead_letter(
+                DeadLetter(
+                    stage=stage,
+                    reason=f"Cannot handle a record of {message.topic}: {type(exc).__name__}:"
+                    f" {exc}",
+                    error_type=type(exc).__name__,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    key=message.key if isinstance(message.key, bytes) else None,
+                    value=message.value if isinstance(message.value, bytes) else None,
+                )
+            )
 
     async def _on_trigger(self, event: Any) -> None:
         message = event.message

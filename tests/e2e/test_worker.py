@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import sys
 
 import pytest
 from support.stack import Stack, finished, states
 
+from catcher.kafka import make_producer
 from catcher.models.enums import ActionState, DeadLetterStage, Severity
 from catcher.models.records import Trigger, make_action_id
 
@@ -45,9 +47,12 @@ rules:
 """
 
 
+_SENTINELS = itertools.count()
+
+
 async def run_sentinel(stack: Stack) -> None:
     """Publish a sentinel trigger and wait for its action: everything before it is done."""
-    trigger = await stack.publish("sentinel", Severity.WARNING)
+    trigger = await stack.publish("sentinel", Severity.WARNING, tags={"n": str(next(_SENTINELS))})
     action_id = make_action_id(trigger.trigger_id, "mark")
     await stack.wait_history(lambda ev: finished(ev, action_id), what="the sentinel action")
 
@@ -361,3 +366,27 @@ async def test_edges_and_cooldown(stack: Stack) -> None:
     ]
     assert all("cooldown" in (e.message or "") for e in suppressed)
     assert other.trigger_id in {e.trigger_id for e in events if e.state == "succeeded"}
+
+
+@pytest.mark.asyncio
+async def test_bad_record_on_an_internal_topic_does_not_stop_the_worker(stack: Stack) -> None:
+    stack.write_rules(RULES)
+    await stack.start_worker()
+    await run_sentinel(stack)  # the internal topics exist once the worker runs
+    config = stack.config
+    producer = make_producer(config)
+    await producer.start()
+    try:
+        await producer.send_and_wait(config.action_requests_topic, b'{"action_id": "x"}', key=b"x")
+    finally:
+        await producer.stop()
+    await run_sentinel(stack)
+    letters = await stack.wait_for(stack.dead_letters, what="a dead letter")
+    assert len(letters) == 1
+    assert letters[0].stage == DeadLetterStage.execute
+    assert letters[0].topic == config.action_requests_topic
+    assert letters[0].value == b'{"action_id": "x"}'
+    assert letters[0].reason.startswith(
+        f"Cannot handle a record of {config.action_requests_topic}: ValidationError:"
+    )
+    assert stack.webhook.count("POST") == 2  # both sentinels
