@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import click
+from aiokafka.errors import KafkaError
 
-from .config import Config, load_config
+from .config import Config, LogProfile, load_config
 from .exceptions import CatcherError
+from .logs import configure_logging
 from .models.enums import Severity, TriggerSource
 from .models.records import Trigger, utcnow
 from .models.rules import RuleLoadError, RuleSet, parse_duration
@@ -49,8 +51,11 @@ def _run(coro: Any) -> Any:
         return asyncio.run(coro)
     except CatcherError as exc:
         raise click.ClickException(str(exc)) from None
-    except (ConnectionError, TimeoutError, OSError) as exc:
-        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    except (ConnectionError, TimeoutError, OSError, KafkaError) as exc:
+        raise click.ClickException(
+            f"Could not talk to Kafka at the configured KAFKA_BOOTSTRAP_SERVERS:"
+            f" {type(exc).__name__}: {exc}"
+        ) from None
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -60,6 +65,8 @@ def main() -> None:
 
     Settings come from CATCHER_* and KAFKA_* environment variables; see the README.
     """
+    # Commands print their results on stdout; logs go to stderr (the worker reconfigures).
+    configure_logging(LogProfile.development, "WARNING")
 
 
 @main.command()
@@ -77,7 +84,6 @@ def worker(rules_path: Path | None) -> None:
     from .app import create_app  # noqa: PLC0415
     from .factory import check_rules_against_config  # noqa: PLC0415
     from .kafka import ensure_topics  # noqa: PLC0415
-    from .logs import configure_logging  # noqa: PLC0415
 
     config = _config(**({"rules_path": rules_path} if rules_path else {}))
     rules = _rules(config.rules_path)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from catcher.broker import free_port
 from catcher.cli import main
 from catcher.services.operator import format_table
 
@@ -67,3 +68,18 @@ def test_trigger_checks_the_rule_exists(tmp_path: Path) -> None:
 
 def test_format_table() -> None:
     assert format_table(("a", "bb"), [["xyz", "1"], ["q", ""]]) == ("a    bb\n---  --\nxyz  1\nq")
+
+
+def test_unreachable_broker_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(GOOD)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    result = CliRunner().invoke(
+        main, ["trigger", "r", "--severity", "WARNING", "--rules", str(rules)]
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "Error: Could not talk to Kafka at the configured KAFKA_BOOTSTRAP_SERVERS:"
+    )
