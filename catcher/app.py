@@ -31,6 +31,7 @@ from .models.enums import ActionState, DeadLetterStage
 from .models.records import (
     ActionEvent,
     ActionRequest,
+    CancelRequest,
     DeadLetter,
     LedgerEntry,
     SeriesState,
@@ -341,6 +342,19 @@ class CatcherApp:
             )
 
     async def _on_request(self, event: Any) -> None:
+        if isinstance(event.value, dict) and event.value.get("cancel"):
+            cancel = CancelRequest.model_validate(event.value)
+            entry = self.ledger.get(cancel.action_id)
+            if entry is None or entry.state.terminal:
+                logger.warning(
+                    "Ignored a cancel request for an action that is not running",
+                    action_id=cancel.action_id,
+                    state=entry.state.value if entry else None,
+                )
+                return
+            logger.info("Cancelling an action", action_id=cancel.action_id, by=cancel.requested_by)
+            self.runner.cancel(cancel.action_id, cancel.requested_by)
+            return
         request = ActionRequest.model_validate(event.value)
         entry = self.ledger.get(request.action_id)
         if entry is not None:

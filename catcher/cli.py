@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,15 +17,17 @@ from aiokafka.errors import KafkaError
 from .config import Config, LogProfile, load_config
 from .exceptions import CatcherError
 from .logs import configure_logging
-from .models.enums import Severity, TriggerSource
-from .models.records import Trigger, utcnow
+from .models.enums import ActionState, Severity, TriggerSource
+from .models.records import ActionEvent, Trigger, isoformat, utcnow
 from .models.rules import RuleLoadError, RuleSet, parse_duration
 from .services.operator import (
     HISTORY_HEADERS,
     format_table,
     history_rows,
+    latest_states,
     publish_trigger,
     read_history,
+    request_cancel,
 )
 
 __all__ = ["main"]
@@ -205,6 +208,128 @@ def history(rule_id: str | None, since: str | None, as_json: bool) -> None:
         click.echo("No action history yet.", err=True)
         return
     click.echo(format_table(HISTORY_HEADERS, history_rows(events)))
+
+
+@main.group()
+def actions() -> None:
+    """Look at and control actions (from the actions topic)."""
+
+
+ACTION_HEADERS = ("updated", "action_id", "rule", "action", "type", "state", "attempt", "link")
+
+
+@actions.command("list")
+@click.option("--rule", "rule_id", help="Only this rule.")
+@click.option(
+    "--state",
+    type=click.Choice([s.value for s in ActionState]),
+    help="Only actions in this state now.",
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, for programs.")
+def actions_list(rule_id: str | None, state: str | None, as_json: bool) -> None:
+    """List actions with their current state."""
+    config = _config()
+    latest = [
+        e
+        for e in latest_states(_run(read_history(config)))
+        if (rule_id is None or e.rule_id == rule_id) and (state is None or e.state == state)
+    ]
+    if as_json:
+        for event in latest:
+            click.echo(json.dumps(event.model_dump(mode="json")))
+        return
+    if not latest:
+        click.echo("No actions.", err=True)
+        return
+    rows = [
+        [
+            isoformat(e.time.replace(microsecond=0)) or "",
+            e.action_id,
+            e.rule_id,
+            e.action_name,
+            e.action_type,
+            e.state.value,
+            str(e.attempt),
+            e.link or "",
+        ]
+        for e in latest
+    ]
+    click.echo(format_table(ACTION_HEADERS, rows))
+
+
+@actions.command("show")
+@click.argument("action_id")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, for programs.")
+def actions_show(action_id: str, as_json: bool) -> None:
+    """Show the whole history of one action, with its links."""
+    config = _config()
+    events = [e for e in _run(read_history(config)) if e.action_id == action_id]
+    if not events:
+        raise click.ClickException(f"No action {action_id!r} in {config.actions_topic}.")
+    if as_json:
+        for event in events:
+            click.echo(json.dumps(event.model_dump(mode="json")))
+        return
+    last = events[-1]
+    job_ids = list(dict.fromkeys(e.job_id for e in events if e.job_id))
+    links = list(dict.fromkeys(e.link for e in events if e.link))
+    click.echo(f"action:   {last.action_id}")
+    click.echo(f"rule:     {last.rule_id} / {last.action_name} ({last.action_type})")
+    click.echo(f"trigger:  {last.trigger_id} ({last.severity})")
+    click.echo(f"state:    {last.state.value} after {last.attempt} attempt(s)")
+    click.echo(f"outcome:  {last.message or ''}")
+    click.echo(f"job:      {', '.join(job_ids) or '-'}")
+    click.echo(f"links:    {', '.join(links) or '-'}")
+    click.echo("")
+    rows = [
+        [isoformat(e.time) or "", e.state.value, str(e.attempt), e.message or "", e.link or ""]
+        for e in events
+    ]
+    click.echo(format_table(("time", "state", "attempt", "message", "link"), rows))
+
+
+async def _cancel(config: Config, action_id: str, by: str, wait: float) -> ActionEvent | None:
+    events = [e for e in await read_history(config) if e.action_id == action_id]
+    if not events:
+        raise click.ClickException(f"No action {action_id!r} in {config.actions_topic}.")
+    if events[-1].state.terminal:
+        raise click.ClickException(
+            f"Action {action_id} has already finished: {events[-1].state.value}."
+        )
+    await request_cancel(config, action_id, by)
+    deadline = asyncio.get_running_loop().time() + wait
+    while asyncio.get_running_loop().time() < deadline:
+        events = [e for e in await read_history(config) if e.action_id == action_id]
+        if events and events[-1].state.terminal:
+            return events[-1]
+        await asyncio.sleep(1.0)
+    return None
+
+
+@actions.command("cancel")
+@click.argument("action_id")
+@click.option(
+    "--wait",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the worker to confirm (0: do not wait).",
+)
+@click.option("--by", "requested_by", default=None, help="Who cancels (default: $USER).")
+def actions_cancel(action_id: str, wait: float, requested_by: str | None) -> None:
+    """Cancel an action: abort its OCPS job, stop polling, whatever its type."""
+    config = _config()
+    by = requested_by or os.environ.get("USER") or "an operator"
+    final = _run(_cancel(config, action_id, by, wait))
+    if final is None:
+        if wait > 0:
+            raise click.ClickException(
+                f"The worker has not confirmed the cancel within {wait:g} s; check"
+                f" `catcher actions show {action_id}`."
+            )
+        click.echo(f"Cancel of {action_id} requested.")
+        return
+    click.echo(f"{action_id}: {final.state.value}. {final.message or ''}".rstrip())
 
 
 @main.group()

@@ -219,6 +219,28 @@ class Config(BaseSettings):
     noteburst_token_file: Path | None = Field(
         None, description="File holding the noteburst token (instead of CATCHER_NOTEBURST_TOKEN)."
     )
+    ocps_url: str | None = Field(
+        None,
+        description="Base URL of the OCPS execution service (uws-api-server); jobs are under"
+        " {base}/job.",
+    )
+    ocps_username: str | None = Field(None, description="HTTP basic auth user for the OCPS.")
+    ocps_password: SecretStr | None = Field(None, description="HTTP basic auth password.")
+    ocps_password_file: Path | None = Field(
+        None, description="File holding the OCPS password (instead of CATCHER_OCPS_PASSWORD)."
+    )
+    times_square_url: str | None = Field(
+        None,
+        description="Base URL of the Science Platform environment that runs Times Square"
+        " (the API is under /times-square/api/v1).",
+    )
+    times_square_token: SecretStr | None = Field(
+        None, description="Gafaelfawr token with the exec:notebook scope, for Times Square."
+    )
+    times_square_token_file: Path | None = Field(
+        None,
+        description="File holding the Times Square token (instead of CATCHER_TIMES_SQUARE_TOKEN).",
+    )
     poll_interval: float = Field(
         10.0, gt=0, description="Seconds between two polls of a running job."
     )
@@ -247,20 +269,19 @@ class Config(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _read_token_file(self) -> Self:
-        if self.noteburst_token_file is not None:
-            if self.noteburst_token is not None:
-                raise ValueError(
-                    "Set CATCHER_NOTEBURST_TOKEN or CATCHER_NOTEBURST_TOKEN_FILE, not both."
-                )
+    def _read_secret_files(self) -> Self:
+        for field in ("noteburst_token", "ocps_password", "times_square_token"):
+            path: Path | None = getattr(self, f"{field}_file")
+            if path is None:
+                continue
+            name = f"CATCHER_{field.upper()}"
+            if getattr(self, field) is not None:
+                raise ValueError(f"Set {name} or {name}_FILE, not both.")
             try:
-                token = self.noteburst_token_file.read_text().strip()
+                secret = path.read_text().strip()
             except OSError as exc:
-                raise ValueError(
-                    f"Cannot read CATCHER_NOTEBURST_TOKEN_FILE {self.noteburst_token_file}:"
-                    f" {exc.strerror}."
-                ) from None
-            self.noteburst_token = SecretStr(token)
+                raise ValueError(f"Cannot read {name}_FILE {path}: {exc.strerror}.") from None
+            setattr(self, field, SecretStr(secret))
         return self
 
     def topic(self, suffix: str) -> str:

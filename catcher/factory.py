@@ -8,33 +8,62 @@ from typing import Any
 
 import httpx
 
-from .actions import NoteburstExecutor, WebhookExecutor
+from .actions import NoteburstExecutor, OcpsExecutor, TimesSquareExecutor, WebhookExecutor
 from .actions.base import Executor
 from .avro import AvroCodec
 from .config import Config
 from .exceptions import ConfigError
-from .models.rules import NoteburstAction, RuleSet, WebhookAction
+from .models.rules import (
+    AnyAction,
+    NoteburstAction,
+    OcpsAction,
+    RuleSet,
+    TimesSquareAction,
+)
 from .retry import RetryPolicy
 
 __all__ = ["ProcessContext", "check_rules_against_config"]
 
 
+def _missing_settings(action: AnyAction, config: Config) -> list[str]:
+    """What the configuration lacks for one action (empty when nothing)."""
+    needs: list[tuple[bool, str]] = []
+    if isinstance(action, NoteburstAction):
+        needs = [
+            (bool(config.noteburst_url), "set CATCHER_NOTEBURST_URL for noteburst actions."),
+            (
+                config.noteburst_token is not None,
+                "set CATCHER_NOTEBURST_TOKEN or CATCHER_NOTEBURST_TOKEN_FILE.",
+            ),
+        ]
+    elif isinstance(action, OcpsAction):
+        needs = [(bool(config.ocps_url), "set CATCHER_OCPS_URL for ocps actions.")]
+    elif isinstance(action, TimesSquareAction):
+        needs = [
+            (
+                bool(config.times_square_url),
+                "set CATCHER_TIMES_SQUARE_URL for times_square actions.",
+            ),
+            (
+                config.times_square_token is not None,
+                "set CATCHER_TIMES_SQUARE_TOKEN or CATCHER_TIMES_SQUARE_TOKEN_FILE.",
+            ),
+        ]
+    elif action.url_env:
+        needs = [
+            (bool(os.environ.get(action.url_env)), f"set {action.url_env} to the webhook URL.")
+        ]
+    return [message for present, message in needs if not present]
+
+
 def check_rules_against_config(rules: RuleSet, config: Config) -> None:
     """Refuse to start when a rule needs something the configuration lacks."""
-    problems = []
-    for rule in rules.rules.values():
-        for action in rule.actions:
-            where = f"rule {rule.id!r} action {action.name!r}"
-            if isinstance(action, NoteburstAction):
-                if not config.noteburst_url:
-                    problems.append(f"{where}: set CATCHER_NOTEBURST_URL for noteburst actions.")
-                if config.noteburst_token is None:
-                    problems.append(
-                        f"{where}: set CATCHER_NOTEBURST_TOKEN or CATCHER_NOTEBURST_TOKEN_FILE."
-                    )
-            variable = action.url_env if isinstance(action, WebhookAction) else None
-            if variable and not os.environ.get(variable):
-                problems.append(f"{where}: set {variable} to the webhook URL.")
+    problems = [
+        f"rule {rule.id!r} action {action.name!r}: {message}"
+        for rule in rules.rules.values()
+        for action in rule.actions
+        for message in _missing_settings(action, config)
+    ]
     if problems:
         raise ConfigError(
             "The rules need settings that are missing:\n  " + "\n  ".join(dict.fromkeys(problems))
@@ -72,6 +101,15 @@ class ProcessContext:
                 self.http, self.config.noteburst_url, self.config.noteburst_token
             ),
             WebhookExecutor.type: WebhookExecutor(self.http),
+            OcpsExecutor.type: OcpsExecutor(
+                self.http,
+                self.config.ocps_url,
+                self.config.ocps_username,
+                self.config.ocps_password,
+            ),
+            TimesSquareExecutor.type: TimesSquareExecutor(
+                self.http, self.config.times_square_url, self.config.times_square_token
+            ),
         }
 
     async def aclose(self) -> None:

@@ -12,6 +12,8 @@ from support.stack import Stack
 from catcher.broker import EmbeddedBroker
 from catcher.fakes.noteburst import FakeNoteburst
 from catcher.fakes.registry import FakeSchemaRegistry
+from catcher.fakes.times_square import FakeTimesSquare
+from catcher.fakes.uws import FakeUws
 from catcher.fakes.webhook import FakeWebhook
 
 
@@ -42,15 +44,31 @@ async def webhook() -> AsyncIterator[FakeWebhook]:
 
 
 @pytest_asyncio.fixture
+async def uws() -> AsyncIterator[FakeUws]:
+    async with FakeUws() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture
+async def times_square() -> AsyncIterator[FakeTimesSquare]:
+    async with FakeTimesSquare() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture
 async def stack(
     broker: EmbeddedBroker,
     registry: FakeSchemaRegistry,
     noteburst: FakeNoteburst,
     webhook: FakeWebhook,
+    uws: FakeUws,
+    times_square: FakeTimesSquare,
     tmp_path: Path,
 ) -> AsyncIterator[Stack]:
     """Fakes, unique topics and consumer group; workers are stopped at the end."""
-    running = Stack(broker.bootstrap_servers, tmp_path, registry, noteburst, webhook)
+    running = Stack(
+        broker.bootstrap_servers, tmp_path, registry, noteburst, webhook, uws, times_square
+    )
     try:
         yield running
     finally:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ..exceptions import PermanentActionError
 from ..models.records import LedgerEntry
-from ..models.rules import NoteburstAction, WebhookAction
+from ..models.rules import NoteburstAction, OcpsAction, TimesSquareAction, WebhookAction
 from ..models.templates import render
 
 __all__ = ["Executor", "JobStatus", "Submission", "render_params"]
 
-A = TypeVar("A", NoteburstAction, WebhookAction)
+A = TypeVar("A", NoteburstAction, WebhookAction, OcpsAction, TimesSquareAction)
 
 
 @dataclass(frozen=True)
@@ -68,5 +69,15 @@ class Executor(Generic[A]):
 
     async def reconcile(self, action: A, entry: LedgerEntry) -> Submission | None:
         """Find what an interrupted submission did, or None when the service cannot tell."""
+        del action, entry
+        return None
+
+    def max_runtime(self, action: A) -> timedelta | None:
+        """Longest a job of this action may run before it is aborted (None: no limit)."""
+        del action
+        return None
+
+    async def abort(self, action: A, entry: LedgerEntry) -> str | None:
+        """Stop the action's job at the service; returns what was done, None if it cannot."""
         del action, entry
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,6 +14,7 @@ from .enums import ActionState, DeadLetterStage, Severity, TriggerSource
 __all__ = [
     "ActionEvent",
     "ActionRequest",
+    "CancelRequest",
     "DeadLetter",
     "LedgerEntry",
     "SeriesState",
@@ -172,6 +173,20 @@ class ActionRequest(BaseModel):
             "action_name": self.action_name,
             "trigger": self.trigger.to_json(),
         }
+
+
+class CancelRequest(BaseModel):
+    """An operator's request to stop an action (internal action-request topic, JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action_id: str
+    cancel: Literal[True] = True
+    requested_by: str = Field(min_length=1)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return self.model_dump(mode="json")
 
 
 class LedgerEntry(BaseModel):

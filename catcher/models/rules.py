@@ -25,14 +25,18 @@ from .enums import Edge, Severity
 from .templates import check_template, placeholders_in
 
 __all__ = [
+    "ACTION_TYPES",
     "Action",
     "ActionCondition",
+    "AnyAction",
     "Duration",
     "NoteburstAction",
+    "OcpsAction",
     "Rule",
     "RuleLoadError",
     "RuleSet",
     "RulesFile",
+    "TimesSquareAction",
     "WebhookAction",
     "parse_duration",
 ]
@@ -210,7 +214,98 @@ class NoteburstAction(_ActionBase):
         return {"parameters": self.parameters}
 
 
-Action = Annotated[WebhookAction | NoteburstAction, Field(discriminator="type")]
+OCPS_COMMAND = "cd $JOB_SOURCE_DIR && bash bin/pipetask.sh"
+"""The command the OCPS CSC runs: uws_scripts' pipetask wrapper."""
+OCPS_SCRIPTS_URL = "https://github.com/lsst-dm/uws_scripts"
+
+
+class OcpsAction(_ActionBase):
+    """Run a pipeline through the OCPS execution service (uws-api-server).
+
+    The defaults send what the OCPS CSC sends: the uws_scripts pipetask wrapper, with the
+    job's environment taken from the fields below. Every string may hold placeholders.
+    """
+
+    type: Literal["ocps"]
+    pipeline_url: str = Field(description="PIPELINE_URL: URL of the pipeline YAML.")
+    butler_repo: str = Field(description="BUTLER_REPO: path or URI of the Butler repository.")
+    data_query: str = Field(description="DATA_QUERY: the data query for pipetask run.")
+    image_tag: str = Field("w_latest", description="IMAGE_TAG: Science Pipelines image tag.")
+    run_options: str = Field(
+        "", description="RUN_OPTIONS: extra pipetask run options, e.g. -i <input collection>."
+    )
+    output_glob: str = Field("*", description="OUTPUT_GLOB: output dataset types to report.")
+    environment: dict[str, str] = Field(
+        default_factory=dict, description="More environment variables for the job."
+    )
+    command: str = Field(OCPS_COMMAND, description="Command the job container runs.")
+    git_url: str = Field(OCPS_SCRIPTS_URL, description="Git repository the job clones.")
+    commit_ref: str = Field("main", description="Branch or commit of git_url.")
+    replicas: int = Field(1, ge=1, description="Parallel job containers.")
+    max_runtime: Duration = Field(
+        timedelta(hours=2),
+        description="Longest the job may run; past it Catcher aborts it and fails the action.",
+    )
+
+    @field_validator("environment")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+        if bad:
+            raise ValueError(f"environment variable names are invalid: {', '.join(bad)}")
+        return value
+
+    def job_environment(self) -> dict[str, str]:
+        """The environment sent to the job, before placeholders are filled."""
+        return {
+            "IMAGE_TAG": self.image_tag,
+            "PIPELINE_URL": self.pipeline_url,
+            "BUTLER_REPO": self.butler_repo,
+            "RUN_OPTIONS": self.run_options,
+            "OUTPUT_GLOB": self.output_glob,
+            "DATA_QUERY": self.data_query,
+            **self.environment,
+        }
+
+    def templates(self) -> dict[str, Any]:
+        """The job's environment, command and git reference may hold placeholders."""
+        return {
+            "environment": self.job_environment(),
+            "command": self.command,
+            "git_url": self.git_url,
+            "commit_ref": self.commit_ref,
+        }
+
+
+class TimesSquareAction(_ActionBase):
+    """Compute a Times Square page for a parameter set and publish its HTML."""
+
+    type: Literal["times_square"]
+    page: str = Field(min_length=1, description="Name of the Times Square page.")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Page parameters. Times Square computes a parameter set once, so include"
+        " the trigger id or window when each trigger must get its own report.",
+    )
+    force_rerun: bool = Field(
+        False, description="Drop a cached result for the same parameters and compute again."
+    )
+
+    @field_validator("page")
+    @classmethod
+    def _page_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", value):
+            raise ValueError("a page name has letters, digits, '.', '-' and '_' only")
+        return value
+
+    def templates(self) -> dict[str, Any]:
+        """The parameters may hold placeholders."""
+        return {"parameters": self.parameters}
+
+
+AnyAction = WebhookAction | NoteburstAction | OcpsAction | TimesSquareAction
+Action = Annotated[AnyAction, Field(discriminator="type")]
+ACTION_TYPES = ("webhook", "noteburst", "ocps", "times_square")
 
 
 class Rule(BaseModel):
@@ -244,7 +339,7 @@ class Rule(BaseModel):
             seen.add(action.name)
         return self
 
-    def action(self, name: str) -> WebhookAction | NoteburstAction | None:
+    def action(self, name: str) -> AnyAction | None:
         """The action with this name, if the rule has it."""
         return next((a for a in self.actions if a.name == name), None)
 
@@ -289,7 +384,7 @@ def _describe(error: ErrorDetails, raw: Any, path: Path) -> str:
         where += f": rule {rule_id!r}" if rule_id else f": rule #{index + 1}"
         loc = loc[2:]
         # Drop the discriminator tag pydantic inserts (actions.1.webhook.url -> actions[1].url).
-        if loc[:1] == ["actions"] and loc[2:3] in (["webhook"], ["noteburst"]):
+        if loc[:1] == ["actions"] and set(loc[2:3]) & set(ACTION_TYPES):
             loc = loc[:2] + loc[3:]
     field = ""
     for part in loc:

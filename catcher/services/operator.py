@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from ..avro import AvroCodec
 from ..config import Config
 from ..kafka import ensure_topics, make_producer, read_topic
-from ..models.records import ActionEvent, Trigger, isoformat
+from ..models.records import ActionEvent, CancelRequest, Trigger, isoformat
 
 __all__ = [
     "HISTORY_HEADERS",
     "format_table",
     "history_rows",
+    "latest_states",
     "publish_trigger",
     "read_history",
+    "request_cancel",
 ]
 
 HISTORY_HEADERS = ("time", "rule", "action", "state", "attempt", "outcome", "link")
@@ -74,3 +77,26 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
     return "\n".join(lines)
+
+
+def latest_states(events: Sequence[ActionEvent]) -> list[ActionEvent]:
+    """The latest event of each action, oldest action first."""
+    latest: dict[str, ActionEvent] = {}
+    for event in events:
+        latest[event.action_id] = event
+    return sorted(latest.values(), key=lambda e: e.time)
+
+
+async def request_cancel(config: Config, action_id: str, requested_by: str) -> None:
+    """Ask the worker that owns the action to stop it."""
+    request = CancelRequest(action_id=action_id, requested_by=requested_by)
+    producer = make_producer(config)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            config.action_requests_topic,
+            json.dumps(request.to_json()).encode(),
+            key=action_id.encode(),
+        )
+    finally:
+        await producer.stop()

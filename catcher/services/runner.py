@@ -7,7 +7,10 @@ One asyncio task per unfinished action. The task reads the ledger, and:
 - ``submitting`` found after a restart: the outcome of that attempt is unknown, so the
   executor reconciles with the service if it can, and otherwise the action is submitted
   again and the history says so;
-- ``submitted``: polls the job until it ends or ``poll_timeout`` passes.
+- ``submitted``: polls the job until it ends, ``poll_timeout`` passes, or the action's
+  maximum runtime passes (then the job is aborted);
+- a cancel request stops the task, aborts the job where the service allows it, and records
+  ``cancelled``; a cancel interrupted by a crash is finished after the restart.
 
 Stream handlers only write ``queued`` and call :meth:`ActionRunner.ensure`; a periodic scan
 of the ledger (:meth:`ActionRunner.resume`) restarts whatever a previous process left.
@@ -112,15 +115,71 @@ class ActionRunner:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
+    def cancel(self, action_id: str, requested_by: str) -> None:
+        """Stop an action now: its task is cancelled and a cancelling task takes over."""
+        previous = self._tasks.get(action_id)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.create_task(
+            self._cancel(action_id, requested_by, previous), name=f"cancel:{action_id}"
+        )
+        self._tasks[action_id] = task
+        task.add_done_callback(functools.partial(self._forget, action_id))
+
+    def _resolve(self, entry: LedgerEntry) -> tuple[Any, Executor[Any] | None]:
+        rule = self._rules.get(entry.trigger.rule_id)
+        action = rule.action(entry.action_name) if rule else None
+        return action, self._executors.get(entry.action_type)
+
+    async def _cancel(
+        self, action_id: str, requested_by: str, previous: asyncio.Task[None] | None
+    ) -> None:
+        if previous is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await previous
+        entry = self._ledger.get(action_id)
+        if entry is None or entry.state.terminal:
+            logger.info("Nothing to cancel", action_id=action_id)
+            return
+        if not entry.cancel_requested:
+            entry = await self._ledger.put(
+                entry, cancel_requested=True, message=f"Cancel requested by {requested_by}."
+            )
+        await self._finish_cancel(entry)
+
+    async def _finish_cancel(self, entry: LedgerEntry) -> LedgerEntry:
+        action, executor = self._resolve(entry)
+        message = (entry.message or "Cancelled.").replace("Cancel requested", "Cancelled")
+        if action is not None and executor is not None:
+            if entry.state == ActionState.submitting and entry.job_id is None:
+                found = await self._reconcile(entry, action, executor)
+                if found is not None:
+                    entry = entry.model_copy(update={"job_id": found.job_id, "link": found.link})
+            if entry.job_id is not None:
+                message += " " + await self._abort(entry, action, executor)
+        entry = await self._ledger.put(entry, state=ActionState.cancelled, message=message)
+        logger.info("Action cancelled", action_id=entry.action_id, reason=message)
+        return entry
+
+    async def _abort(self, entry: LedgerEntry, action: Any, executor: Executor[Any]) -> str:
+        try:
+            done = await asyncio.wait_for(
+                executor.abort(action, entry), timeout=self._policy.attempt_timeout
+            )
+        except (ActionError, TimeoutError) as exc:
+            return f"The job could not be aborted: {exc or 'no answer in time'}"
+        return done or f"{entry.action_type} jobs cannot be aborted; polling stopped."
+
     async def _drive(self, action_id: str) -> None:
         log = logger.bind(action_id=action_id)
         entry = self._ledger.get(action_id)
         if entry is None:
             log.error("No ledger entry for action")
             return
-        rule = self._rules.get(entry.trigger.rule_id)
-        action = rule.action(entry.action_name) if rule else None
-        executor = self._executors.get(entry.action_type)
+        if entry.cancel_requested:
+            await self._finish_cancel(entry)
+            return
+        action, executor = self._resolve(entry)
         if action is None or executor is None:
             await self._fail(
                 entry,
@@ -224,8 +283,14 @@ class ActionRunner:
         self, entry: LedgerEntry, action: Any, executor: Executor[Any]
     ) -> LedgerEntry:
         started = entry.submitted or entry.updated
+        runtime = executor.max_runtime(action)
         last_error = ""
         while True:
+            if runtime is not None and utcnow() - started > runtime:
+                done = await self._abort(entry, action, executor)
+                return await self._fail(
+                    entry, f"Exceeded its maximum runtime of {runtime}. {done}"
+                )
             if utcnow() - started > self._poll_timeout:
                 return await self._fail(
                     entry,

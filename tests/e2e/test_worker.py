@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import sys
 
 import pytest
 from support.stack import Stack, finished, states
@@ -103,28 +102,15 @@ async def test_trigger_runs_actions_and_history_matches_the_fakes(stack: Stack) 
     assert final.link == f"{stack.noteburst.url}/noteburst/v1/notebooks/{job_id}"
 
     # `catcher history --json` agrees with what the fakes recorded.
-    env = stack.worker_env()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "catcher",
-        "history",
-        "--json",
-        "--rule",
-        "hexapod-temp",
-        env={**env, "CATCHER_TOPIC_PREFIX": stack.prefix},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    rows = [json.loads(line) for line in out.decode().splitlines()]
+    code, out, err = await stack.cli("history", "--json", "--rule", "hexapod-temp")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
     succeeded = [r for r in rows if r["state"] == "succeeded"]
     assert sorted(r["action_type"] for r in succeeded) == ["noteburst", "webhook"]
     assert [r["job_id"] for r in succeeded if r["action_type"] == "noteburst"] == [job_id]
 
     # Secrets never reach the logs or the history.
-    everything = worker.log + out.decode()
+    everything = worker.log + out
     assert stack.noteburst.token not in everything
     assert "secret-path-abc123" not in everything
 

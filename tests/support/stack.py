@@ -20,6 +20,8 @@ from catcher.config import Config, KafkaConnectionSettings, load_config
 from catcher.demo import worker_environment
 from catcher.fakes.noteburst import FakeNoteburst
 from catcher.fakes.registry import FakeSchemaRegistry
+from catcher.fakes.times_square import FakeTimesSquare
+from catcher.fakes.uws import FakeUws
 from catcher.fakes.webhook import FakeWebhook
 from catcher.kafka import ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity, TriggerSource
@@ -87,6 +89,8 @@ class Stack:
     registry: FakeSchemaRegistry
     noteburst: FakeNoteburst
     webhook: FakeWebhook
+    uws: FakeUws
+    times_square: FakeTimesSquare
     prefix: str = field(default_factory=lambda: f"test{os.getpid()}n{next(_counter)}.catcher")
     workers: list[WorkerProcess] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -120,6 +124,11 @@ class Stack:
             CATCHER_NOTEBURST_URL=self.noteburst.url,
             CATCHER_NOTEBURST_TOKEN=self.noteburst.token,
             CATCHER_TEST_WEBHOOK_URL=f"{self.webhook.url}/hooks/secret-path-abc123",
+            CATCHER_OCPS_URL=self.uws.url,
+            CATCHER_OCPS_USERNAME=self.uws.username,
+            CATCHER_OCPS_PASSWORD=self.uws.password,
+            CATCHER_TIMES_SQUARE_URL=self.times_square.url,
+            CATCHER_TIMES_SQUARE_TOKEN=self.times_square.token,
             CATCHER_RETRY_BACKOFF_INITIAL="0.3",
             CATCHER_RETRY_BACKOFF_MAX="1",
             CATCHER_RETRY_ATTEMPT_TIMEOUT="5",
@@ -136,6 +145,21 @@ class Stack:
         worker = WorkerProcess(self.worker_env(), self.workdir / f"worker{len(self.workers)}.log")
         self.workers.append(worker.start())
         return worker
+
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        """Run `catcher ARGS` as a user would, against this stack."""
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "catcher",
+            *args,
+            env=self.worker_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
 
     async def publish(self, rule_id: str, severity: Severity, **kwargs: Any) -> Trigger:
         kwargs.setdefault("reason", f"Test {severity.name} trigger.")
