@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -31,6 +32,8 @@ class MemoryTable:
 
 class Scripted(Executor[Any]):
     type = "webhook"
+    runtime: timedelta | None = None
+    aborted: list[str | None]
 
     def __init__(
         self,
@@ -42,6 +45,7 @@ class Scripted(Executor[Any]):
         self.polls = polls or []
         self.reconciled = reconciled
         self.calls: list[str] = []
+        self.aborted = []
 
     async def _next(self, script: list[Any]) -> Any:
         step = script.pop(0)
@@ -64,6 +68,13 @@ class Scripted(Executor[Any]):
         self.calls.append("reconcile")
         return self.reconciled
 
+    def max_runtime(self, action: Any) -> timedelta | None:
+        return self.runtime
+
+    async def abort(self, action: Any, entry: LedgerEntry) -> str | None:
+        self.aborted.append(entry.job_id)
+        return f"job {entry.job_id} aborted." if self.runtime is not None else None
+
 
 RULES = RuleSet(
     [
@@ -85,6 +96,8 @@ async def run(
     policy: RetryPolicy | None = None,
     poll_timeout: float = 5.0,
     attempt: int = 0,
+    cancel_after: float | None = None,
+    cancel_requested: bool = False,
 ) -> tuple[list[LedgerEntry], list[DeadLetter]]:
     table = MemoryTable()
     history: list[LedgerEntry] = []
@@ -107,6 +120,7 @@ async def run(
         state=state,
         attempt=attempt,
         link="http://job",
+        cancel_requested=cancel_requested,
     )
     table.data[entry.action_id] = entry.to_json()
     runner = ActionRunner(
@@ -120,7 +134,11 @@ async def run(
         dead_letter=dead,
     )
     runner.ensure(entry)
-    await asyncio.wait_for(asyncio.gather(*runner._tasks.values()), timeout=10)
+    if cancel_after is not None:
+        await asyncio.sleep(cancel_after)
+        runner.cancel(entry.action_id, "tester")
+    while runner._tasks:
+        await asyncio.wait_for(asyncio.gather(*runner._tasks.values()), timeout=10)
     assert [p for p, _, _ in table.changelog] == [0] * len(history)  # every write, durably
     return history, letters
 
@@ -240,3 +258,53 @@ async def test_interrupted_submission_found_by_reconcile_is_not_resubmitted() ->
     history, _ = await run(executor, state=ActionState.submitting, attempt=1)
     assert executor.calls == ["reconcile", "poll"]
     assert [e.state for e in history] == ["submitted", "succeeded"]
+
+
+@pytest.mark.asyncio
+async def test_cancel_a_polled_job_stops_polling_and_aborts() -> None:
+    executor = Scripted(
+        [Submission(done=False, message="q", job_id="j7")],
+        [JobStatus(finished=False, message="q")] * 10000,
+    )
+    executor.runtime = timedelta(hours=1)
+    history, letters = await run(executor, cancel_after=0.2)
+    assert [e.state.value for e in history][-2:] == ["submitted", "cancelled"]
+    assert history[-1].message == "Cancelled by tester. job j7 aborted."
+    assert history[-1].cancel_requested
+    assert executor.aborted == ["j7"]
+    assert letters == []
+
+
+@pytest.mark.asyncio
+async def test_cancel_a_job_that_cannot_be_aborted_only_stops_polling() -> None:
+    executor = Scripted(
+        [Submission(done=False, message="q", job_id="j8")],
+        [JobStatus(finished=False, message="q")] * 10000,
+    )
+    history, _ = await run(executor, cancel_after=0.2)
+    assert history[-1].state == ActionState.cancelled
+    assert history[-1].message == (
+        "Cancelled by tester. webhook jobs cannot be aborted; polling stopped."
+    )
+
+
+@pytest.mark.asyncio
+async def test_cancel_interrupted_by_a_crash_is_finished_on_resume() -> None:
+    executor = Scripted([])
+    history, _ = await run(executor, state=ActionState.retrying, attempt=1, cancel_requested=True)
+    assert [e.state for e in history] == [ActionState.cancelled]
+    assert executor.calls == []
+
+
+@pytest.mark.asyncio
+async def test_max_runtime_aborts_the_job() -> None:
+    executor = Scripted(
+        [Submission(done=False, message="q", job_id="j9")],
+        [JobStatus(finished=False, message="q")] * 10000,
+    )
+    executor.runtime = timedelta(seconds=0.2)
+    history, letters = await run(executor)
+    assert history[-1].state == ActionState.failed
+    assert history[-1].message == "Exceeded its maximum runtime of 0:00:00.200000. job j9 aborted."
+    assert executor.aborted == ["j9"]
+    assert len(letters) == 1
