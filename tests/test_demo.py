@@ -51,9 +51,10 @@ def test_demo_runs_actions_and_cleans_up() -> None:
     table = output.split("Action history (catcher history):")[1]
     rows = [line.split() for line in table.splitlines()[3:] if line.strip()]
     succeeded = sorted(r[2] for r in rows if len(r) > 3 and r[3] == "succeeded")
-    assert succeeded == ["notify", "notify", "notify", "report"], output
+    assert succeeded == ["notify", "notify", "notify", "page", "report", "reprocess"], output
     assert (
-        "The fake noteburst received 1 notebook(s); the fake webhook received 3 POST(s)." in output
+        "The fake OCPS received 1 job(s); the fake Times Square computed 1 page(s); the fake"
+        " noteburst received 1 notebook(s); the fake webhook received 3 POST(s)." in output
     )
     assert leftovers(match.group(1), match.group(2)) == []
 

@@ -1,8 +1,8 @@
 """``catcher demo``: the whole spine on an embedded broker, with fake services.
 
-It starts the embedded broker, a fake Schema Registry, a fake noteburst and a fake webhook
-receiver on loopback, and the worker as a child process with the example rules. It then
-fires example triggers (WARNING, CRITICAL, recovery), prints the history as it arrives and,
+It starts the embedded broker and, on loopback, fakes of the Schema Registry, the OCPS
+execution service, Times Square, noteburst and a webhook receiver, and the worker as a
+child process with the example rules. It then fires example triggers (WARNING, CRITICAL, recovery), prints the history as it arrives and,
 once every expected action has finished (or ``--duration`` has passed, or on Ctrl-C), the
 history table. Every process it started is stopped before it returns.
 """
@@ -26,6 +26,8 @@ from ..broker import EmbeddedBroker
 from ..config import KafkaConnectionSettings, load_config
 from ..fakes.noteburst import FakeNoteburst
 from ..fakes.registry import FakeSchemaRegistry
+from ..fakes.times_square import FakePage, FakeTimesSquare
+from ..fakes.uws import FakeUws
 from ..fakes.webhook import FakeWebhook
 from ..models.enums import Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger
@@ -45,8 +47,9 @@ SCRIPT: list[tuple[Severity, float, str]] = [
     (Severity.CRITICAL, 72.0, "Actuator 3 temperature 72.0 C is above the 70 C critical level."),
     (Severity.NONE, 48.0, "Actuator 3 temperature 48.0 C is back below the warning level."),
 ]
-EXPECTED_FINISHED = 4
-"""notify on WARNING, CRITICAL and the recovery; report on CRITICAL."""
+EXPECTED_FINISHED = 6
+"""notify on WARNING, CRITICAL and the recovery; report, reprocess and page on CRITICAL."""
+TAGS = {"salIndex": "1", "day_obs": "20261123"}
 
 
 def _copy_rules(target: Path) -> Path:
@@ -95,6 +98,15 @@ async def _demo(duration: float, workdir: Path) -> int:
     registry = await FakeSchemaRegistry().start()
     noteburst = await FakeNoteburst(queue_time=1.0, run_time=2.0).start()
     webhook = await FakeWebhook().start()
+    uws = await FakeUws(run_time=2.0).start()
+    times_square = await FakeTimesSquare(
+        pages={
+            "hexapod-temperature": FakePage(
+                parameters={"trigger_id": {"type": "string"}, "sal_index": {"type": "integer"}},
+                run_time=1.5,
+            )
+        }
+    ).start()
     worker: subprocess.Popen[bytes] | None = None
     worker_log = (workdir / "worker.log").open("wb")
     try:
@@ -105,6 +117,11 @@ async def _demo(duration: float, workdir: Path) -> int:
             CATCHER_NOTEBURST_URL=noteburst.url,
             CATCHER_NOTEBURST_TOKEN=noteburst.token,
             CATCHER_DEMO_WEBHOOK_URL=f"{webhook.url}/services/demo",
+            CATCHER_OCPS_URL=uws.url,
+            CATCHER_OCPS_USERNAME=uws.username,
+            CATCHER_OCPS_PASSWORD=uws.password,
+            CATCHER_TIMES_SQUARE_URL=times_square.url,
+            CATCHER_TIMES_SQUARE_TOKEN=times_square.token,
             CATCHER_LOG_LEVEL="INFO",
         )
         click.echo(f"Embedded broker on {broker.bootstrap_servers}; logs in {workdir}")
@@ -126,7 +143,7 @@ async def _demo(duration: float, workdir: Path) -> int:
                 severity,
                 reason=reason,
                 source=TriggerSource.manual,
-                tags={"salIndex": "1"},
+                tags=TAGS,
                 value=value,
             )
             await publish_trigger(config, trigger)
@@ -144,7 +161,7 @@ async def _demo(duration: float, workdir: Path) -> int:
                 events = await read_history(config)
                 for event in events[len(seen) :]:
                     click.echo(
-                        f"  {event.action_name:<7} {event.state.value:<10} {event.message or ''}"
+                        f"  {event.action_name:<9} {event.state.value:<10} {event.message or ''}"
                     )
                 seen = events
             if sum(1 for e in seen if e.state.terminal) >= EXPECTED_FINISHED:
@@ -155,15 +172,17 @@ async def _demo(duration: float, workdir: Path) -> int:
         click.echo("\nAction history (catcher history):")
         click.echo(format_table(HISTORY_HEADERS, history_rows(seen)))
         click.echo(
-            f"\nThe fake noteburst received {noteburst.count('POST')} notebook(s); the fake"
-            f" webhook received {webhook.count('POST')} POST(s)."
+            f"\nThe fake OCPS received {uws.count('PUT')} job(s); the fake Times Square computed"
+            f" {sum(times_square.executions.values())} page(s); the fake noteburst received"
+            f" {noteburst.count('POST')} notebook(s); the fake webhook received"
+            f" {webhook.count('POST')} POST(s)."
         )
         return 0
     finally:
         if worker is not None:
             await loop.run_in_executor(None, stop_process, worker)
         worker_log.close()
-        for fake in (webhook, noteburst, registry):
+        for fake in (times_square, uws, webhook, noteburst, registry):
             await fake.stop()
         broker.stop()
 
