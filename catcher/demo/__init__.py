@@ -4,7 +4,8 @@ It starts the embedded broker and, on loopback, fakes of the Schema Registry, th
 execution service, Times Square, noteburst and a webhook receiver, and the worker as a
 child process with the example rules. It then fires example triggers (WARNING, CRITICAL,
 recovery), prints the history as it arrives and, once every expected action has finished
-(or ``--duration`` has passed, or on Ctrl-C), the history table. Every process it started is stopped before it returns.
+(or ``--duration`` has passed, or on Ctrl-C), the history table. Every process it started
+is stopped before it returns.
 """
 
 from __future__ import annotations
