@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, Generic, TypeVar
 
+import httpx
+from pydantic import SecretStr
+
 from ..exceptions import PermanentActionError
 from ..models.records import LedgerEntry
 from ..models.rules import NoteburstAction, OcpsAction, TimesSquareAction, WebhookAction
 from ..models.templates import render
 
-__all__ = ["Executor", "JobStatus", "Submission", "render_params"]
+__all__ = ["Executor", "JobStatus", "SciencePlatformExecutor", "Submission", "render_params"]
 
 A = TypeVar("A", NoteburstAction, WebhookAction, OcpsAction, TimesSquareAction)
 
@@ -81,3 +84,28 @@ class Executor(Generic[A]):
         """Stop the action's job at the service; returns what was done, None if it cannot."""
         del action, entry
         return None
+
+
+class SciencePlatformExecutor(Executor[A]):
+    """Base of executors for Science Platform services that take a Gafaelfawr token."""
+
+    setting: ClassVar[str]
+    """Settings name of the service: CATCHER_<setting>_URL and CATCHER_<setting>_TOKEN."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str | None, token: SecretStr | None
+    ) -> None:
+        self._client = client
+        self._base_url = base_url.rstrip("/") if base_url else None
+        self._token = token
+
+    def _headers(self) -> dict[str, str]:
+        """The bearer token header; a missing URL or token is a permanent error."""
+        name = f"CATCHER_{self.setting}"
+        if self._base_url is None:
+            raise PermanentActionError(f"Set {name}_URL to run {self.type} actions.")
+        if self._token is None:
+            raise PermanentActionError(
+                f"Set {name}_TOKEN or {name}_TOKEN_FILE to a token with the exec:notebook scope."
+            )
+        return {"Authorization": f"Bearer {self._token.get_secret_value()}"}

@@ -12,12 +12,11 @@ import json
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from ..exceptions import ActionError, PermanentActionError, http_status_error
 from ..models.records import LedgerEntry
 from ..models.rules import NoteburstAction
-from .base import Executor, JobStatus, Submission, render_params
+from .base import JobStatus, SciencePlatformExecutor, Submission, render_params
 
 __all__ = ["NoteburstExecutor", "inject_parameters"]
 
@@ -61,27 +60,11 @@ def inject_parameters(notebook: dict[str, Any], parameters: dict[str, Any]) -> d
     return result
 
 
-class NoteburstExecutor(Executor[NoteburstAction]):
+class NoteburstExecutor(SciencePlatformExecutor[NoteburstAction]):
     """Submits notebooks to noteburst and polls their jobs."""
 
     type = "noteburst"
-
-    def __init__(
-        self, client: httpx.AsyncClient, base_url: str | None, token: SecretStr | None
-    ) -> None:
-        self._client = client
-        self._base_url = base_url.rstrip("/") if base_url else None
-        self._token = token
-
-    def _headers(self) -> dict[str, str]:
-        if self._base_url is None:
-            raise PermanentActionError("Set CATCHER_NOTEBURST_URL to run noteburst actions.")
-        if self._token is None:
-            raise PermanentActionError(
-                "Set CATCHER_NOTEBURST_TOKEN or CATCHER_NOTEBURST_TOKEN_FILE to a token with"
-                " the exec:notebook scope."
-            )
-        return {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+    setting = "NOTEBURST"
 
     async def submit(self, action: NoteburstAction, entry: LedgerEntry) -> Submission:
         """POST the notebook with its parameters filled in."""

@@ -13,12 +13,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-from pydantic import SecretStr
 
 from ..exceptions import ActionError, PermanentActionError, http_status_error
 from ..models.records import LedgerEntry
 from ..models.rules import TimesSquareAction
-from .base import Executor, JobStatus, Submission, render_params
+from .base import JobStatus, SciencePlatformExecutor, Submission, render_params
 
 __all__ = ["TimesSquareExecutor", "query_value"]
 
@@ -32,30 +31,14 @@ def query_value(value: Any) -> str:
     return str(value)
 
 
-class TimesSquareExecutor(Executor[TimesSquareAction]):
+class TimesSquareExecutor(SciencePlatformExecutor[TimesSquareAction]):
     """Runs Times Square pages and waits for their HTML."""
 
     type = "times_square"
+    setting = "TIMES_SQUARE"
     resubmit_message = (
         "asked again after uncertain outcome (Times Square runs a parameter set once)"
     )
-
-    def __init__(
-        self, client: httpx.AsyncClient, base_url: str | None, token: SecretStr | None
-    ) -> None:
-        self._client = client
-        self._base_url = base_url.rstrip("/") if base_url else None
-        self._token = token
-
-    def _headers(self) -> dict[str, str]:
-        if self._base_url is None:
-            raise PermanentActionError("Set CATCHER_TIMES_SQUARE_URL to run times_square actions.")
-        if self._token is None:
-            raise PermanentActionError(
-                "Set CATCHER_TIMES_SQUARE_TOKEN or CATCHER_TIMES_SQUARE_TOKEN_FILE to a token"
-                " with the exec:notebook scope."
-            )
-        return {"Authorization": f"Bearer {self._token.get_secret_value()}"}
 
     def _page_url(self, action: TimesSquareAction, entry: LedgerEntry, leaf: str) -> str:
         parameters = render_params(action.parameters, entry)
