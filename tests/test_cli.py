@@ -83,3 +83,19 @@ def test_unreachable_broker_is_a_clear_error(
     assert result.output.startswith(
         "Error: Could not talk to Kafka at the configured KAFKA_BOOTSTRAP_SERVERS:"
     )
+
+
+def test_rules_compile_writes_one_task_per_rule_with_a_condition(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        GOOD + "  - id: hot\n    description: d\n    condition:\n"
+        "      source: {measurement: m, field: f}\n      thresholds: {critical: 3}\n"
+    )
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["rules", "compile", str(rules), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["hot.flux"]
+    assert (
+        'option task = {name: "catcher-hot", every: 1m, offset: 0s}'
+        in (out / "hot.flux").read_text()
+    )

@@ -177,3 +177,56 @@ def test_parse_duration(text: object, seconds: float) -> None:
 def test_parse_duration_rejects(text: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+def condition_rule(tmp_path: Path, condition: str) -> Path:
+    return write(tmp_path, f"rules:\n  - id: c\n    description: d\n    condition: {condition}\n")
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        (
+            "{source: {measurement: m, field: f}, thresholds: {warning: 80, critical: 60}}",
+            "thresholds: critical (60) must be above warning (80) when big_is_bad is true",
+        ),
+        (
+            (
+                "{source: {measurement: m, field: f}, thresholds: {warning: 10, serious: 20,"
+                " big_is_bad: false}}"
+            ),
+            "serious (20) must be below warning (10) when big_is_bad is false",
+        ),
+        (
+            "{source: {measurement: m, field: f}, thresholds: {big_is_bad: true}}",
+            "set at least one of warning, serious and critical",
+        ),
+        ("{source: {measurement: m, field: f}}", "give exactly one of thresholds or deadman"),
+        (
+            "{source: {measurement: m, field: f}, deadman: {timeout: 10m, lookback: 5m}}",
+            "lookback must be longer than timeout",
+        ),
+        (
+            "{source: {measurement: m, field: f}, deadman: {timeout: 1m, severity: NONE}}",
+            "severity must be WARNING, SERIOUS or CRITICAL",
+        ),
+        (
+            "{source: {measurement: m, field: f, group_by: [severity]}, deadman: {timeout: 1m}}",
+            "tag name 'severity' is reserved",
+        ),
+        (
+            "{source: {measurement: m, field: f}, aggregate: average, deadman: {timeout: 1m}}",
+            "condition.aggregate: Input should be 'mean', 'min'",
+        ),
+        (
+            "{source: {measurement: m, field: f}, window: 0s, deadman: {timeout: 1m}}",
+            "window must be longer than zero",
+        ),
+    ],
+)
+def test_condition_mistakes_are_explained(tmp_path: Path, condition: str, message: str) -> None:
+    path = condition_rule(tmp_path, condition)
+    with pytest.raises(RuleLoadError) as info:
+        RuleSet.from_path(path)
+    assert str(info.value).startswith(f"{path}: rule 'c': condition")
+    assert message in str(info.value)
