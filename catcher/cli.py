@@ -387,6 +387,81 @@ def rules_compile(paths: Sequence[Path], out_dir: Path | None) -> None:
     click.echo(f"Wrote {len(compiled)} task(s) to {out_dir}.", err=True)
 
 
+@main.group()
+def tasks() -> None:
+    """Keep the compiled Flux tasks in step with InfluxDB or Kapacitor."""
+
+
+def _sync_plan(rules_path: Path | None, prune: bool) -> tuple[Any, list[Any]]:
+    from .flux import CompileOptions  # noqa: PLC0415
+    from .services.tasks import TaskSync, desired_tasks  # noqa: PLC0415
+
+    config = _config(**({"rules_path": rules_path} if rules_path else {}))
+    options = CompileOptions(
+        source_bucket=config.source_bucket,
+        trigger_bucket=config.trigger_bucket,
+        trigger_measurement=config.trigger_measurement,
+    )
+    desired = desired_tasks(_rules(config.rules_path), options)
+    sync = TaskSync(config)
+    try:
+        return sync, sync.plan(desired, prune=prune)
+    except CatcherError as exc:
+        sync.close()
+        raise click.ClickException(str(exc)) from None
+
+
+def _print_plan(changes: Sequence[Any], as_json: bool) -> None:
+    if as_json:
+        for change in changes:
+            click.echo(json.dumps(change.to_json()))
+        return
+    rows = [[c.kind, c.name, c.rule_id or "-", c.reason] for c in changes]
+    click.echo(format_table(("change", "task", "rule", "why"), rows) if rows else "No tasks.")
+
+
+_RULES_OPTION = click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(path_type=Path),
+    envvar="CATCHER_RULES_PATH",
+    help="Rules file or directory (default: CATCHER_RULES_PATH).",
+)
+
+
+@tasks.command("plan")
+@_RULES_OPTION
+@click.option("--prune", is_flag=True, help="Plan to delete tasks no rule compiles to.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, for programs.")
+def tasks_plan(rules_path: Path | None, prune: bool, as_json: bool) -> None:
+    """Show what apply would create, update or delete, and why."""
+    sync, changes = _sync_plan(rules_path, prune)
+    sync.close()
+    _print_plan(changes, as_json)
+
+
+@tasks.command("apply")
+@_RULES_OPTION
+@click.option("--prune", is_flag=True, help="Also delete tasks no rule compiles to.")
+def tasks_apply(rules_path: Path | None, prune: bool) -> None:
+    """Create, update (and with --prune delete) Catcher's tasks; other tasks are untouched."""
+    sync, changes = _sync_plan(rules_path, prune)
+    try:
+        done = sync.apply(changes)
+    except CatcherError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        sync.close()
+    _print_plan([c for c in changes if c.kind != "unchanged"], as_json=False)
+    counts = {
+        kind: sum(1 for c in done if c.kind == kind) for kind in ("create", "update", "delete")
+    }
+    click.echo(
+        f"Created {counts['create']}, updated {counts['update']}, deleted {counts['delete']}"
+        f" task(s); {sum(1 for c in changes if c.kind == 'unchanged')} unchanged."
+    )
+
+
 @main.command()
 @click.option(
     "--duration",

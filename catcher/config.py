@@ -241,6 +241,18 @@ class Config(BaseSettings):
         None,
         description="File holding the Times Square token (instead of CATCHER_TIMES_SQUARE_TOKEN).",
     )
+    influxdb_url: str = Field(
+        "http://sasquatch-influxdb.sasquatch:8086",
+        description="Where tasks are deployed: an InfluxDB 2.x URL, or Kapacitor's Flux task"
+        " service with its base path (e.g. http://kapacitor:9092/kapacitor/v1).",
+    )
+    influxdb_token: SecretStr | None = Field(
+        None, description="Token of the tasks API (username:password on 1.x compatibility)."
+    )
+    influxdb_token_file: Path | None = Field(
+        None, description="File holding the tasks API token (instead of CATCHER_INFLUXDB_TOKEN)."
+    )
+    influxdb_org: str = Field("", description="Organization of the tasks (InfluxDB 2.x).")
     source_bucket: str = Field(
         "efd/autogen",
         description="Bucket the rules' tasks read (database/retention policy on InfluxDB 1.x).",
@@ -280,7 +292,7 @@ class Config(BaseSettings):
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Self:
-        for field in ("noteburst_token", "ocps_password", "times_square_token"):
+        for field in ("noteburst_token", "ocps_password", "times_square_token", "influxdb_token"):
             path: Path | None = getattr(self, f"{field}_file")
             if path is None:
                 continue

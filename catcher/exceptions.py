@@ -9,6 +9,7 @@ The tree::
     ├── RecordError            a record that cannot be encoded or decoded
     │   └── SchemaRegistryError  the Schema Registry refused or failed a call
     ├── BrokerError            the embedded broker could not be started
+    ├── DeployError            a task could not be created, updated or deleted
     └── ActionError            an action could not be carried out
         ├── RetryableActionError   worth another attempt (5xx, 429, connection, timeout)
         └── PermanentActionError   not worth another attempt (other 4xx, bad answer)
@@ -25,6 +26,7 @@ __all__ = [
     "BrokerError",
     "CatcherError",
     "ConfigError",
+    "DeployError",
     "PermanentActionError",
     "RecordError",
     "RetryableActionError",
@@ -66,6 +68,10 @@ class SchemaRegistryError(RecordError):
 
 class BrokerError(CatcherError):
     """The embedded broker could not be started."""
+
+
+class DeployError(CatcherError):
+    """Tasks could not be deployed."""
 
 
 class ActionError(CatcherError):
