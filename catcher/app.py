@@ -208,6 +208,15 @@ class CatcherApp:
             ids = await self.context.codec.register()
             logger.info("Registered schemas", subjects=ids, rules=len(self.rules))
 
+        if self.config.mirror_enabled:
+
+            @app.task
+            async def run_mirror() -> None:
+                from .services.mirror import Mirror  # noqa: PLC0415
+
+                mirror = Mirror.from_config(self.config, self.context.codec, self._send)
+                await mirror.run(self.config.mirror_interval, asyncio.Event())
+
         @app.timer(self.config.resume_interval)
         async def resume_unfinished() -> None:
             if not self._ready():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,6 +15,7 @@ from typing import Any
 import click
 from aiokafka.errors import KafkaError
 
+from .avro import AvroCodec
 from .config import Config, LogProfile, load_config
 from .exceptions import CatcherError
 from .logs import configure_logging
@@ -460,6 +462,45 @@ def tasks_apply(rules_path: Path | None, prune: bool) -> None:
         f"Created {counts['create']}, updated {counts['update']}, deleted {counts['delete']}"
         f" task(s); {sum(1 for c in changes if c.kind == 'unchanged')} unchanged."
     )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Poll once and exit (for cron jobs and tests).")
+def mirror(once: bool) -> None:
+    """Carry trigger rows from the trigger bucket to the triggers topic."""
+    from .services.mirror import Mirror  # noqa: PLC0415
+
+    config = _config()
+    configure_logging(config.log_profile, config.log_level)
+
+    async def run() -> int:
+        from .kafka import ensure_topics, make_producer  # noqa: PLC0415
+
+        if config.create_topics:
+            await ensure_topics(config, [config.triggers_topic])
+        producer = make_producer(config)
+        await producer.start()
+
+        async def send(topic: str, key: bytes, value: bytes) -> None:
+            await producer.send_and_wait(topic, value, key=key)
+
+        codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
+        runner = Mirror.from_config(config, codec, send)
+        try:
+            if once:
+                return await runner.poll_once()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await runner.run(config.mirror_interval, stop)
+            return 0
+        finally:
+            await producer.stop()
+
+    published = _run(run())
+    if once:
+        click.echo(f"Published {published} trigger(s).")
 
 
 @main.command()

@@ -263,6 +263,20 @@ class Config(BaseSettings):
     trigger_measurement: str = Field(
         "catcher_triggers", description="Measurement of the trigger rows."
     )
+    mirror_url: str = Field(
+        "http://sasquatch-influxdb.sasquatch:8086",
+        description="InfluxDB the mirror reads trigger rows from (InfluxQL /query).",
+    )
+    mirror_interval: float = Field(10.0, gt=0, description="Seconds between two mirror polls.")
+    mirror_lookback: float = Field(
+        600.0, gt=0, description="How far back each poll looks for late rows, seconds."
+    )
+    mirror_checkpoint: Path | None = Field(
+        None,
+        description="Checkpoint file of the mirror (default: mirror-checkpoint.json in"
+        " CATCHER_DATA_DIR; mount a volume to keep it across restarts).",
+    )
+    mirror_enabled: bool = Field(False, description="Run the mirror inside the worker too.")
     poll_interval: float = Field(
         10.0, gt=0, description="Seconds between two polls of a running job."
     )
@@ -305,6 +319,11 @@ class Config(BaseSettings):
                 raise ValueError(f"Cannot read {name}_FILE {path}: {exc.strerror}.") from None
             setattr(self, field, SecretStr(secret))
         return self
+
+    @property
+    def mirror_checkpoint_path(self) -> Path:
+        """Where the mirror keeps its checkpoint."""
+        return self.mirror_checkpoint or self.data_dir / "mirror-checkpoint.json"
 
     def topic(self, suffix: str) -> str:
         """Full name of one of Catcher's topics."""

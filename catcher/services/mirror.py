@@ -1,0 +1,232 @@
+"""The mirror: trigger rows in the trigger bucket → Avro trigger records on the triggers topic.
+
+No InfluxDB source connector is deployable at Rubin, so Catcher carries the rows itself. It
+reads them with InfluxQL over ``/query``, which InfluxDB 1.x (Sasquatch) and 2.x (v1
+compatibility) both answer, and publishes each row once, keyed by its ``trigger_id``.
+
+A checkpoint file remembers the latest row time and the ids published within the lookback.
+Each poll reads back ``lookback`` before that time, so rows written late are still found,
+and skips the ids it has published. The checkpoint is written after the records are
+acknowledged: a crash in between publishes those rows again, which the worker absorbs (the
+same trigger_id maps onto the same ledger entries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from ..avro import AvroCodec
+from ..config import Config
+from ..exceptions import CatcherError
+from ..models.enums import Severity, TriggerSource
+from ..models.records import Trigger
+
+__all__ = ["Checkpoint", "Mirror", "MirrorError", "row_to_trigger"]
+
+logger = structlog.get_logger("catcher")
+
+Send = Callable[[str, bytes, bytes], Awaitable[None]]
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+class MirrorError(CatcherError):
+    """The trigger bucket could not be read."""
+
+
+@dataclass
+class Checkpoint:
+    """The latest row time mirrored and the trigger ids published within the lookback."""
+
+    high_water_ns: int = 0
+    published: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint:
+        """Read the checkpoint file, or start empty when there is none."""
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError) as exc:
+            raise MirrorError(f"Cannot read the mirror checkpoint {path}: {exc}") from exc
+        return cls(int(data.get("high_water_ns", 0)), dict(data.get("published", {})))
+
+    def save(self, path: Path) -> None:
+        """Write the checkpoint atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(
+            json.dumps({"high_water_ns": self.high_water_ns, "published": self.published})
+        )
+        temporary.replace(path)
+
+    def forget_before(self, time_ns: int) -> None:
+        """Drop ids of rows older than ``time_ns``: no poll reads that far back again."""
+        self.published = {k: v for k, v in self.published.items() if v >= time_ns}
+
+
+def _time(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    return datetime.fromisoformat(_FRACTION.sub(r"\1", text))
+
+
+def row_to_trigger(tags: dict[str, str], row: dict[str, Any]) -> Trigger:
+    """A trigger record from one row of the trigger measurement."""
+    tags = dict(tags)
+    rule_id = tags.pop("rule_id", None) or row.get("rule_id")
+    series_tags = {k: v for k, v in tags.items() if v != ""}
+    source = str(row.get("source") or "")
+    value = row.get("value")
+    return Trigger(
+        trigger_id=str(row["trigger_id"]),
+        rule_id=str(rule_id),
+        time=datetime.fromtimestamp(int(row["time"]) / 1e9, tz=UTC),
+        severity=Severity.parse(str(row["severity"])),
+        reason=str(row.get("reason") or ""),
+        value=float(value) if value is not None else None,
+        tags=series_tags,
+        source=TriggerSource(source)
+        if source in TriggerSource.__members__
+        else TriggerSource.mirror,
+        window_start=_time(row.get("window_start")),
+        window_stop=_time(row.get("window_stop")),
+    )
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Mirror:
+    """Polls the trigger bucket and publishes new rows."""
+
+    @classmethod
+    def from_config(cls, config: Config, codec: AvroCodec, send: Send) -> Mirror:
+        """A mirror set up from CATCHER_MIRROR_* and the trigger bucket settings."""
+        token = config.influxdb_token.get_secret_value() if config.influxdb_token else None
+        return cls(
+            url=config.mirror_url,
+            bucket=config.trigger_bucket,
+            measurement=config.trigger_measurement,
+            lookback_s=config.mirror_lookback,
+            checkpoint_path=config.mirror_checkpoint_path,
+            codec=codec,
+            send=send,
+            topic=config.triggers_topic,
+            token=token,
+        )
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        bucket: str,
+        measurement: str,
+        lookback_s: float,
+        checkpoint_path: Path,
+        codec: AvroCodec,
+        send: Send,
+        topic: str,
+        token: str | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        database, _, retention = bucket.partition("/")
+        self._url = url.rstrip("/") + "/query"
+        self._database = database
+        self._retention = retention or "autogen"
+        self._measurement = measurement
+        self._lookback_ns = int(lookback_s * 1e9)
+        self._checkpoint_path = checkpoint_path
+        self._codec = codec
+        self._send = send
+        self._topic = topic
+        self._client = client or httpx.AsyncClient(timeout=30.0)
+        self._headers: dict[str, str] = {}
+        self._auth: httpx.BasicAuth | None = None
+        if token and ":" in token:
+            user, _, password = token.partition(":")
+            self._auth = httpx.BasicAuth(user, password)
+        elif token:
+            self._headers["Authorization"] = f"Token {token}"
+        self.checkpoint = Checkpoint.load(checkpoint_path)
+
+    async def _rows(self, since_ns: int) -> list[tuple[dict[str, str], dict[str, Any]]]:
+        # Identifiers are quoted and escaped; the time is an int: nothing else is spliced in.
+        query = (
+            f"SELECT * FROM {_quote(self._retention)}.{_quote(self._measurement)}"  # noqa: S608
+            f" WHERE time >= {int(since_ns)} GROUP BY *"
+        )
+        try:
+            response = await self._client.get(
+                self._url,
+                params={"db": self._database, "epoch": "ns", "q": query},
+                headers=self._headers,
+                auth=self._auth or httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.HTTPError as exc:
+            raise MirrorError(f"Cannot reach InfluxDB at {self._url}: {exc}") from exc
+        if response.status_code != httpx.codes.OK:
+            raise MirrorError(
+                f"InfluxDB answered HTTP {response.status_code}: {response.text.strip()[:300]}"
+            )
+        rows: list[tuple[dict[str, str], dict[str, Any]]] = []
+        for result in response.json().get("results", []):
+            if "error" in result:
+                raise MirrorError(f"InfluxDB could not run the query: {result['error']}")
+            for series in result.get("series", []):
+                columns = series["columns"]
+                rows.extend(
+                    (series.get("tags", {}), dict(zip(columns, values, strict=True)))
+                    for values in series["values"]
+                )
+        return rows
+
+    async def poll_once(self) -> int:
+        """Publish the rows not yet published; returns how many were."""
+        checkpoint = self.checkpoint
+        since = max(checkpoint.high_water_ns - self._lookback_ns, 0)
+        rows = sorted(await self._rows(since), key=lambda item: int(item[1]["time"]))
+        published = 0
+        for tags, row in rows:
+            trigger_id = row.get("trigger_id")
+            if not trigger_id or trigger_id in checkpoint.published:
+                continue
+            try:
+                trigger = row_to_trigger(tags, row)
+            except (KeyError, ValueError, TypeError) as exc:
+                logger.warning("Skipped a trigger row that is not valid", row=row, error=str(exc))
+                checkpoint.published[str(trigger_id)] = int(row["time"])
+                continue
+            value = await self._codec.encode("triggers", trigger.to_avro())
+            await self._send(self._topic, trigger.trigger_id.encode(), value)
+            checkpoint.published[trigger.trigger_id] = int(row["time"])
+            published += 1
+        if rows:
+            checkpoint.high_water_ns = max(checkpoint.high_water_ns, int(rows[-1][1]["time"]))
+        checkpoint.forget_before(checkpoint.high_water_ns - self._lookback_ns)
+        checkpoint.save(self._checkpoint_path)
+        if published:
+            logger.info("Mirrored trigger rows", published=published)
+        return published
+
+    async def run(self, interval: float, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; read errors are logged and retried."""
+        while not stop.is_set():
+            try:
+                await self.poll_once()
+            except MirrorError as exc:
+                logger.warning("Could not mirror trigger rows; will retry", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
