@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from ..broker import EmbeddedBroker
+from ..broker import EmbeddedBroker, stop_process
 from ..config import KafkaConnectionSettings, load_config
 from ..fakes.noteburst import FakeNoteburst
 from ..fakes.registry import FakeSchemaRegistry
@@ -78,18 +77,6 @@ def worker_environment(
     )
     env.update(extra)
     return env
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """SIGTERM, then SIGKILL if it does not exit in time."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 async def _demo(duration: float, workdir: Path) -> int:

@@ -42,6 +42,19 @@ def row(rule: str, sal_index: str, when_ns: int, severity: str = "WARNING") -> s
     )
 
 
+def use_mirror(stack: Stack, influxdb: InfluxDB, tmp_path: Path, **settings: str) -> str:
+    """A database of the test's own, and the mirror settings that point at it."""
+    database = stack.prefix.replace(".", "_")
+    influxdb.query(f'CREATE DATABASE "{database}"')
+    stack.extra_env.update(
+        CATCHER_MIRROR_URL=influxdb.url,
+        CATCHER_TRIGGER_BUCKET=f"{database}/autogen",
+        CATCHER_MIRROR_CHECKPOINT=str(tmp_path / "checkpoint.json"),
+        **settings,
+    )
+    return database
+
+
 async def triggers(stack: Stack) -> list[Trigger]:
     config = stack.config
     codec = AvroCodec(stack.registry.url, stack.prefix)
@@ -57,14 +70,7 @@ async def triggers(stack: Stack) -> list[Trigger]:
 async def test_rows_are_published_once_across_restarts(
     stack: Stack, influxdb: InfluxDB, tmp_path: Path
 ) -> None:
-    database = stack.prefix.replace(".", "_")
-    influxdb.query(f'CREATE DATABASE "{database}"')
-    stack.extra_env.update(
-        CATCHER_MIRROR_URL=influxdb.url,
-        CATCHER_TRIGGER_BUCKET=f"{database}/autogen",
-        CATCHER_MIRROR_LOOKBACK="600",
-        CATCHER_MIRROR_CHECKPOINT=str(tmp_path / "checkpoint.json"),
-    )
+    database = use_mirror(stack, influxdb, tmp_path, CATCHER_MIRROR_LOOKBACK="600")
     now = time.time_ns()
     influxdb.write(database, [row("hot", "1", now - 120 * NS), row("hot", "2", now - 60 * NS)])
     code, out, err = await stack.cli("mirror", "--once")
@@ -100,14 +106,7 @@ async def test_rows_are_published_once_across_restarts(
 async def test_rows_older_than_the_lookback_are_not_read_again(
     stack: Stack, influxdb: InfluxDB, tmp_path: Path
 ) -> None:
-    database = stack.prefix.replace(".", "_")
-    influxdb.query(f'CREATE DATABASE "{database}"')
-    stack.extra_env.update(
-        CATCHER_MIRROR_URL=influxdb.url,
-        CATCHER_TRIGGER_BUCKET=f"{database}/autogen",
-        CATCHER_MIRROR_LOOKBACK="60",
-        CATCHER_MIRROR_CHECKPOINT=str(tmp_path / "checkpoint.json"),
-    )
+    database = use_mirror(stack, influxdb, tmp_path, CATCHER_MIRROR_LOOKBACK="60")
     now = time.time_ns()
     influxdb.write(database, [row("hot", "1", now)])
     assert (await stack.cli("mirror", "--once"))[1].strip() == "Published 1 trigger(s)."
@@ -130,19 +129,13 @@ async def test_unreachable_influxdb_is_a_clear_error(stack: Stack, tmp_path: Pat
 async def test_mirror_inside_the_worker_carries_rows_to_actions(
     stack: Stack, influxdb: InfluxDB, tmp_path: Path
 ) -> None:
-    database = stack.prefix.replace(".", "_")
-    influxdb.query(f'CREATE DATABASE "{database}"')
+    database = use_mirror(
+        stack, influxdb, tmp_path, CATCHER_MIRROR_ENABLED="true", CATCHER_MIRROR_INTERVAL="0.5"
+    )
     stack.write_rules(
         "rules:\n  - id: hot\n    description: d\n    actions:\n"
         "      - {type: webhook, url_env: CATCHER_TEST_WEBHOOK_URL,"
         " body: {t: '{tags.salIndex}'}}\n"
-    )
-    stack.extra_env.update(
-        CATCHER_MIRROR_ENABLED="true",
-        CATCHER_MIRROR_INTERVAL="0.5",
-        CATCHER_MIRROR_URL=influxdb.url,
-        CATCHER_TRIGGER_BUCKET=f"{database}/autogen",
-        CATCHER_MIRROR_CHECKPOINT=str(tmp_path / "checkpoint.json"),
     )
     await stack.start_worker()
     influxdb.write(database, [row("hot", "7", time.time_ns())])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from catcher.broker import free_port
+from catcher.broker import free_port, stop_process
 
 
 class InfluxDB:
@@ -73,9 +73,4 @@ class InfluxDB:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process, timeout=15)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from catcher.avro import AvroCodec
+from catcher.broker import stop_process
 from catcher.config import Config, KafkaConnectionSettings, load_config
 from catcher.demo import worker_environment
 from catcher.fakes.noteburst import FakeNoteburst
@@ -60,13 +61,8 @@ class WorkerProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
 
     @property
     def log(self) -> str:
