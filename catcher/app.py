@@ -74,7 +74,7 @@ class CatcherApp:
     def __init__(self, config: Config, rules: RuleSet) -> None:
         self.config = config
         self.rules = rules
-        self.context = ProcessContext.from_config(config, rules)
+        self.context = ProcessContext.from_config(config)
         self.faust = faust.App(
             config.app_id,
             broker=config.kafka.faust_broker_url(),
@@ -214,7 +214,9 @@ class CatcherApp:
             async def run_mirror() -> None:
                 from .services.mirror import Mirror  # noqa: PLC0415
 
-                mirror = Mirror.from_config(self.config, self.context.codec, self._send)
+                mirror = Mirror.from_config(
+                    self.config, self.context.codec, self._send, self.context.http
+                )
                 await mirror.run(self.config.mirror_interval, asyncio.Event())
 
         @app.timer(self.config.resume_interval)

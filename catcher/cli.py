@@ -474,6 +474,8 @@ def mirror(once: bool) -> None:
     configure_logging(config.log_profile, config.log_level)
 
     async def run() -> int:
+        import httpx  # noqa: PLC0415
+
         from .kafka import ensure_topics, make_producer  # noqa: PLC0415
 
         if config.create_topics:
@@ -485,16 +487,17 @@ def mirror(once: bool) -> None:
             await producer.send_and_wait(topic, value, key=key)
 
         codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-        runner = Mirror.from_config(config, codec, send)
         try:
-            if once:
-                return await runner.poll_once()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(signum, stop.set)
-            await runner.run(config.mirror_interval, stop)
-            return 0
+            async with httpx.AsyncClient(timeout=30.0) as client:
+                runner = Mirror.from_config(config, codec, send, client)
+                if once:
+                    return await runner.poll_once()
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, stop.set)
+                await runner.run(config.mirror_interval, stop)
+                return 0
         finally:
             await producer.stop()
 

@@ -75,13 +75,12 @@ class ProcessContext:
     """The shared HTTP client, the Avro codec and the executors of one process."""
 
     config: Config
-    rules: RuleSet
     http: httpx.AsyncClient
     codec: AvroCodec
     policy: RetryPolicy
 
     @classmethod
-    def from_config(cls, config: Config, rules: RuleSet) -> ProcessContext:
+    def from_config(cls, config: Config) -> ProcessContext:
         """Build the context; nothing connects until first use."""
         policy = RetryPolicy.from_settings(config.retry)
         http = httpx.AsyncClient(
@@ -92,7 +91,7 @@ class ProcessContext:
             headers={"User-Agent": "catcher"},
         )
         codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-        return cls(config=config, rules=rules, http=http, codec=codec, policy=policy)
+        return cls(config=config, http=http, codec=codec, policy=policy)
 
     def executors(self) -> dict[str, Executor[Any]]:
         """One executor per action type."""

@@ -113,7 +113,9 @@ class Mirror:
     """Polls the trigger bucket and publishes new rows."""
 
     @classmethod
-    def from_config(cls, config: Config, codec: AvroCodec, send: Send) -> Mirror:
+    def from_config(
+        cls, config: Config, codec: AvroCodec, send: Send, client: httpx.AsyncClient
+    ) -> Mirror:
         """A mirror set up from CATCHER_MIRROR_* and the trigger bucket settings."""
         token = config.influxdb_token.get_secret_value() if config.influxdb_token else None
         return cls(
@@ -125,6 +127,7 @@ class Mirror:
             codec=codec,
             send=send,
             topic=config.triggers_topic,
+            client=client,
             token=token,
         )
 
@@ -139,8 +142,8 @@ class Mirror:
         codec: AvroCodec,
         send: Send,
         topic: str,
+        client: httpx.AsyncClient,
         token: str | None = None,
-        client: httpx.AsyncClient | None = None,
     ) -> None:
         database, _, retention = bucket.partition("/")
         self._url = url.rstrip("/") + "/query"
@@ -152,7 +155,7 @@ class Mirror:
         self._codec = codec
         self._send = send
         self._topic = topic
-        self._client = client or httpx.AsyncClient(timeout=30.0)
+        self._client = client
         self._headers: dict[str, str] = {}
         self._auth: httpx.BasicAuth | None = None
         if token and ":" in token:

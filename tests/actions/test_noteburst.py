@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 from pydantic import SecretStr
 
 from catcher.actions.noteburst import NoteburstExecutor, inject_parameters
@@ -55,12 +53,6 @@ def test_parameters_go_after_the_parameters_cell() -> None:
     assert inject_parameters(untagged, {"x": 1})["cells"][0]["metadata"]["tags"] == [
         "injected-parameters"
     ]
-
-
-@pytest_asyncio.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        yield http
 
 
 def make(tmp_path: Path) -> tuple[NoteburstAction, LedgerEntry]:

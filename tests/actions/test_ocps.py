@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import pytest_asyncio
 from pydantic import SecretStr
 
 from catcher.actions.ocps import OcpsExecutor, run_id_for
@@ -43,12 +41,6 @@ def entry(attempt: int = 1, **update: object) -> LedgerEntry:
         attempt=attempt,
     )
     return base.model_copy(update=update)
-
-
-@pytest_asyncio.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        yield http
 
 
 def executor(client: httpx.AsyncClient, uws: FakeUws, password: str | None = None) -> OcpsExecutor:

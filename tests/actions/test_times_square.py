@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import pytest_asyncio
 from pydantic import SecretStr
 
 from catcher.actions.times_square import TimesSquareExecutor, query_value
@@ -36,12 +34,6 @@ def entry(**update: object) -> LedgerEntry:
         partition=0,
         state=ActionState.submitting,
     ).model_copy(update=update)
-
-
-@pytest_asyncio.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        yield http
 
 
 def test_query_values() -> None:

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from catcher.actions.webhook import WebhookExecutor, resolve_url
 from catcher.exceptions import PermanentActionError
@@ -45,12 +43,6 @@ def test_url_from_rule_environment_or_file(
         resolve_url(action(url_env="NOPE"))
     with pytest.raises(PermanentActionError, match="Cannot read the webhook URL file"):
         resolve_url(action(url_file=str(tmp_path / "missing")))
-
-
-@pytest_asyncio.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        yield http
 
 
 @pytest.mark.asyncio
