@@ -267,7 +267,7 @@ async def test_cancel_a_polled_job_stops_polling_and_aborts() -> None:
         [JobStatus(finished=False, message="q")] * 10000,
     )
     executor.runtime = timedelta(hours=1)
-    history, letters = await run(executor, cancel_after=0.2)
+    history, letters = await run(executor, cancel_after=0.2, poll_timeout=600)
     assert [e.state.value for e in history][-2:] == ["submitted", "cancelled"]
     assert history[-1].message == "Cancelled by tester. job j7 aborted."
     assert history[-1].cancel_requested
@@ -281,7 +281,7 @@ async def test_cancel_a_job_that_cannot_be_aborted_only_stops_polling() -> None:
         [Submission(done=False, message="q", job_id="j8")],
         [JobStatus(finished=False, message="q")] * 10000,
     )
-    history, _ = await run(executor, cancel_after=0.2)
+    history, _ = await run(executor, cancel_after=0.2, poll_timeout=600)
     assert history[-1].state == ActionState.cancelled
     assert history[-1].message == (
         "Cancelled by tester. webhook jobs cannot be aborted; polling stopped."
