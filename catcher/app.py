@@ -7,25 +7,33 @@ Topology::
              └─► <prefix>.internal.series (JSON, key rule|series)
                    └─ series agent: plan with the series-state table (edge, severity, cooldown)
                         └─► <prefix>.internal.action-requests (JSON, key action_id)
-                              └─ requests agent: ledger entry ``queued`` ─► runner (background)
+                              └─ requests agent: ledger entry ``queued`` (or ``expired``)
+                                   ─► runner (background)
     runner ─► ledger table (changelog) ─► <prefix>.actions (Avro history)
            └► <prefix>.deadletter (Avro) for actions that failed
+
+Every event of every agent runs inside the guard (:mod:`catcher.services.guard`): it is
+handled, retried in place while the broker or the registry is unreachable, or
+dead-lettered; it is never let go. Every table write is acknowledged by the broker before
+it is visible. Only the owner of a partition acts on its actions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import faust
 import structlog
-from faust.types import TP
 from pydantic import ValidationError
 
 from .config import Config, KafkaSecurityProtocol
 from .constants import LEDGER_TABLE, SERIES_STATE_TABLE
-from .exceptions import RecordError, SchemaRegistryError
+from .exceptions import RecordError, SchemaRegistryUnavailableError
 from .factory import ProcessContext
 from .models.enums import ActionState, DeadLetterStage
 from .models.records import (
@@ -40,10 +48,12 @@ from .models.records import (
     utcnow,
 )
 from .models.rules import RuleSet
+from .services.guard import Backoff, Guard, Unprocessable, describe, keep_trying
 from .services.planner import plan
 from .services.publisher import Publisher
 from .services.runner import ActionRunner
 from .storage.ledger import Ledger
+from .storage.tables import DurableTable, Ownership
 
 __all__ = ["CatcherApp", "create_app"]
 
@@ -68,6 +78,15 @@ def _credentials(config: Config) -> Any:
     return None
 
 
+def _json(value: Any) -> Any:
+    if not isinstance(value, bytes):
+        raise RecordError("The record has no value (a tombstone?).")
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise RecordError(f"The record is not JSON: {exc}") from None
+
+
 class CatcherApp:
     """The Faust application with Catcher's agents, tables and background runner."""
 
@@ -83,6 +102,7 @@ class CatcherApp:
             processing_guarantee="at_least_once",
             autodiscover=False,
             producer_max_batch_size=config.producer_max_batch_size,
+            producer_max_request_size=config.producer_max_request_size,
             broker_session_timeout=config.broker_session_timeout,
             broker_heartbeat_interval=config.broker_heartbeat_interval,
             topic_partitions=config.topic_partitions,
@@ -99,13 +119,26 @@ class CatcherApp:
         self.requests_topic = self._topic(config.action_requests_topic, internal=True)
         self.series_table = self._table(SERIES_STATE_TABLE)
         self.ledger_table = self._table(LEDGER_TABLE)
+        self.series_state = DurableTable(self.series_table)
         self._topics = {
             t.get_topic_name(): t
-            for t in (self.triggers_topic, self.actions_topic, self.deadletter_topic)
+            for t in (
+                self.triggers_topic,
+                self.actions_topic,
+                self.deadletter_topic,
+                self.series_topic,
+                self.requests_topic,
+            )
         }
         self.publisher = Publisher(
-            self.context.codec, self._send, config.actions_topic, config.deadletter_topic
+            self.context.codec,
+            self._send,
+            config.actions_topic,
+            config.deadletter_topic,
+            max_record_size=config.producer_max_request_size,
         )
+        self.guard = Guard(self.publisher.dead_letter, Backoff)
+        self.ownership = Ownership()
         self.ledger = Ledger(self.ledger_table, self.publisher.entry_changed)
         self.runner = ActionRunner(
             ledger=self.ledger,
@@ -116,18 +149,20 @@ class CatcherApp:
             poll_timeout=config.poll_timeout,
             dead_letter=self._action_dead_letter,
             owns=self._owns,
+            limits=config.concurrency,
         )
+        self.ownership.on_revoke(self._revoked)
         self._wire()
 
     # -- plumbing ---------------------------------------------------------------------------
 
     def _topic(self, name: str, *, internal: bool = False) -> Any:
-        """Raw bytes for Avro topics; JSON for internal topics, which Faust creates."""
+        """Raw bytes on every topic: the handlers decode inside the guard."""
         return self.faust.topic(
             name,
             partitions=self.config.topic_partitions,
             key_serializer="raw",
-            value_serializer="json" if internal else "raw",
+            value_serializer="raw",
             internal=internal,
         )
 
@@ -141,71 +176,86 @@ class CatcherApp:
         delivery = await self._topics[topic].send(key=key, value=value)
         await delivery
 
+    async def _send_json(self, topic: str, key: str, value: Any) -> None:
+        await self._send(topic, key.encode(), json.dumps(value).encode())
+
     def _owns(self, entry: LedgerEntry) -> bool:
-        assigned = self.faust.consumer.assignment()
-        return TP(self.config.action_requests_topic, entry.partition) in assigned
+        return self.ownership.owns(self.config.action_requests_topic, entry.partition)
+
+    def _owns_partition(self, partition: int) -> bool:
+        return self.ownership.owns(self.config.action_requests_topic, partition)
+
+    def _revoked(self, topic: str, partitions: set[int]) -> None:
+        if topic == self.config.action_requests_topic:
+            self.runner.release(partitions)
 
     def _ready(self) -> bool:
         recovery = self.faust.tables.recovery  # type: ignore[attr-defined]
         return not self.faust.rebalancing and recovery.completed.is_set()
 
     async def _action_dead_letter(self, letter: DeadLetter, entry: LedgerEntry) -> None:
-        value = await self.context.codec.encode("triggers", entry.trigger.to_avro())
-        await self.publisher.dead_letter(
-            letter.model_copy(
-                update={
-                    "topic": self.config.triggers_topic,
-                    "key": entry.trigger.trigger_id.encode(),
-                    "value": value,
-                }
+        async def write() -> None:
+            value = await self.context.codec.encode("triggers", entry.trigger.to_avro())
+            await self.publisher.dead_letter(
+                letter.model_copy(
+                    update={
+                        "topic": self.config.triggers_topic,
+                        "key": entry.trigger.trigger_id.encode(),
+                        "value": value,
+                    }
+                )
             )
-        )
 
-    async def _decode_trigger(self, value: Any) -> Trigger:
-        if not isinstance(value, bytes):
-            raise RecordError("The record has no value (a tombstone?).")
-        delay = 1.0
-        while True:
-            try:
-                record = await self.context.codec.decode("triggers", value)
-            except SchemaRegistryError as exc:
-                # The registry being down is not the record's fault: wait, do not dead-letter.
-                logger.warning("Schema Registry unavailable; retrying", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            return Trigger.from_avro(record)
+        await keep_trying("Writing the dead letter of a failed action", write)
 
     # -- agents -----------------------------------------------------------------------------
 
     def _wire(self) -> None:
         self._wire_agents()
         self._wire_lifecycle()
+        self._wire_ownership()
 
-    def _wire_agents(self) -> None:
+    def _wire_ownership(self) -> None:
         app = self.faust
 
-        @app.agent(self.triggers_topic, name="catcher.triggers")
-        async def on_triggers(stream: Any) -> None:
-            async for event in stream.events():
-                await self._on_trigger(event)
+        @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def assigned(_app: Any, assigned: set[Any], **_kwargs: Any) -> None:
+            self.ownership.assign((tp.topic, tp.partition) for tp in assigned)
 
-        @app.agent(self.series_topic, name="catcher.series")
-        async def on_series(stream: Any) -> None:
-            async for event in stream.events():
-                await self._guarded(event, DeadLetterStage.plan, self._on_series)
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:
+            self.ownership.revoke((tp.topic, tp.partition) for tp in revoked)
 
-        @app.agent(self.requests_topic, name="catcher.requests")
-        async def on_requests(stream: Any) -> None:
+    def _agent(
+        self,
+        topic: Any,
+        name: str,
+        stage: DeadLetterStage,
+        handler: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        async def consume(stream: Any) -> None:
             async for event in stream.events():
-                await self._guarded(event, DeadLetterStage.execute, self._on_request)
+                await self.guard.run(
+                    event.message, stage, functools.partial(handler, event.message)
+                )
+
+        self.faust.agent(topic, name=name)(consume)
+
+    def _wire_agents(self) -> None:
+        self._agent(
+            self.triggers_topic, "catcher.triggers", DeadLetterStage.decode, self._on_trigger
+        )
+        self._agent(self.series_topic, "catcher.series", DeadLetterStage.plan, self._on_series)
+        self._agent(
+            self.requests_topic, "catcher.requests", DeadLetterStage.execute, self._on_request
+        )
 
     def _wire_lifecycle(self) -> None:
         app = self.faust
 
         @app.task
         async def register_schemas() -> None:
-            ids = await self.context.codec.register()
+            ids = await keep_trying("Registering the Avro schemas", self.context.codec.register)
             logger.info("Registered schemas", subjects=ids, rules=len(self.rules))
 
         if self.config.mirror_enabled:
@@ -214,98 +264,74 @@ class CatcherApp:
             async def run_mirror() -> None:
                 from .services.mirror import Mirror  # noqa: PLC0415
 
-                mirror = Mirror.from_config(
-                    self.config, self.context.codec, self._send, self.context.http
-                )
+                async def start() -> Mirror:
+                    return Mirror.from_config(
+                        self.config, self.context.codec, self._send, self.context.http
+                    )
+
+                mirror = await keep_trying("Starting the mirror", start)
                 await mirror.run(self.config.mirror_interval, asyncio.Event())
+
+        @self.ledger_table.on_recover
+        async def index_ledger() -> None:
+            self.ledger.rebuild_index()
 
         @app.timer(self.config.resume_interval)
         async def resume_unfinished() -> None:
-            if not self._ready():
-                return
-            try:
-                self.runner.resume()
-            except Exception:  # the scan runs again at the next tick
-                logger.exception("Could not scan the ledger for unfinished actions")
+            if self._ready():
+                await keep_trying("Scanning the ledger", self._scan)
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def stop_runner(_app: Any, *_args: Any, **_kwargs: Any) -> None:
             await self.runner.stop()
             await self.context.aclose()
 
-    async def _guarded(
-        self, event: Any, stage: DeadLetterStage, handler: Callable[[Any], Awaitable[None]]
-    ) -> None:
-        """Run a handler of an internal topic; a record it cannot read is dead-lettered."""
-        try:
-            await handler(event)
-        except (ValidationError, ValueError, KeyError, TypeError) as exc:
-            message = event.message
-            await self.publisher.dead_letter(
-                DeadLetter(
-                    stage=stage,
-                    reason=f"Cannot handle a record of {message.topic}: {type(exc).__name__}:"
-                    f" {exc}",
-                    error_type=type(exc).__name__,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key if isinstance(message.key, bytes) else None,
-                    value=message.value if isinstance(message.value, bytes) else None,
-                )
-            )
+    async def _scan(self) -> None:
+        """Periodic work on the ledger's indexes (never the whole table)."""
+        await self.ledger.republish(self._owns_partition)
+        self.runner.resume()
+        await self.ledger.prune(self.config.ledger_retention, self._owns_partition)
 
-    async def _on_trigger(self, event: Any) -> None:
-        message = event.message
-        original = {
-            "topic": message.topic,
-            "partition": message.partition,
-            "offset": message.offset,
-            "key": event.key if isinstance(event.key, bytes) else None,
-            "value": event.value if isinstance(event.value, bytes) else None,
-        }
-        try:
-            trigger = await self._decode_trigger(event.value)
-        except (RecordError, ValidationError) as exc:
-            reason = f"Cannot decode the trigger: {exc}"
-            if isinstance(exc, ValidationError):
-                reason = (
-                    f"The trigger is not valid: {exc.errors()[0]['msg']} at"
-                    f" {'.'.join(str(p) for p in exc.errors()[0]['loc'])}"
-                )
-            await self.publisher.dead_letter(
-                DeadLetter(
-                    stage=DeadLetterStage.decode,
-                    reason=reason,
-                    error_type=type(exc).__name__,
-                    **original,
-                )
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def _on_trigger(self, message: Any) -> None:
+        if not isinstance(message.value, bytes):
+            raise Unprocessable(
+                DeadLetterStage.decode,
+                "Cannot decode the trigger: the record has no value (a tombstone?).",
+                "RecordError",
             )
-            return
+        try:
+            trigger = Trigger.from_avro(await self.context.codec.decode("triggers", message.value))
+        except SchemaRegistryUnavailableError:
+            raise  # not the record's fault: the guard retries it in place
+        except RecordError as exc:
+            raise Unprocessable(
+                DeadLetterStage.decode, f"Cannot decode the trigger: {exc}", type(exc).__name__
+            ) from exc
+        except ValidationError as exc:
+            raise Unprocessable(
+                DeadLetterStage.decode,
+                f"The trigger is not valid: {describe(exc)}",
+                "ValidationError",
+            ) from exc
         if self.rules.get(trigger.rule_id) is None:
-            await self.publisher.dead_letter(
-                DeadLetter(
-                    stage=DeadLetterStage.plan,
-                    reason=f"No rule with id {trigger.rule_id!r} is loaded (rules from"
-                    f" {self.config.rules_path}).",
-                    error_type="UnknownRule",
-                    rule_id=trigger.rule_id,
-                    trigger_id=trigger.trigger_id,
-                    **original,
-                )
+            raise Unprocessable(
+                DeadLetterStage.plan,
+                f"No rule with id {trigger.rule_id!r} is loaded (rules from"
+                f" {self.config.rules_path}).",
+                "UnknownRule",
+                rule_id=trigger.rule_id,
+                trigger_id=trigger.trigger_id,
             )
-            return
-        delivery = await self.series_topic.send(
-            key=trigger.series.encode(), value=trigger.to_json()
-        )
-        await delivery
+        await self._send_json(self.config.series_topic, trigger.series, trigger.to_json())
 
-    async def _on_series(self, event: Any) -> None:
-        trigger = Trigger.model_validate(event.value)
+    async def _on_series(self, message: Any) -> None:
+        trigger = Trigger.model_validate(_json(message.value))
         rule = self.rules.get(trigger.rule_id)
         if rule is None:  # checked upstream; rules are fixed for the life of the process
             return
-        raw = self.series_table.get(trigger.series)
+        raw = self.series_state.get(trigger.series)
         state = SeriesState.model_validate(raw) if raw else None
         result = plan(rule, trigger, state)
         log = logger.bind(rule_id=trigger.rule_id, trigger_id=trigger.trigger_id)
@@ -315,7 +341,7 @@ class CatcherApp:
         if result.redelivered:
             log.info("Trigger delivered again; planning the same actions", actions=result.to_run)
         else:
-            self.series_table[trigger.series] = result.state.to_json()
+            await self.series_state.put(message.partition, trigger.series, result.state.to_json())
         for decision in result.decisions:
             action = rule.action(decision.action_name)
             action_id = make_action_id(
@@ -325,10 +351,9 @@ class CatcherApp:
                 request = ActionRequest(
                     action_id=action_id, action_name=decision.action_name, trigger=trigger
                 )
-                delivery = await self.requests_topic.send(
-                    key=action_id.encode(), value=request.to_json()
+                await self._send_json(
+                    self.config.action_requests_topic, action_id, request.to_json()
                 )
-                await delivery
             else:
                 await self.publisher.action_event(
                     ActionEvent(
@@ -352,21 +377,12 @@ class CatcherApp:
                 suppressed=[d.action_name for d in result.decisions if not d.run],
             )
 
-    async def _on_request(self, event: Any) -> None:
-        if isinstance(event.value, dict) and event.value.get("cancel"):
-            cancel = CancelRequest.model_validate(event.value)
-            entry = self.ledger.get(cancel.action_id)
-            if entry is None or entry.state.terminal:
-                logger.warning(
-                    "Ignored a cancel request for an action that is not running",
-                    action_id=cancel.action_id,
-                    state=entry.state.value if entry else None,
-                )
-                return
-            logger.info("Cancelling an action", action_id=cancel.action_id, by=cancel.requested_by)
-            self.runner.cancel(cancel.action_id, cancel.requested_by)
+    async def _on_request(self, message: Any) -> None:
+        value = _json(message.value)
+        if isinstance(value, dict) and value.get("cancel"):
+            self._on_cancel(CancelRequest.model_validate(value))
             return
-        request = ActionRequest.model_validate(event.value)
+        request = ActionRequest.model_validate(value)
         entry = self.ledger.get(request.action_id)
         if entry is not None:
             if entry.state.terminal:
@@ -392,13 +408,40 @@ class CatcherApp:
             action_name=request.action_name,
             action_type=action.type if action else "unknown",
             trigger=request.trigger,
-            partition=event.message.partition,
+            partition=message.partition,
             state=ActionState.queued,
             message=f"Started by a {request.trigger.severity.name} trigger"
             f" ({request.trigger.source.value}).",
         )
+        max_age = (action.max_age if action else None) or self.config.max_trigger_age
+        age = utcnow() - request.trigger.time
+        if age > max_age:
+            entry = entry.model_copy(
+                update={
+                    "state": ActionState.expired,
+                    "message": f"Not run: its trigger is {_rounded(age)} old, older than the"
+                    f" maximum age of {max_age} (max_age or CATCHER_MAX_TRIGGER_AGE).",
+                }
+            )
+            logger.warning("Expired an action whose trigger is too old", action_id=entry.action_id)
         entry = await self.ledger.put(entry)
         self.runner.ensure(entry)
+
+    def _on_cancel(self, cancel: CancelRequest) -> None:
+        entry = self.ledger.get(cancel.action_id)
+        if entry is None or entry.state.terminal:
+            logger.warning(
+                "Ignored a cancel request for an action that is not running",
+                action_id=cancel.action_id,
+                state=entry.state.value if entry else None,
+            )
+            return
+        logger.info("Cancelling an action", action_id=cancel.action_id, by=cancel.requested_by)
+        self.runner.cancel(cancel.action_id, cancel.requested_by)
+
+
+def _rounded(age: timedelta) -> timedelta:
+    return timedelta(seconds=round(age.total_seconds()))
 
 
 def create_app(config: Config, rules: RuleSet) -> CatcherApp:

@@ -19,13 +19,15 @@ import httpx
 from schema_registry.client import AsyncSchemaRegistryClient
 from schema_registry.client.errors import ClientError
 
-from .exceptions import RecordError, SchemaRegistryError
+from .exceptions import RecordError, SchemaRegistryError, SchemaRegistryUnavailableError
+from .redact import brief
 
 __all__ = [
     "MAGIC_BYTE",
     "AvroCodec",
     "RecordKind",
     "load_schema",
+    "registry_error",
     "split_wire",
 ]
 
@@ -58,6 +60,15 @@ def split_wire(data: bytes) -> tuple[int, bytes]:
             " written with a Schema Registry serializer."
         )
     return schema_id, data[_HEADER.size :]
+
+
+def registry_error(message: str, exc: Exception) -> SchemaRegistryError:
+    """The registry's failure as Catcher's error: 5xx, 408, 429 and no answer are retried."""
+    code = getattr(exc, "http_code", None)
+    text = f"{message}: {brief(str(exc))}"
+    if code is None or code >= 500 or code in (408, 429) or isinstance(exc, httpx.HTTPError):  # noqa: PLR2004
+        return SchemaRegistryUnavailableError(text)
+    return SchemaRegistryError(text)
 
 
 class AvroCodec:
@@ -94,9 +105,10 @@ class AvroCodec:
             try:
                 schema_id = await self._registry.register(subject, json.dumps(self._schemas[kind]))
             except (ClientError, httpx.HTTPError, ValueError) as exc:
-                raise SchemaRegistryError(
-                    f"Could not register the schema of {subject} at {self._registry_url}:"
-                    f" {exc}. Check CATCHER_SCHEMA_REGISTRY_URL and that the registry is up."
+                raise registry_error(
+                    f"Could not register the schema of {subject} at {self._registry_url}"
+                    " (check CATCHER_SCHEMA_REGISTRY_URL and that the registry is up)",
+                    exc,
                 ) from exc
             self._ids[subject] = schema_id
             self._writers[schema_id] = self._parsed[kind]
@@ -110,7 +122,7 @@ class AvroCodec:
         try:
             fastavro.schemaless_writer(buffer, self._parsed[kind], record)
         except (ValueError, TypeError) as exc:
-            raise RecordError(f"Record does not fit the {kind} schema: {exc}") from exc
+            raise RecordError(f"Record does not fit the {kind} schema: {brief(str(exc))}") from exc
         return buffer.getvalue()
 
     async def _writer_schema(self, schema_id: int) -> Any:
@@ -118,8 +130,8 @@ class AvroCodec:
             try:
                 found = await self._registry.get_by_id(schema_id)
             except (ClientError, httpx.HTTPError, ValueError) as exc:
-                raise SchemaRegistryError(
-                    f"Could not fetch schema id {schema_id} from {self._registry_url}: {exc}"
+                raise registry_error(
+                    f"Could not fetch schema id {schema_id} from {self._registry_url}", exc
                 ) from exc
             if found is None:
                 raise RecordError(f"Schema id {schema_id} is not in the Schema Registry.")
@@ -135,7 +147,7 @@ class AvroCodec:
         except Exception as exc:  # fastavro raises many types on bad input
             raise RecordError(
                 f"Avro body does not decode with schema id {schema_id} as a {kind} record:"
-                f" {type(exc).__name__}: {exc}"
+                f" {type(exc).__name__}: {brief(str(exc), 200)}"
             ) from exc
         if not isinstance(record, dict):
             raise RecordError(f"Schema id {schema_id} does not describe a {kind} record.")

@@ -17,11 +17,11 @@ from aiokafka.errors import KafkaError
 
 from .avro import AvroCodec
 from .config import Config, LogProfile, load_config
-from .exceptions import CatcherError
+from .exceptions import CatcherError, RuleError
 from .logs import configure_logging
 from .models.enums import ActionState, Severity, TriggerSource
 from .models.records import ActionEvent, Trigger, isoformat, utcnow
-from .models.rules import RuleLoadError, RuleSet, parse_duration
+from .models.rules import RuleSet, parse_duration
 from .services.operator import (
     HISTORY_HEADERS,
     format_table,
@@ -47,7 +47,7 @@ def _config(**overrides: Any) -> Config:
 def _rules(path: Path) -> RuleSet:
     try:
         return RuleSet.from_path(path)
-    except RuleLoadError as exc:
+    except RuleError as exc:
         raise click.ClickException(f"Invalid rules:\n{exc}") from None
 
 
@@ -348,7 +348,7 @@ def rules_validate(paths: Sequence[Path]) -> None:
     for path in paths:
         try:
             count += len(RuleSet.from_path(path))
-        except RuleLoadError as exc:
+        except RuleError as exc:
             problems.append(str(exc))
     if problems:
         raise click.ClickException("Invalid rules:\n" + "\n".join(problems))

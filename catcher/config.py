@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import tempfile
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -24,8 +25,11 @@ from .constants import (
     TRIGGERS_SUFFIX,
 )
 from .exceptions import ConfigError
+from .models.rules import ACTION_TYPES, Duration
+from .redact import secrets
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "Config",
     "KafkaConnectionSettings",
     "KafkaSaslMechanism",
@@ -52,6 +56,19 @@ class KafkaSaslMechanism(StrEnum):
     SCRAM_SHA_512 = "SCRAM-SHA-512"
     SCRAM_SHA_256 = "SCRAM-SHA-256"
     PLAIN = "PLAIN"
+
+
+class LogLevel(StrEnum):
+    """Log levels."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+DEFAULT_CONCURRENCY = {"webhook": 32, "noteburst": 8, "ocps": 8, "times_square": 8}
+"""Most calls in flight to each service at once, by action type."""
 
 
 class LogProfile(StrEnum):
@@ -196,6 +213,12 @@ class Config(BaseSettings):
         description="Create missing topics at start-up (turn off where Strimzi KafkaTopic"
         " resources own them).",
     )
+    producer_max_request_size: int = Field(
+        1048576,
+        ge=65536,
+        description="Largest record Catcher sends, in bytes (the broker's message.max.bytes"
+        " must allow it). A dead letter that would be larger carries a truncated original.",
+    )
     producer_max_batch_size: int = Field(
         16384,
         ge=1,
@@ -286,7 +309,26 @@ class Config(BaseSettings):
         description="Longest time an action's job may run before Catcher gives up on it, seconds.",
     )
     resume_interval: float = Field(
-        15.0, gt=0, description="Seconds between two scans of the ledger for unfinished actions."
+        15.0,
+        gt=0,
+        description="Seconds between two scans for unfinished actions, history events to"
+        " send again and ledger entries past their retention.",
+    )
+    ledger_retention: Duration = Field(
+        timedelta(days=7),
+        description="How long a finished action stays in the ledger (then it is tombstoned);"
+        " seconds or text such as 7d. Must exceed CATCHER_MAX_TRIGGER_AGE.",
+    )
+    max_trigger_age: Duration = Field(
+        timedelta(hours=6),
+        description="An action whose trigger is older than this is recorded as expired and"
+        " not run (an action's max_age overrides it); seconds or text such as 6h.",
+    )
+    concurrency: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_CONCURRENCY),
+        description="Most calls in flight per service, as JSON by action type, e.g."
+        ' {"webhook": 32, "ocps": 8}; types not named keep their default'
+        " (webhook 32, others 8).",
     )
     data_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "catcher",
@@ -296,7 +338,9 @@ class Config(BaseSettings):
     log_profile: LogProfile = Field(
         LogProfile.production, description="production or development."
     )
-    log_level: str = Field("INFO", description="Log level: DEBUG, INFO, WARNING or ERROR.")
+    log_level: LogLevel = Field(
+        LogLevel.INFO, description="Log level: DEBUG, INFO, WARNING or ERROR."
+    )
     kafka: KafkaConnectionSettings = Field(
         default_factory=KafkaConnectionSettings, description="Kafka connection (KAFKA_*)."
     )
@@ -319,6 +363,42 @@ class Config(BaseSettings):
                 raise ValueError(f"Cannot read {name}_FILE {path}: {exc.strerror}.") from None
             setattr(self, field, SecretStr(secret))
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _level_upper(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("log_level"), str):
+            data["log_level"] = data["log_level"].strip().upper()
+        return data
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Self:
+        if self.ledger_retention <= self.max_trigger_age:
+            raise ValueError(
+                "Set CATCHER_LEDGER_RETENTION longer than CATCHER_MAX_TRIGGER_AGE: a trigger"
+                " delivered again after its finished action left the ledger would run it twice."
+            )
+        unknown = sorted(set(self.concurrency) - set(ACTION_TYPES))
+        if unknown:
+            raise ValueError(
+                f"CATCHER_CONCURRENCY names unknown action types {', '.join(unknown)};"
+                f" use {', '.join(ACTION_TYPES)}."
+            )
+        if any(n < 1 for n in self.concurrency.values()):
+            raise ValueError("CATCHER_CONCURRENCY values must be at least 1.")
+        self.concurrency = {**DEFAULT_CONCURRENCY, **self.concurrency}
+        return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds (tokens, passwords)."""
+        found = [
+            self.noteburst_token,
+            self.ocps_password,
+            self.times_square_token,
+            self.influxdb_token,
+            self.kafka.sasl_password,
+        ]
+        return [s.get_secret_value() for s in found if s is not None]
 
     @property
     def mirror_checkpoint_path(self) -> Path:
@@ -380,6 +460,8 @@ def load_config(**overrides: Any) -> Config:
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, prefix)) from None
     try:
-        return Config(**overrides)
+        config = Config(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "CATCHER_*")) from None
+    secrets.register(*config.secret_values())
+    return config

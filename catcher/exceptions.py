@@ -4,15 +4,19 @@ The tree::
 
     CatcherError
     ├── ConfigError            invalid settings (environment, mounted files)
-    ├── RuleError              invalid rules file (names the file, the rule and the field)
-    ├── TemplateError          a placeholder that cannot be filled from a trigger
+    ├── RuleError              invalid rules (names the file, the rule and the field)
+    ├── ResourceError          a file the installation must carry is missing
     ├── RecordError            a record that cannot be encoded or decoded
-    │   └── SchemaRegistryError  the Schema Registry refused or failed a call
+    │   └── SchemaRegistryError  the Schema Registry refused a call (permanent: 4xx)
+    │       └── SchemaRegistryUnavailableError  it could not be reached or failed (retried)
     ├── BrokerError            the embedded broker could not be started
     ├── DeployError            a task could not be created, updated or deleted
+    ├── MirrorError            the trigger bucket could not be read
     └── ActionError            an action could not be carried out
         ├── RetryableActionError   worth another attempt (5xx, 429, connection, timeout)
         └── PermanentActionError   not worth another attempt (other 4xx, bad answer)
+
+``RuleError`` is also a ``ValueError``, so that pydantic validators may raise it.
 """
 
 from __future__ import annotations
@@ -21,22 +25,23 @@ import contextlib
 
 import httpx
 
+from .redact import brief
+
 __all__ = [
     "ActionError",
     "BrokerError",
     "CatcherError",
     "ConfigError",
     "DeployError",
+    "MirrorError",
     "PermanentActionError",
     "RecordError",
+    "ResourceError",
     "RetryableActionError",
     "RuleError",
     "SchemaRegistryError",
-    "TemplateError",
+    "SchemaRegistryUnavailableError",
 ]
-
-_MAX_BODY = 300
-"""Longest part of an error answer's body quoted in a message."""
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 """HTTP status codes that are worth another attempt; every other 4xx is final."""
@@ -50,12 +55,12 @@ class ConfigError(CatcherError):
     """The configuration is invalid."""
 
 
-class RuleError(CatcherError):
-    """A rules file is invalid."""
+class RuleError(CatcherError, ValueError):
+    """A rules file could not be loaded; the message names the file, the rule and the field."""
 
 
-class TemplateError(CatcherError):
-    """A placeholder cannot be filled from the trigger."""
+class ResourceError(CatcherError):
+    """A file the installed package must carry (Flux template, Avro schema) is missing."""
 
 
 class RecordError(CatcherError):
@@ -63,7 +68,11 @@ class RecordError(CatcherError):
 
 
 class SchemaRegistryError(RecordError):
-    """The Schema Registry refused or failed a call."""
+    """The Schema Registry refused a call; asking again will not help."""
+
+
+class SchemaRegistryUnavailableError(SchemaRegistryError):
+    """The Schema Registry could not be reached, or failed; worth asking again."""
 
 
 class BrokerError(CatcherError):
@@ -72,6 +81,10 @@ class BrokerError(CatcherError):
 
 class DeployError(CatcherError):
     """Tasks could not be deployed."""
+
+
+class MirrorError(CatcherError):
+    """The trigger bucket could not be read."""
 
 
 class ActionError(CatcherError):
@@ -95,7 +108,9 @@ class ActionError(CatcherError):
         detail = str(exc)
         with contextlib.suppress(RuntimeError):  # RuntimeError: no request attached
             detail = detail.replace(str(exc.request.url), "<url>")  # URLs may hold secrets
-        return RetryableActionError(f"Could not reach {service}: {type(exc).__name__}: {detail}")
+        return RetryableActionError(
+            f"Could not reach {service}: {type(exc).__name__}: {brief(detail)}"
+        )
 
 
 class RetryableActionError(ActionError):
@@ -109,10 +124,11 @@ class PermanentActionError(ActionError):
 
 
 def http_status_error(service: str, response: httpx.Response) -> ActionError:
-    """Describe an unsuccessful HTTP answer, retryable or not by its status."""
-    body = response.text.strip().replace("\n", " ")
-    if len(body) > _MAX_BODY:
-        body = body[:_MAX_BODY] + "..."
+    """Describe an unsuccessful HTTP answer, retryable or not by its status.
+
+    The body is quoted briefly, with URLs cut to their host and token-like words masked.
+    """
+    body = brief(response.text)
     message = f"{service} answered HTTP {response.status_code}"
     message += f": {body}" if body else "."
     if response.status_code in RETRYABLE_STATUS:

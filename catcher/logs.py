@@ -1,4 +1,8 @@
-"""structlog set-up: JSON lines in production, readable lines in development."""
+"""structlog set-up: JSON lines in production, readable lines in development.
+
+Tracebacks never carry local variables (they would hold tokens and URLs), and every value
+of every line is passed through the secret registry (:mod:`catcher.redact`).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,17 @@ import logging
 import sys
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 from .config import LogProfile
+from .redact import mask_event
 
 __all__ = ["configure_logging"]
 
 
 def configure_logging(profile: LogProfile, level: str = "INFO") -> None:
     """Configure structlog (and the standard library's root logger) for this process."""
-    numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
-        numeric = logging.INFO
+    numeric = logging.getLevelNamesMapping()[level.upper()]
     processors: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -24,12 +28,17 @@ def configure_logging(profile: LogProfile, level: str = "INFO") -> None:
     ]
     if profile == LogProfile.production:
         processors += [
-            structlog.processors.dict_tracebacks,
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             structlog.processors.EventRenamer("message"),
+            mask_event,
             structlog.processors.JSONRenderer(),
         ]
     else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+        processors += [
+            structlog.processors.format_exc_info,
+            mask_event,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ]
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -53,6 +53,7 @@ class ActionState(StrEnum):
     failed = "failed"
     suppressed = "suppressed"
     cancelled = "cancelled"
+    expired = "expired"
 
     @property
     def terminal(self) -> bool:
@@ -62,6 +63,7 @@ class ActionState(StrEnum):
             ActionState.failed,
             ActionState.suppressed,
             ActionState.cancelled,
+            ActionState.expired,
         )
 
 

@@ -27,6 +27,12 @@ __all__ = [
 ]
 
 
+MAX_REASON = 1000
+"""Longest reason a dead letter carries, in characters."""
+MAX_KEY = 1024
+"""Longest original key a truncated dead letter carries, in bytes."""
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(tz=UTC)
@@ -210,6 +216,11 @@ class LedgerEntry(BaseModel):
     link: str | None = None
     message: str | None = None
     cancel_requested: bool = False
+    published: bool = Field(
+        False,
+        description="Whether the history event of this state is known to be on the actions"
+        " topic; when not, it is sent again.",
+    )
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form, as stored in the changelog."""
@@ -282,8 +293,30 @@ class DeadLetter(BaseModel):
     rule_id: str | None = None
     trigger_id: str | None = None
     action_id: str | None = None
+    value_truncated: bool = False
+    value_size: int | None = None
 
     _aware_time = field_validator("time")(_aware)
+
+    @field_validator("reason")
+    @classmethod
+    def _short_reason(cls, value: str) -> str:
+        return value if len(value) <= MAX_REASON else value[: MAX_REASON - 3] + "..."
+
+    def truncated(self, room: int) -> DeadLetter:
+        """A copy whose value keeps only its first bytes, so that the letter fits ``room``."""
+        if self.value is None or len(self.value) <= room:
+            return self
+        return self.model_copy(
+            update={
+                "key": self.key[:MAX_KEY] if self.key else self.key,
+                "value": self.value[: max(room, 0)],
+                "value_truncated": True,
+                "value_size": len(self.value),
+                "reason": f"{self.reason} (The original value of {len(self.value)} bytes was"
+                f" too large to carry whole; the first {max(room, 0)} are kept.)",
+            }
+        )
 
     def to_avro(self) -> dict[str, Any]:
         """The record as fastavro writes it."""

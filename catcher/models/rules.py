@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from ..exceptions import RuleError
 from .enums import Edge, Severity
 from .templates import check_template, placeholders_in
 
@@ -37,7 +38,6 @@ __all__ = [
     "NoteburstAction",
     "OcpsAction",
     "Rule",
-    "RuleLoadError",
     "RuleSet",
     "RulesFile",
     "Schedule",
@@ -111,6 +111,11 @@ class _ActionBase(BaseModel):
         timedelta(0),
         description="After the action starts for a series, do not start it again for that"
         " series until this much trigger time has passed.",
+    )
+    max_age: Duration | None = Field(
+        None,
+        description="Do not run the action for a trigger older than this when it reaches the"
+        " worker; record it as expired (default: CATCHER_MAX_TRIGGER_AGE).",
     )
 
     @field_validator("name")
@@ -548,10 +553,6 @@ _RulesLoader.add_implicit_resolver(
 )
 
 
-class RuleLoadError(ValueError):
-    """A rules file could not be loaded; the message names the file, the rule and the field."""
-
-
 def _describe(error: ErrorDetails, raw: Any, path: Path) -> str:
     loc = list(error["loc"])
     where = str(path)
@@ -590,18 +591,18 @@ class RuleSet:
 
     @staticmethod
     def load_file(path: Path) -> list[Rule]:
-        """Rules of one YAML file; raises RuleLoadError with every problem in it."""
+        """Rules of one YAML file; raises RuleError with every problem in it."""
         try:
             raw = yaml.load(path.read_text(), Loader=_RulesLoader)  # noqa: S506 - a SafeLoader
         except OSError as exc:
-            raise RuleLoadError(f"{path}: cannot read the rules file: {exc.strerror}") from None
+            raise RuleError(f"{path}: cannot read the rules file: {exc.strerror}") from None
         except yaml.YAMLError as exc:
-            raise RuleLoadError(f"{path}: not valid YAML: {exc}") from None
+            raise RuleError(f"{path}: not valid YAML: {exc}") from None
         try:
             parsed = RulesFile.model_validate(raw, context={"base_dir": path.parent})
         except ValidationError as exc:
             problems = [_describe(e, raw, path) for e in exc.errors()]
-            raise RuleLoadError("\n".join(problems)) from None
+            raise RuleError("\n".join(problems)) from None
         return parsed.rules
 
     @classmethod
@@ -610,18 +611,18 @@ class RuleSet:
         if path.is_dir():
             files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
             if not files:
-                raise RuleLoadError(f"{path}: no *.yaml or *.yml rules files in this directory")
+                raise RuleError(f"{path}: no *.yaml or *.yml rules files in this directory")
         elif path.exists():
             files = [path]
         else:
-            raise RuleLoadError(f"{path}: no such rules file or directory")
+            raise RuleError(f"{path}: no such rules file or directory")
         rules: list[Rule] = []
         sources: dict[str, Path] = {}
         problems: list[str] = []
         for file in files:
             try:
                 loaded = cls.load_file(file)
-            except RuleLoadError as exc:
+            except RuleError as exc:
                 problems.append(str(exc))
                 continue
             for rule in loaded:
@@ -633,5 +634,5 @@ class RuleSet:
                 sources[rule.id] = file
                 rules.append(rule)
         if problems:
-            raise RuleLoadError("\n".join(problems))
+            raise RuleError("\n".join(problems))
         return cls(rules, sources)

@@ -28,20 +28,17 @@ import structlog
 
 from ..avro import AvroCodec
 from ..config import Config
-from ..exceptions import CatcherError
+from ..exceptions import MirrorError
 from ..models.enums import Severity, TriggerSource
 from ..models.records import Trigger
+from ..redact import brief
 
-__all__ = ["Checkpoint", "Mirror", "MirrorError", "row_to_trigger"]
+__all__ = ["Checkpoint", "Mirror", "row_to_trigger"]
 
 logger = structlog.get_logger("catcher")
 
 Send = Callable[[str, bytes, bytes], Awaitable[None]]
 _FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-class MirrorError(CatcherError):
-    """The trigger bucket could not be read."""
 
 
 @dataclass
@@ -225,11 +222,16 @@ class Mirror:
         return published
 
     async def run(self, interval: float, stop: asyncio.Event) -> None:
-        """Poll until ``stop`` is set; read errors are logged and retried."""
+        """Poll until ``stop`` is set; every error is logged and the next poll tries again."""
         while not stop.is_set():
             try:
                 await self.poll_once()
             except MirrorError as exc:
                 logger.warning("Could not mirror trigger rows; will retry", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - the mirror must never stop the worker
+                logger.warning(
+                    "Could not mirror trigger rows; will retry",
+                    error=f"{type(exc).__name__}: {brief(str(exc))}",
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -16,17 +16,26 @@ Send = Callable[[str, bytes, bytes], Awaitable[None]]
 
 logger = structlog.get_logger("catcher")
 
+_HEADROOM = 1024
+"""Bytes kept free in a request for the record's framing and headers."""
+
 
 class Publisher:
     """History (one event per state change) and dead letters."""
 
     def __init__(
-        self, codec: AvroCodec, send: Send, actions_topic: str, deadletter_topic: str
+        self,
+        codec: AvroCodec,
+        send: Send,
+        actions_topic: str,
+        deadletter_topic: str,
+        max_record_size: int = 1048576,
     ) -> None:
         self._codec = codec
         self._send = send
         self._actions_topic = actions_topic
         self._deadletter_topic = deadletter_topic
+        self._max_record_size = max_record_size
 
     async def action_event(self, event: ActionEvent) -> None:
         """Record one state change of an action."""
@@ -38,7 +47,20 @@ class Publisher:
         await self.action_event(ActionEvent.from_entry(entry))
 
     async def dead_letter(self, letter: DeadLetter) -> None:
-        """Record what could not be decoded, planned or done, and why."""
+        """Record what could not be decoded, planned or done, and why.
+
+        A letter too large for one record carries the first bytes of the original value.
+        """
+        key = (letter.action_id or letter.trigger_id or "").encode() or (letter.key or b"")[:256]
+        value = await self._codec.encode("deadletter", letter.to_avro())
+        if len(key) + len(value) + _HEADROOM > self._max_record_size:
+            bare = await self._codec.encode(
+                "deadletter", letter.model_copy(update={"value": None}).to_avro()
+            )
+            room = self._max_record_size - _HEADROOM * 2 - len(key) - len(bare)
+            letter = letter.truncated(room)
+            value = await self._codec.encode("deadletter", letter.to_avro())
+        await self._send(self._deadletter_topic, key, value)
         logger.warning(
             "Sent a record to the dead letter topic",
             stage=letter.stage.value,
@@ -48,7 +70,5 @@ class Publisher:
             offset=letter.offset,
             trigger_id=letter.trigger_id,
             action_id=letter.action_id,
+            value_truncated=letter.value_truncated,
         )
-        key = (letter.action_id or letter.trigger_id or "").encode() or (letter.key or b"")
-        value = await self._codec.encode("deadletter", letter.to_avro())
-        await self._send(self._deadletter_topic, key, value)

@@ -8,12 +8,20 @@ One asyncio task per unfinished action. The task reads the ledger, and:
   executor reconciles with the service if it can, and otherwise the action is submitted
   again and the history says so;
 - ``submitted``: polls the job until it ends, ``poll_timeout`` passes, or the action's
-  maximum runtime passes (then the job is aborted);
+  maximum runtime passes (then the job is aborted). The service is always asked first: a
+  job resumed after an outage is polled before any deadline is applied, so a job that
+  finished meanwhile is recorded with its real outcome;
 - a cancel request stops the task, aborts the job where the service allows it, and records
   ``cancelled``; a cancel interrupted by a crash is finished after the restart.
 
+Only the owner of an action's partition acts on it: ownership is checked right before
+every side effect (each submit attempt, each poll, an abort), and a revoked partition
+cancels its tasks (:meth:`ActionRunner.release`). Calls to each service are bounded
+(``limits``, by action type): excess calls wait their turn.
+
 Stream handlers only write ``queued`` and call :meth:`ActionRunner.ensure`; a periodic scan
-of the ledger (:meth:`ActionRunner.resume`) restarts whatever a previous process left.
+of the ledger's index of unfinished actions (:meth:`ActionRunner.resume`) restarts whatever
+a previous process, or a previous owner, left.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +41,7 @@ from ..exceptions import ActionError, PermanentActionError, RetryableActionError
 from ..models.enums import ActionState, DeadLetterStage
 from ..models.records import DeadLetter, LedgerEntry, utcnow
 from ..models.rules import RuleSet
+from ..redact import brief
 from ..retry import RetryPolicy
 from ..storage.ledger import Ledger
 
@@ -42,6 +52,23 @@ logger = structlog.get_logger("catcher")
 
 def _always(_entry: LedgerEntry) -> bool:
     return True
+
+
+ServiceCall = Callable[[Any, LedgerEntry], Awaitable[Any]]
+"""An executor's method: ``submit``, ``poll``, ``reconcile`` or ``abort``."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What one call gave: a result, or a retryable or final error message."""
+
+    result: Any = None
+    retry: str = ""
+    final: str = ""
+
+
+class _Fenced(Exception):  # noqa: N818 - a signal inside the runner, never raised out of it
+    """The action's partition is no longer this worker's: stop without a side effect."""
 
 
 class ActionRunner:
@@ -58,6 +85,7 @@ class ActionRunner:
         poll_timeout: float,
         dead_letter: Callable[[DeadLetter, LedgerEntry], Awaitable[None]],
         owns: Callable[[LedgerEntry], bool] | None = None,
+        limits: Mapping[str, int] | None = None,
     ) -> None:
         self._ledger = ledger
         self._rules = rules
@@ -67,7 +95,9 @@ class ActionRunner:
         self._poll_timeout = timedelta(seconds=poll_timeout)
         self._dead_letter = dead_letter
         self._owns: Callable[[LedgerEntry], bool] = owns or _always
+        self._limits = {kind: asyncio.Semaphore(n) for kind, n in (limits or {}).items()}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._partitions: dict[str, int] = {}
         self.skipped = 0
         """Requests for actions that had already finished (counted, logged, not run)."""
 
@@ -80,25 +110,41 @@ class ActionRunner:
         """Make sure an unfinished action has a task driving it."""
         if entry.state.terminal or entry.action_id in self.running:
             return
-        task = asyncio.create_task(self._drive(entry.action_id), name=f"action:{entry.action_id}")
+        self._start(entry, self._drive(entry.action_id), "action")
+
+    def _start(self, entry: LedgerEntry, work: Coroutine[Any, Any, None], kind: str) -> None:
+        task = asyncio.create_task(
+            self._fenced(entry.action_id, work), name=f"{kind}:{entry.action_id}"
+        )
         self._tasks[entry.action_id] = task
+        self._partitions[entry.action_id] = entry.partition
         task.add_done_callback(functools.partial(self._forget, entry.action_id))
 
     def _forget(self, action_id: str, task: asyncio.Task[None]) -> None:
         if self._tasks.get(action_id) is task:
             del self._tasks[action_id]
+            self._partitions.pop(action_id, None)
         if not task.cancelled() and task.exception() is not None:
             logger.error("Action task crashed", action_id=action_id, error=repr(task.exception()))
+
+    def release(self, partitions: Iterable[int]) -> int:
+        """Cancel the tasks of actions in partitions this worker lost; returns how many."""
+        lost = set(partitions)
+        cancelled = 0
+        for action_id, partition in list(self._partitions.items()):
+            task = self._tasks.get(action_id)
+            if partition in lost and task is not None and not task.done():
+                task.cancel()
+                cancelled += 1
+        if cancelled:
+            logger.info("Stopped the actions of revoked partitions", count=cancelled)
+        return cancelled
 
     def resume(self) -> int:
         """Start tasks for every unfinished action this worker owns; returns how many."""
         started = 0
-        for entry in self._ledger.entries():
-            if (
-                not entry.state.terminal
-                and entry.action_id not in self.running
-                and self._owns(entry)
-            ):
+        for entry in self._ledger.unfinished():
+            if entry.action_id not in self.running and self._owns(entry):
                 logger.info(
                     "Resuming unfinished action", action_id=entry.action_id, state=entry.state
                 )
@@ -120,11 +166,40 @@ class ActionRunner:
         previous = self._tasks.get(action_id)
         if previous is not None:
             previous.cancel()
-        task = asyncio.create_task(
-            self._cancel(action_id, requested_by, previous), name=f"cancel:{action_id}"
-        )
-        self._tasks[action_id] = task
-        task.add_done_callback(functools.partial(self._forget, action_id))
+        entry = self._ledger.get(action_id)
+        if entry is None:
+            logger.info("Nothing to cancel", action_id=action_id)
+            return
+        self._start(entry, self._cancel(action_id, requested_by, previous), "cancel")
+
+    async def _call(self, entry: LedgerEntry, method: ServiceCall, action: Any) -> Any:
+        """One call to the action's service: owner checked, concurrency bounded, timed out."""
+        limit = self._limits.get(entry.action_type) or contextlib.nullcontext()
+        async with limit:
+            self._fence(entry)  # right before the call, after waiting for a turn
+            return await asyncio.wait_for(
+                method(action, entry), timeout=self._policy.attempt_timeout
+            )
+
+    async def _attempt(self, entry: LedgerEntry, method: ServiceCall, action: Any) -> _Outcome:
+        """One call, its failure sorted into retryable or final."""
+        try:
+            return _Outcome(result=await self._call(entry, method, action))
+        except _Fenced:
+            raise
+        except PermanentActionError as exc:
+            return _Outcome(final=str(exc))
+        except (RetryableActionError, TimeoutError) as exc:
+            return _Outcome(
+                retry=str(exc) or f"No answer within {self._policy.attempt_timeout} s."
+            )
+        except Exception as exc:  # a defect or a malformed answer must not leave it hanging
+            logger.exception("Unexpected error from a service call", action_id=entry.action_id)
+            return _Outcome(final=f"Unexpected error: {type(exc).__name__}: {brief(str(exc))}")
+
+    def _fence(self, entry: LedgerEntry) -> None:
+        if not self._owns(entry):
+            raise _Fenced
 
     def _resolve(self, entry: LedgerEntry) -> tuple[Any, Executor[Any] | None]:
         rule = self._rules.get(entry.trigger.rule_id)
@@ -148,6 +223,7 @@ class ActionRunner:
         await self._finish_cancel(entry)
 
     async def _finish_cancel(self, entry: LedgerEntry) -> LedgerEntry:
+        self._fence(entry)
         action, executor = self._resolve(entry)
         message = (entry.message or "Cancelled.").replace("Cancel requested", "Cancelled")
         if action is not None and executor is not None:
@@ -163,12 +239,17 @@ class ActionRunner:
 
     async def _abort(self, entry: LedgerEntry, action: Any, executor: Executor[Any]) -> str:
         try:
-            done = await asyncio.wait_for(
-                executor.abort(action, entry), timeout=self._policy.attempt_timeout
-            )
+            done = await self._call(entry, executor.abort, action)
         except (ActionError, TimeoutError) as exc:
             return f"The job could not be aborted: {exc or 'no answer in time'}"
         return done or f"{entry.action_type} jobs cannot be aborted; polling stopped."
+
+    @staticmethod
+    async def _fenced(action_id: str, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except _Fenced:
+            logger.info("Action moved to another worker; stopping here", action_id=action_id)
 
     async def _drive(self, action_id: str) -> None:
         log = logger.bind(action_id=action_id)
@@ -188,9 +269,7 @@ class ActionRunner:
             )
             return
         while not entry.state.terminal:
-            if not self._owns(entry):
-                log.info("Action moved to another worker; stopping here")
-                return
+            self._fence(entry)
             if entry.state == ActionState.submitted:
                 entry = await self._follow(entry, action, executor)
             else:
@@ -212,23 +291,17 @@ class ActionRunner:
         attempt = entry.attempt
         while True:
             attempt += 1
+            self._fence(entry)
             entry = await self._ledger.put(
                 entry, state=ActionState.submitting, attempt=attempt, message=note
             )
             note = None
-            try:
-                submission = await asyncio.wait_for(
-                    executor.submit(action, entry), timeout=self._policy.attempt_timeout
-                )
-            except PermanentActionError as exc:
-                return await self._fail(entry, str(exc))
-            except (RetryableActionError, TimeoutError) as exc:
-                error = str(exc) or f"No answer within {self._policy.attempt_timeout} s."
-            except Exception as exc:  # a defect must not leave the action hanging
-                log.exception("Unexpected error while submitting")
-                return await self._fail(entry, f"Unexpected error: {type(exc).__name__}: {exc}")
-            else:
-                return await self._record_submission(entry, submission)
+            outcome = await self._attempt(entry, executor.submit, action)
+            if outcome.final:
+                return await self._fail(entry, outcome.final)
+            if not outcome.retry:
+                return await self._record_submission(entry, outcome.result)
+            error = outcome.retry
             delay = self._policy.backoff(attempt)
             if attempt >= self._policy.attempts:
                 return await self._fail(entry, f"Gave up after {attempt} attempts: {error}")
@@ -250,9 +323,7 @@ class ActionRunner:
         self, entry: LedgerEntry, action: Any, executor: Executor[Any]
     ) -> Submission | None:
         try:
-            return await asyncio.wait_for(
-                executor.reconcile(action, entry), timeout=self._policy.attempt_timeout
-            )
+            return await self._call(entry, executor.reconcile, action)
         except (ActionError, TimeoutError) as exc:
             logger.warning(
                 "Could not reconcile an interrupted submission",
@@ -282,46 +353,50 @@ class ActionRunner:
     async def _follow(
         self, entry: LedgerEntry, action: Any, executor: Executor[Any]
     ) -> LedgerEntry:
+        """Poll the job until it ends; deadlines apply only to what the service says."""
         started = entry.submitted or entry.updated
         runtime = executor.max_runtime(action)
         last_error = ""
+        first = True
         while True:
-            if runtime is not None and utcnow() - started > runtime:
+            if not first:
+                await asyncio.sleep(self._poll_interval)
+            first = False
+            outcome = await self._attempt(entry, executor.poll, action)
+            if outcome.final:
+                return await self._fail(entry, outcome.final)
+            last_error = outcome.retry
+            if last_error:
+                logger.warning(
+                    "Polling failed; will poll again", action_id=entry.action_id, error=last_error
+                )
+            else:
+                status: JobStatus = outcome.result
+                if status.finished:
+                    if not status.succeeded:
+                        return await self._fail(
+                            entry, status.message, link=status.link or entry.link
+                        )
+                    return await self._ledger.put(
+                        entry,
+                        state=ActionState.succeeded,
+                        message=status.message,
+                        link=status.link or entry.link,
+                    )
+                if status.message and status.message != entry.message:
+                    entry = await self._ledger.put(entry, message=status.message)
+            elapsed = utcnow() - started
+            if runtime is not None and elapsed > runtime:
                 done = await self._abort(entry, action, executor)
                 return await self._fail(
                     entry, f"Exceeded its maximum runtime of {runtime}. {done}"
                 )
-            if utcnow() - started > self._poll_timeout:
+            if elapsed > self._poll_timeout:
                 return await self._fail(
                     entry,
                     f"Gave up on job {entry.job_id} after {self._poll_timeout}"
                     f" (CATCHER_POLL_TIMEOUT){': ' + last_error if last_error else '.'}",
                 )
-            await asyncio.sleep(self._poll_interval)
-            if not self._owns(entry):
-                return entry
-            try:
-                status: JobStatus = await asyncio.wait_for(
-                    executor.poll(action, entry), timeout=self._policy.attempt_timeout
-                )
-            except PermanentActionError as exc:
-                return await self._fail(entry, str(exc))
-            except (RetryableActionError, TimeoutError) as exc:
-                last_error = str(exc) or "no answer in time"
-                logger.warning(
-                    "Polling failed; will poll again", action_id=entry.action_id, error=last_error
-                )
-                continue
-            last_error = ""
-            if status.finished:
-                state = ActionState.succeeded if status.succeeded else ActionState.failed
-                if state == ActionState.failed:
-                    return await self._fail(entry, status.message, link=status.link or entry.link)
-                return await self._ledger.put(
-                    entry, state=state, message=status.message, link=status.link or entry.link
-                )
-            if status.message and status.message != entry.message:
-                entry = await self._ledger.put(entry, message=status.message)
 
     async def _fail(
         self, entry: LedgerEntry, message: str, link: str | None = None

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from catcher.models.enums import Edge, Severity
-from catcher.models.rules import NoteburstAction, RuleLoadError, RuleSet, parse_duration
+from catcher.exceptions import RuleError
+from catcher.models.rules import NoteburstAction, RuleSet, parse_duration
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 
@@ -66,7 +67,7 @@ rules:
         on: {severity: LOUD}
 """,
     )
-    with pytest.raises(RuleLoadError) as info:
+    with pytest.raises(RuleError) as info:
         RuleSet.from_path(path)
     assert str(info.value) == (
         f"{path}: rule 'bad-rule': actions[0].on.severity: Unknown severity 'LOUD'; use one of"
@@ -95,7 +96,7 @@ rules:
 )
 def test_action_mistakes_are_explained(tmp_path: Path, action: str, message: str) -> None:
     path = write(tmp_path, f"rules:\n  - id: r\n    description: d\n    actions: [{action}]\n")
-    with pytest.raises(RuleLoadError) as info:
+    with pytest.raises(RuleError) as info:
         RuleSet.from_path(path)
     text = str(info.value)
     assert text.startswith(f"{path}: rule 'r': ")
@@ -114,12 +115,12 @@ rules:
       - {type: webhook, url_env: B}
 """,
     )
-    with pytest.raises(RuleLoadError, match="two actions are named 'webhook'"):
+    with pytest.raises(RuleError, match="two actions are named 'webhook'"):
         RuleSet.from_path(path)
     write(tmp_path, "rules:\n  - {id: r, description: one}\n", "a.yaml")
     write(tmp_path, "rules:\n  - {id: r, description: two}\n", "b.yml")
     path.unlink()
-    with pytest.raises(RuleLoadError) as info:
+    with pytest.raises(RuleError) as info:
         RuleSet.from_path(tmp_path)
     assert (
         str(info.value)
@@ -128,15 +129,15 @@ rules:
 
 
 def test_yaml_and_path_problems(tmp_path: Path) -> None:
-    with pytest.raises(RuleLoadError, match="no such rules file or directory"):
+    with pytest.raises(RuleError, match="no such rules file or directory"):
         RuleSet.from_path(tmp_path / "nope.yaml")
-    with pytest.raises(RuleLoadError, match=r"no \*.yaml or \*.yml rules files"):
+    with pytest.raises(RuleError, match=r"no \*.yaml or \*.yml rules files"):
         RuleSet.from_path(tmp_path)
     path = write(tmp_path, "rules: [\n")
-    with pytest.raises(RuleLoadError, match="not valid YAML"):
+    with pytest.raises(RuleError, match="not valid YAML"):
         RuleSet.from_path(path)
     path = write(tmp_path, "rules:\n  - description: no id\n")
-    with pytest.raises(RuleLoadError, match="rule #1: id: Field required"):
+    with pytest.raises(RuleError, match="rule #1: id: Field required"):
         RuleSet.from_path(path)
 
 
@@ -226,7 +227,7 @@ def condition_rule(tmp_path: Path, condition: str) -> Path:
 )
 def test_condition_mistakes_are_explained(tmp_path: Path, condition: str, message: str) -> None:
     path = condition_rule(tmp_path, condition)
-    with pytest.raises(RuleLoadError) as info:
+    with pytest.raises(RuleError) as info:
         RuleSet.from_path(path)
     assert str(info.value).startswith(f"{path}: rule 'c': condition")
     assert message in str(info.value)
