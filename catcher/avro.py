@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import struct
-from importlib import resources
 from typing import Any, Literal
 
 import fastavro
@@ -21,6 +20,7 @@ from schema_registry.client.errors import ClientError
 
 from .exceptions import RecordError, SchemaRegistryError, SchemaRegistryUnavailableError
 from .redact import brief
+from .resources import read_resource
 
 __all__ = [
     "MAGIC_BYTE",
@@ -40,7 +40,7 @@ KINDS: tuple[RecordKind, ...] = ("triggers", "actions", "deadletter")
 
 def load_schema(kind: RecordKind, prefix: str) -> dict[str, Any]:
     """The schema of one topic, in the namespace of the configured prefix."""
-    text = resources.files("catcher").joinpath("schemas", f"{kind}.avsc").read_text()
+    text = read_resource("avro_schemas", f"{kind}.avsc")
     schema: dict[str, Any] = json.loads(text)
     schema["namespace"] = prefix
     return schema

@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from importlib import resources
 
 from .models.enums import Severity
 from .models.rules import Condition, Rule
+from .resources import read_resource
 
 __all__ = [
     "CompileOptions",
@@ -116,7 +116,7 @@ def render_template(template: str, values: dict[str, str]) -> str:
 
 
 def _template(name: str) -> str:
-    return resources.files("catcher").joinpath("flux_templates", f"{name}.flux").read_text()
+    return read_resource("flux", f"{name}.flux")
 
 
 def _list(items: list[str]) -> str:

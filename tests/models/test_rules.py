@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from catcher.models.enums import Edge, Severity
 from catcher.exceptions import RuleError
+from catcher.models.enums import Edge, Severity
 from catcher.models.rules import NoteburstAction, RuleSet, parse_duration
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
