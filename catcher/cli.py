@@ -22,6 +22,7 @@ from .logs import configure_logging
 from .models.enums import ActionState, Severity, TriggerSource
 from .models.records import ActionEvent, Trigger, isoformat, utcnow
 from .models.rules import RuleSet, parse_duration
+from .redact import brief, secrets
 from .services.operator import (
     HISTORY_HEADERS,
     format_table,
@@ -30,6 +31,7 @@ from .services.operator import (
     publish_trigger,
     read_history,
     request_cancel,
+    wait_for_final_state,
 )
 
 __all__ = ["main"]
@@ -56,11 +58,17 @@ def _run(coro: Any) -> Any:
         return asyncio.run(coro)
     except CatcherError as exc:
         raise click.ClickException(str(exc)) from None
-    except (ConnectionError, TimeoutError, OSError, KafkaError) as exc:
+    except (KafkaError, ConnectionError) as exc:
         raise click.ClickException(
             f"Could not talk to Kafka at the configured KAFKA_BOOTSTRAP_SERVERS:"
-            f" {type(exc).__name__}: {exc}"
+            f" {type(exc).__name__}: {brief(str(exc))}"
         ) from None
+    except TimeoutError as exc:
+        raise click.ClickException(
+            f"Timed out waiting for Kafka or a service: {brief(str(exc)) or 'no answer'}"
+        ) from None
+    except OSError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {brief(str(exc))}") from None
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -87,7 +95,7 @@ def worker(rules_path: Path | None) -> None:
     import faust  # noqa: PLC0415 - heavy; only the worker needs it
 
     from .app import create_app  # noqa: PLC0415
-    from .factory import check_rules_against_config  # noqa: PLC0415
+    from .factory import check_rules_against_config, rule_secrets  # noqa: PLC0415
     from .kafka import ensure_topics  # noqa: PLC0415
 
     config = _config(**({"rules_path": rules_path} if rules_path else {}))
@@ -96,6 +104,7 @@ def worker(rules_path: Path | None) -> None:
         check_rules_against_config(rules, config)
     except CatcherError as exc:
         raise click.ClickException(str(exc)) from None
+    secrets.register(*rule_secrets(rules))
     configure_logging(config.log_profile, config.log_level)
     try:
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -174,9 +183,7 @@ def trigger(
     click.echo(record.trigger_id)
 
 
-def _since(text: str | None) -> datetime | None:
-    if text is None:
-        return None
+def _since(text: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -189,25 +196,34 @@ def _since(text: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=utcnow().tzinfo)
 
 
+def _since_option(default: str) -> Any:
+    return click.option(
+        "--since",
+        default=default,
+        show_default=True,
+        help="Read events written at or after this ISO time, or this long ago (e.g. 1h, 7d).",
+    )
+
+
 @main.command()
 @click.option("--rule", "rule_id", help="Only this rule.")
-@click.option("--since", help="Only events at or after this ISO time, or this long ago (e.g. 1h).")
+@_since_option("1d")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for programs.")
-def history(rule_id: str | None, since: str | None, as_json: bool) -> None:
+def history(rule_id: str | None, since: str, as_json: bool) -> None:
     """Print the action history from the actions topic."""
     config = _config()
     start = _since(since)
     events = [
         e
-        for e in _run(read_history(config))
-        if (rule_id is None or e.rule_id == rule_id) and (start is None or e.time >= start)
+        for e in _run(read_history(config, start))
+        if (rule_id is None or e.rule_id == rule_id) and e.time >= start
     ]
     if as_json:
         for event in events:
             click.echo(json.dumps(event.model_dump(mode="json")))
         return
     if not events:
-        click.echo("No action history yet.", err=True)
+        click.echo(f"No action history since {isoformat(start)}.", err=True)
         return
     click.echo(format_table(HISTORY_HEADERS, history_rows(events)))
 
@@ -227,13 +243,14 @@ ACTION_HEADERS = ("updated", "action_id", "rule", "action", "type", "state", "at
     type=click.Choice([s.value for s in ActionState]),
     help="Only actions in this state now.",
 )
+@_since_option("1d")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for programs.")
-def actions_list(rule_id: str | None, state: str | None, as_json: bool) -> None:
-    """List actions with their current state."""
+def actions_list(rule_id: str | None, state: str | None, since: str, as_json: bool) -> None:
+    """List the actions active since --since, with their current state."""
     config = _config()
     latest = [
         e
-        for e in latest_states(_run(read_history(config)))
+        for e in latest_states(_run(read_history(config, _since(since))))
         if (rule_id is None or e.rule_id == rule_id) and (state is None or e.state == state)
     ]
     if as_json:
@@ -259,15 +276,24 @@ def actions_list(rule_id: str | None, state: str | None, as_json: bool) -> None:
     click.echo(format_table(ACTION_HEADERS, rows))
 
 
+def _events_of(config: Config, action_id: str, since: str) -> list[ActionEvent]:
+    events = [e for e in _run(read_history(config, _since(since))) if e.action_id == action_id]
+    if not events:
+        raise click.ClickException(
+            f"No action {action_id!r} in {config.actions_topic} since {since}; an older one"
+            " needs a longer --since."
+        )
+    return events
+
+
 @actions.command("show")
 @click.argument("action_id")
+@_since_option("7d")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for programs.")
-def actions_show(action_id: str, as_json: bool) -> None:
+def actions_show(action_id: str, since: str, as_json: bool) -> None:
     """Show the whole history of one action, with its links."""
     config = _config()
-    events = [e for e in _run(read_history(config)) if e.action_id == action_id]
-    if not events:
-        raise click.ClickException(f"No action {action_id!r} in {config.actions_topic}.")
+    events = _events_of(config, action_id, since)
     if as_json:
         for event in events:
             click.echo(json.dumps(event.model_dump(mode="json")))
@@ -291,21 +317,13 @@ def actions_show(action_id: str, as_json: bool) -> None:
 
 
 async def _cancel(config: Config, action_id: str, by: str, wait: float) -> ActionEvent | None:
-    events = [e for e in await read_history(config) if e.action_id == action_id]
-    if not events:
-        raise click.ClickException(f"No action {action_id!r} in {config.actions_topic}.")
-    if events[-1].state.terminal:
-        raise click.ClickException(
-            f"Action {action_id} has already finished: {events[-1].state.value}."
-        )
-    await request_cancel(config, action_id, by)
-    deadline = asyncio.get_running_loop().time() + wait
-    while asyncio.get_running_loop().time() < deadline:
-        events = [e for e in await read_history(config) if e.action_id == action_id]
-        if events and events[-1].state.terminal:
-            return events[-1]
-        await asyncio.sleep(1.0)
-    return None
+    async def send() -> None:
+        await request_cancel(config, action_id, by)
+
+    if wait <= 0:
+        await send()
+        return None
+    return await wait_for_final_state(config, action_id, send, wait)
 
 
 @actions.command("cancel")
@@ -318,9 +336,13 @@ async def _cancel(config: Config, action_id: str, by: str, wait: float) -> Actio
     help="Seconds to wait for the worker to confirm (0: do not wait).",
 )
 @click.option("--by", "requested_by", default=None, help="Who cancels (default: $USER).")
-def actions_cancel(action_id: str, wait: float, requested_by: str | None) -> None:
+@_since_option("7d")
+def actions_cancel(action_id: str, wait: float, requested_by: str | None, since: str) -> None:
     """Cancel an action: abort its OCPS job, stop polling, whatever its type."""
     config = _config()
+    last = _events_of(config, action_id, since)[-1]
+    if last.state.terminal:
+        raise click.ClickException(f"Action {action_id} has already finished: {last.state.value}.")
     by = requested_by or os.environ.get("USER") or "an operator"
     final = _run(_cancel(config, action_id, by, wait))
     if final is None:
@@ -375,10 +397,24 @@ def rules_compile(paths: Sequence[Path], out_dir: Path | None) -> None:
         trigger_measurement=config.trigger_measurement,
     )
     compiled: dict[str, str] = {}
+    manual: list[str] = []
     for path in paths:
         for rule in _rules(path).rules.values():
             if rule.condition is not None:
                 compiled[rule.id] = compile_rule(rule, options)
+            else:
+                manual.append(rule.id)
+    if manual:
+        click.echo(
+            f"Skipped {len(manual)} rule(s) without a condition (they fire only by hand, with"
+            f" catcher trigger): {', '.join(manual)}.",
+            err=True,
+        )
+    if not compiled:
+        raise click.ClickException(
+            "No rule has a condition, so there is nothing to compile. Add a `condition`"
+            " (thresholds or deadman) to a rule; see examples/rules/conditions.yaml."
+        )
     if out_dir is None:
         for rule_id, text in compiled.items():
             click.echo(f"// ---- {rule_id}.flux\n{text}")

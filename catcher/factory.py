@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +20,11 @@ from .models.rules import (
     OcpsAction,
     RuleSet,
     TimesSquareAction,
+    WebhookAction,
 )
 from .retry import RetryPolicy
 
-__all__ = ["ProcessContext", "check_rules_against_config"]
+__all__ = ["ProcessContext", "check_rules_against_config", "rule_secrets"]
 
 
 def _missing_settings(action: AnyAction, config: Config) -> list[str]:
@@ -49,10 +51,18 @@ def _missing_settings(action: AnyAction, config: Config) -> list[str]:
                 "set CATCHER_TIMES_SQUARE_TOKEN or CATCHER_TIMES_SQUARE_TOKEN_FILE.",
             ),
         ]
-    elif action.url_env:
-        needs = [
-            (bool(os.environ.get(action.url_env)), f"set {action.url_env} to the webhook URL.")
-        ]
+    else:
+        if action.url_env:
+            needs.append(
+                (bool(os.environ.get(action.url_env)), f"set {action.url_env} to the webhook URL.")
+            )
+        if action.token_env:
+            needs.append(
+                (
+                    bool(os.environ.get(action.token_env)),
+                    f"set {action.token_env} to the webhook's token.",
+                )
+            )
     return [message for present, message in needs if not present]
 
 
@@ -68,6 +78,23 @@ def check_rules_against_config(rules: RuleSet, config: Config) -> None:
         raise ConfigError(
             "The rules need settings that are missing:\n  " + "\n  ".join(dict.fromkeys(problems))
         )
+
+
+def rule_secrets(rules: RuleSet) -> list[str]:
+    """The secret values the rules point at: webhook URLs and tokens.
+
+    They come from the environment or mounted files; the worker registers them with
+    :mod:`catcher.redact` so that they are never logged.
+    """
+    found: list[str] = []
+    for rule in rules.rules.values():
+        for action in rule.actions:
+            if isinstance(action, WebhookAction):
+                found += [os.environ.get(n or "", "") for n in (action.url_env, action.token_env)]
+                if action.url_file is not None:
+                    with contextlib.suppress(OSError):
+                        found.append(action.url_file.read_text().strip())
+    return [value for value in found if value]
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
-"""Plain aiokafka clients for the CLI: topic creation, a producer, reading a topic to its end."""
+"""Plain aiokafka clients for the CLI: topics, a producer, reading and following a topic."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -14,7 +15,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .config import Config
 
-__all__ = ["ensure_topics", "make_producer", "read_topic"]
+__all__ = ["TopicFollower", "ensure_topics", "make_producer", "read_topic"]
 
 logger = structlog.get_logger("catcher")
 
@@ -54,25 +55,57 @@ def make_producer(config: Config) -> AIOKafkaProducer:
     )
 
 
-async def read_topic(config: Config, topic: str, *, limit: float = 30.0) -> list[Any]:
-    """Every record of a topic, from the beginning to the end offsets seen at the start."""
+async def _start_positions(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], since: datetime | None
+) -> None:
+    """Seek each partition to the first record at or after ``since`` (or the beginning).
+
+    The broker finds the offsets by time; a broker that cannot (it answers no timestamp)
+    is read from the beginning, and the caller filters by time.
+    """
+    if since is None:
+        await consumer.seek_to_beginning(*tps)
+        return
+    found = await consumer.offsets_for_times(dict.fromkeys(tps, int(since.timestamp() * 1000)))
+    ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        hit = found.get(tp)
+        if hit is None:  # nothing as recent: start at the end
+            consumer.seek(tp, ends[tp])
+        elif hit.timestamp < 0:  # the broker does not index by time
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, hit.offset)
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata
+        partitions = consumer.partitions_for_topic(topic)
+    return [TopicPartition(topic, p) for p in sorted(partitions or ())]
+
+
+async def read_topic(
+    config: Config, topic: str, *, since: datetime | None = None, limit: float = 30.0
+) -> list[Any]:
+    """The records of a topic from ``since`` (default: the beginning) to its end offsets.
+
+    The end offsets are those seen at the start; records are sorted by time.
+    """
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, auto_offset_reset="earliest", **config.kafka.aiokafka_params()
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - fresh metadata
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+        tps = await _partitions(consumer, topic)
+        if not tps:
             return []
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await _start_positions(consumer, tps, since)
         end = await consumer.end_offsets(tps)
         records: list[Any] = []
-        remaining = {tp for tp in tps if end[tp] > 0}
+        remaining = {tp for tp in tps if end[tp] > await consumer.position(tp)}
         deadline = asyncio.get_running_loop().time() + limit
         while remaining:
             if asyncio.get_running_loop().time() > deadline:
@@ -85,8 +118,44 @@ async def read_topic(config: Config, topic: str, *, limit: float = 30.0) -> list
             for tp in list(remaining):
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
+        if since is not None:
+            cutoff = int(since.timestamp() * 1000)
+            records = [r for r in records if r.timestamp >= cutoff]
         return sorted(records, key=lambda m: (m.timestamp, m.partition, m.offset))
     except KafkaError as exc:
         raise ConnectionError(f"Could not read {topic}: {exc}") from exc
     finally:
         await consumer.stop()
+
+
+class TopicFollower:
+    """New records of a topic as they arrive, from the end offsets at :meth:`start`."""
+
+    def __init__(self, config: Config, topic: str) -> None:
+        self._topic = topic
+        self._consumer = AIOKafkaConsumer(
+            enable_auto_commit=False, auto_offset_reset="latest", **config.kafka.aiokafka_params()
+        )
+
+    async def start(self) -> TopicFollower:
+        """Connect and remember where the topic ends now."""
+        await self._consumer.start()
+        tps = await _partitions(self._consumer, self._topic)
+        self._consumer.assign(tps)
+        if tps:
+            await self._consumer.seek_to_end(*tps)
+            for tp in tps:  # resolve the lazy seek now, before anything new is written
+                await self._consumer.position(tp)
+        return self
+
+    async def next(self, wait: float) -> list[Any]:
+        """The records that arrived, waiting at most ``wait`` seconds for some."""
+        batch = await self._consumer.getmany(timeout_ms=int(wait * 1000))
+        return sorted(
+            (m for messages in batch.values() for m in messages),
+            key=lambda m: (m.timestamp, m.partition, m.offset),
+        )
+
+    async def stop(self) -> None:
+        """Disconnect."""
+        await self._consumer.stop()

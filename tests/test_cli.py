@@ -99,3 +99,36 @@ def test_rules_compile_writes_one_task_per_rule_with_a_condition(tmp_path: Path)
         'option task = {name: "catcher-hot", every: 1m, offset: 0s}'
         in (out / "hot.flux").read_text()
     )
+
+
+def test_worker_refuses_to_start_without_a_webhook_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(GOOD.replace("url_env: HOOK", "url_env: HOOK, token_env: HOOK_TOKEN"))
+    monkeypatch.setenv("HOOK", "http://127.0.0.1:9/hook")
+    monkeypatch.delenv("HOOK_TOKEN", raising=False)
+    result = CliRunner().invoke(main, ["worker", "--rules", str(rules)])
+    assert result.exit_code == 1
+    assert "rule 'r' action 'webhook': set HOOK_TOKEN to the webhook's token." in result.output
+
+
+def test_rules_compile_says_what_it_skips_and_fails_when_nothing_compiles(
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(GOOD)
+    result = CliRunner().invoke(main, ["rules", "compile", str(rules)])
+    assert result.exit_code == 1
+    assert "Skipped 1 rule(s) without a condition" in result.output
+    assert "No rule has a condition, so there is nothing to compile." in result.output
+
+
+def test_the_examples_compile(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples" / "rules"
+    result = CliRunner().invoke(main, ["rules", "compile", str(examples), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.glob("*.flux")) == [
+        "example-camera-heartbeat.flux",
+        "example-m1m3-glycol-temperature.flux",
+    ]

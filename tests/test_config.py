@@ -74,3 +74,23 @@ def test_token_from_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.setenv("CATCHER_NOTEBURST_TOKEN_FILE", str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="Cannot read CATCHER_NOTEBURST_TOKEN_FILE"):
         load_config()
+
+
+def test_bounds_and_log_level_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CATCHER_LOG_LEVEL", "debug")
+    assert load_config().log_level == "DEBUG"
+    monkeypatch.setenv("CATCHER_LOG_LEVEL", "LOUD")
+    with pytest.raises(ConfigError, match="CATCHER_LOG_LEVEL: Input should be 'DEBUG'"):
+        load_config()
+    monkeypatch.delenv("CATCHER_LOG_LEVEL")
+    monkeypatch.setenv("CATCHER_LEDGER_RETENTION", "2h")
+    with pytest.raises(ConfigError, match="Set CATCHER_LEDGER_RETENTION longer than"):
+        load_config()
+    monkeypatch.setenv("CATCHER_LEDGER_RETENTION", "3d")
+    monkeypatch.setenv("CATCHER_CONCURRENCY", '{"ocps": 2}')
+    config = load_config()
+    assert config.ledger_retention.total_seconds() == 3 * 86400
+    assert config.concurrency == {"webhook": 32, "noteburst": 8, "ocps": 2, "times_square": 8}
+    monkeypatch.setenv("CATCHER_CONCURRENCY", '{"pager": 2}')
+    with pytest.raises(ConfigError, match="unknown action types pager"):
+        load_config()

@@ -6,6 +6,7 @@ exactly the files the Dockerfile copies, in a directory that holds nothing else.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -14,6 +15,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from catcher.exceptions import ResourceError
+from catcher.resources import read_resource
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,7 +127,7 @@ def test_an_installed_copy_compiles_rules_and_encodes_records(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    found = __import__("json").loads(result.stdout)
+    found = json.loads(result.stdout)
     assert found["file"].startswith(str(target))
     assert 'option task = {name: "catcher-packaged-rule"' in found["flux"]
     assert found["avro"] > 0
@@ -140,8 +144,5 @@ def test_an_installed_copy_compiles_rules_and_encodes_records(
 
 
 def test_a_missing_resource_is_a_clear_error() -> None:
-    from catcher.exceptions import ResourceError
-    from catcher.resources import read_resource
-
-    with pytest.raises(ResourceError, match="has no flux/nope.flux"):
+    with pytest.raises(ResourceError, match=r"has no flux/nope\.flux"):
         read_resource("flux", "nope.flux")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 
 from ..avro import AvroCodec
 from ..config import Config
-from ..kafka import ensure_topics, make_producer, read_topic
+from ..kafka import TopicFollower, ensure_topics, make_producer, read_topic
 from ..models.records import ActionEvent, CancelRequest, Trigger, isoformat
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "publish_trigger",
     "read_history",
     "request_cancel",
+    "wait_for_final_state",
 ]
 
 HISTORY_HEADERS = ("time", "rule", "action", "state", "attempt", "outcome", "link")
@@ -37,14 +40,43 @@ async def publish_trigger(config: Config, trigger: Trigger) -> None:
         await producer.stop()
 
 
-async def read_history(config: Config) -> list[ActionEvent]:
-    """Every action event on the history topic, oldest first."""
+async def read_history(config: Config, since: datetime | None = None) -> list[ActionEvent]:
+    """The action events on the history topic written since ``since``, oldest first.
+
+    The start is found through the broker's offsets for that time, never by reading the
+    topic from its beginning (unless the broker cannot look offsets up by time).
+    """
     codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
     events = []
-    for message in await read_topic(config, config.actions_topic):
+    for message in await read_topic(config, config.actions_topic, since=since):
         record = await codec.decode("actions", message.value)
         events.append(ActionEvent.model_validate(record))
     return sorted(events, key=lambda e: e.time)
+
+
+async def wait_for_final_state(
+    config: Config, action_id: str, start: Callable[[], Awaitable[None]], wait: float
+) -> ActionEvent | None:
+    """Run ``start`` (e.g. send a cancel), then follow the history until the action ends.
+
+    Only new events are read, as they arrive; None when ``wait`` seconds pass first.
+    """
+    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
+    follower = await TopicFollower(config, config.actions_topic).start()
+    try:
+        await start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while (left := deadline - loop.time()) > 0:
+            for message in await follower.next(min(left, 1.0)):
+                if message.key != action_id.encode():
+                    continue
+                event = ActionEvent.model_validate(await codec.decode("actions", message.value))
+                if event.state.terminal:
+                    return event
+        return None
+    finally:
+        await follower.stop()
 
 
 def history_rows(events: Sequence[ActionEvent]) -> list[list[str]]:

@@ -11,7 +11,7 @@ import pytest
 from catcher.actions.base import Executor, JobStatus, Submission
 from catcher.exceptions import PermanentActionError, RetryableActionError
 from catcher.models.enums import ActionState, Severity, TriggerSource
-from catcher.models.records import DeadLetter, LedgerEntry, Trigger
+from catcher.models.records import DeadLetter, LedgerEntry, Trigger, utcnow
 from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
 from catcher.services.runner import ActionRunner
@@ -98,6 +98,8 @@ async def run(
     attempt: int = 0,
     cancel_after: float | None = None,
     cancel_requested: bool = False,
+    owns: Any = None,
+    submitted_ago: timedelta | None = None,
 ) -> tuple[list[LedgerEntry], list[DeadLetter]]:
     table = MemoryTable()
     history: list[LedgerEntry] = []
@@ -121,6 +123,7 @@ async def run(
         attempt=attempt,
         link="http://job",
         cancel_requested=cancel_requested,
+        submitted=utcnow() - submitted_ago if submitted_ago else None,
     )
     table.data[entry.action_id] = entry.to_json()
     runner = ActionRunner(
@@ -132,6 +135,7 @@ async def run(
         poll_interval=0.01,
         poll_timeout=poll_timeout,
         dead_letter=dead,
+        owns=owns,
     )
     runner.ensure(entry)
     if cancel_after is not None:
@@ -314,3 +318,146 @@ async def test_max_runtime_aborts_the_job() -> None:
     assert history[-1].message == "Exceeded its maximum runtime of 0:00:00.200000. job j9 aborted."
     assert executor.aborted == ["j9"]
     assert len(letters) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_job_that_finished_during_an_outage_is_asked_before_any_deadline() -> None:
+    # Resumed long after its max runtime and the poll timeout: the service says completed.
+    executor = Scripted([], polls=[JobStatus(finished=True, succeeded=True, message="done")])
+    executor.runtime = timedelta(seconds=1)
+    history, letters = await run(
+        executor,
+        state=ActionState.submitted,
+        poll_timeout=2.0,
+        submitted_ago=timedelta(hours=3),
+    )
+    assert [e.state for e in history] == ["succeeded"]
+    assert executor.calls == ["poll"]
+    assert executor.aborted == []
+    assert letters == []
+
+
+@pytest.mark.asyncio
+async def test_a_job_still_running_past_its_runtime_is_aborted_after_the_poll() -> None:
+    executor = Scripted([], polls=[JobStatus(finished=False, message="running")])
+    executor.runtime = timedelta(seconds=1)
+    history, _ = await run(executor, state=ActionState.submitted, submitted_ago=timedelta(hours=3))
+    assert executor.calls == ["poll"]
+    assert executor.aborted == [None]
+    assert history[-1].state == ActionState.failed
+    assert history[-1].message.startswith("Exceeded its maximum runtime of 0:00:01.")
+
+
+@pytest.mark.asyncio
+async def test_a_malformed_poll_answer_fails_the_action_with_the_reason() -> None:
+    executor = Scripted([], polls=[AttributeError("'str' object has no attribute 'get'")])
+    history, letters = await run(executor, state=ActionState.submitted)
+    assert [e.state for e in history] == ["failed"]
+    assert history[-1].message == (
+        "Unexpected error: AttributeError: 'str' object has no attribute 'get'"
+    )
+    assert [letter.reason for letter in letters] == [history[-1].message]
+
+
+@pytest.mark.asyncio
+async def test_the_old_owner_sends_nothing_once_its_partition_is_revoked() -> None:
+    owner = {"owns": True}
+    executor = Scripted([RetryableActionError("HTTP 503."), Submission(done=True, message="ok")])
+    policy = RetryPolicy(attempts=5, backoff_initial=0.3, jitter=0, deadline=5)
+
+    async def revoke_during_backoff() -> None:
+        await asyncio.sleep(0.1)
+        owner["owns"] = False
+
+    revoking = asyncio.create_task(revoke_during_backoff())
+    history, letters = await run(executor, policy=policy, owns=lambda _entry: owner["owns"])
+    await revoking
+    assert executor.calls == ["submit"]  # the second attempt is the new owner's to make
+    assert [e.state for e in history] == ["submitting", "retrying"]
+    assert letters == []
+
+
+@pytest.mark.asyncio
+async def test_revocation_cancels_the_tasks_of_the_lost_partitions() -> None:
+    table = MemoryTable()
+    ledger = Ledger(table, _ignore)
+    executor = Scripted([], polls=[JobStatus(finished=False, message="running")] * 1000)
+    runner = ActionRunner(
+        ledger=ledger,
+        rules=RULES,
+        executors={"webhook": executor},
+        policy=RetryPolicy(attempt_timeout=1),
+        poll_interval=0.01,
+        poll_timeout=60,
+        dead_letter=_ignore_letter,
+    )
+    trigger = Trigger.create("r", Severity.WARNING, reason="x", source=TriggerSource.manual)
+    for partition in (0, 1):
+        entry = LedgerEntry(
+            action_id=f"t{partition}.a",
+            action_name="a",
+            action_type="webhook",
+            trigger=trigger,
+            partition=partition,
+            state=ActionState.submitted,
+            link="http://job",
+        )
+        table.data[entry.action_id] = entry.to_json()
+        runner.ensure(entry)
+    await asyncio.sleep(0.05)
+    assert runner.release({1}) == 1
+    await asyncio.sleep(0.05)
+    assert runner.running == {"t0.a"}
+    await runner.stop()
+
+
+@pytest.mark.asyncio
+async def test_calls_to_a_service_are_bounded() -> None:
+    in_flight = 0
+    most = 0
+
+    class Slow(Scripted):
+        async def submit(self, action: Any, entry: LedgerEntry) -> Submission:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            await asyncio.sleep(0.05)
+            in_flight -= 1
+            return Submission(done=True, message="ok")
+
+    table = MemoryTable()
+    ledger = Ledger(table, _ignore)
+    runner = ActionRunner(
+        ledger=ledger,
+        rules=RULES,
+        executors={"webhook": Slow([])},
+        policy=RetryPolicy(attempt_timeout=5),
+        poll_interval=0.01,
+        poll_timeout=60,
+        dead_letter=_ignore_letter,
+        limits={"webhook": 2},
+    )
+    trigger = Trigger.create("r", Severity.WARNING, reason="x", source=TriggerSource.manual)
+    for n in range(6):
+        entry = LedgerEntry(
+            action_id=f"t{n}.a",
+            action_name="a",
+            action_type="webhook",
+            trigger=trigger,
+            partition=0,
+            state=ActionState.queued,
+        )
+        table.data[entry.action_id] = entry.to_json()
+        runner.ensure(entry)
+    while runner.running:
+        await asyncio.sleep(0.02)
+    assert most == 2
+    assert all(table.data[f"t{n}.a"]["state"] == "succeeded" for n in range(6))
+
+
+async def _ignore(_entry: LedgerEntry) -> None:
+    return None
+
+
+async def _ignore_letter(_letter: DeadLetter, _entry: LedgerEntry) -> None:
+    return None

@@ -1,0 +1,137 @@
+"""The ledger: durable before visible, no state missing from the history, bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from catcher.models.enums import ActionState, Severity, TriggerSource
+from catcher.models.records import LedgerEntry, Trigger
+from catcher.storage.ledger import Ledger
+
+
+class PendingTable:
+    """A table whose changelog writes are acknowledged when the test says so."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.changelog: list[tuple[int | None, str, Any]] = []
+        self.pending: list[asyncio.Future[None]] = []
+        self.hold = False
+
+    def send_changelog(self, partition: int | None, key: Any, value: Any) -> asyncio.Future[None]:
+        self.changelog.append((partition, key, value))
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.hold:
+            self.pending.append(future)
+        else:
+            future.set_result(None)
+        return future
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _entry(action_id: str, partition: int = 0) -> LedgerEntry:
+    trigger = Trigger.create("r", Severity.WARNING, reason="x", source=TriggerSource.manual)
+    return LedgerEntry(
+        action_id=action_id,
+        action_name="a",
+        action_type="webhook",
+        trigger=trigger,
+        partition=partition,
+        state=ActionState.queued,
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_write_is_visible_only_once_the_broker_has_it() -> None:
+    table = PendingTable()
+    events: list[str] = []
+
+    async def record(entry: LedgerEntry) -> None:
+        events.append(entry.state.value)
+
+    ledger = Ledger(table, record)
+    table.hold = True
+    writing = asyncio.create_task(ledger.put(_entry("t.a")))
+    await asyncio.sleep(0.01)
+    assert ledger.get("t.a") is None  # not acknowledged yet: not visible
+    assert events == []
+    table.pending[0].set_result(None)
+    table.hold = False
+    await writing
+    assert ledger.get("t.a") is not None
+    assert events == ["queued"]
+
+
+@pytest.mark.asyncio
+async def test_a_history_event_lost_in_a_crash_is_sent_again_once() -> None:
+    table = PendingTable()
+    sent: list[str] = []
+    fail = True
+
+    async def record(entry: LedgerEntry) -> None:
+        if fail:
+            raise ConnectionError("the process died here")
+        sent.append(entry.state.value)
+
+    ledger = Ledger(table, record)
+    with pytest.raises(ConnectionError):
+        await ledger.put(_entry("t.a"), state=ActionState.succeeded)
+    # After a restart: the table is recovered from its changelog, the index rebuilt.
+    fail = False
+    restarted = Ledger(table, record)
+    restarted.rebuild_index()
+    assert await restarted.republish(lambda _partition: True) == 1
+    assert sent == ["succeeded"]
+    assert table.data["t.a"]["published"] is True
+    assert await restarted.republish(lambda _partition: True) == 0
+    assert sent == ["succeeded"]
+
+
+@pytest.mark.asyncio
+async def test_only_the_owner_sends_an_event_again() -> None:
+    table = PendingTable()
+    table.data["t.a"] = _entry("t.a", partition=3).to_json()  # published: false
+    sent: list[str] = []
+
+    async def record(entry: LedgerEntry) -> None:
+        sent.append(entry.action_id)
+
+    ledger = Ledger(table, record)
+    ledger.rebuild_index()
+    assert await ledger.republish(lambda partition: partition != 3) == 0
+    assert sent == []
+
+
+@pytest.mark.asyncio
+async def test_finished_entries_are_tombstoned_after_the_retention() -> None:
+    table = PendingTable()
+    clock = Clock()
+
+    async def record(_entry: LedgerEntry) -> None:
+        return None
+
+    ledger = Ledger(table, record, clock=clock)
+    old = await ledger.put(_entry("old.a"), state=ActionState.succeeded)
+    running = await ledger.put(_entry("running.a"), state=ActionState.submitted)
+    other = await ledger.put(_entry("other.a", partition=1), state=ActionState.failed)
+    clock.now += timedelta(days=2)
+    recent = await ledger.put(_entry("recent.a"), state=ActionState.succeeded)
+    clock.now += timedelta(hours=12)
+    assert await ledger.prune(timedelta(days=1), lambda partition: partition == 0) == 1
+    assert ledger.get(old.action_id) is None
+    assert table.changelog[-1] == (0, "old.a", None)  # a tombstone on the changelog
+    assert ledger.get(running.action_id) is not None  # unfinished: never dropped
+    assert ledger.get(other.action_id) is not None  # another worker's partition
+    assert ledger.get(recent.action_id) is not None  # within the retention
+    assert [e.action_id for e in ledger.unfinished()] == ["running.a"]
