@@ -226,6 +226,33 @@ class CatcherApp:
         async def revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:
             self.ownership.revoke((tp.topic, tp.partition) for tp in revoked)
 
+        @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+        async def rewind_uncommitted(_app: Any, **_kwargs: Any) -> None:
+            await self._rewind_uncommitted()
+
+    async def _rewind_uncommitted(self) -> None:
+        """Read from the beginning the input partitions that have no committed offset.
+
+        During a rebalance Faust drops the records it has fetched and reads them again from
+        the committed offset; a partition with none (a new group, or an owner killed before
+        its first commit) would otherwise lose them. Reading it again is harmless: the
+        planner and the ledger absorb redeliveries.
+        """
+        consumer: Any = self.faust.consumer  # the transport's consumer: seek_to_committed
+        committed = await consumer.seek_to_committed()
+        inputs = {
+            t.get_topic_name()
+            for t in (self.triggers_topic, self.series_topic, self.requests_topic)
+        }
+        for tp, offset in committed.items():
+            if offset is None and tp.topic in inputs:
+                logger.info(
+                    "Reading a partition with no committed offset from its beginning",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                )
+                await consumer.seek(tp, 0)
+
     def _agent(
         self,
         topic: Any,

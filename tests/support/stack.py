@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import shutil
@@ -90,6 +91,7 @@ class Stack:
     prefix: str = field(default_factory=lambda: f"test{os.getpid()}n{next(_counter)}.catcher")
     workers: list[WorkerProcess] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    partitions: int = 1
 
     @property
     def config(self) -> Config:
@@ -100,6 +102,7 @@ class Stack:
             app_id=self.prefix.replace(".", "-"),
             producer_max_batch_size=16,
             rules_path=self.workdir / "rules",
+            topic_partitions=self.partitions,
         )
 
     def write_rules(self, text: str) -> Path:
@@ -111,26 +114,29 @@ class Stack:
 
     def worker_env(self) -> dict[str, str]:
         config = self.config
-        return worker_environment(
-            self.bootstrap,
-            self.registry.url,
-            config.rules_path,
-            CATCHER_TOPIC_PREFIX=config.topic_prefix,
-            CATCHER_APP_ID=config.app_id,
-            CATCHER_NOTEBURST_URL=self.noteburst.url,
-            CATCHER_NOTEBURST_TOKEN=self.noteburst.token,
-            CATCHER_TEST_WEBHOOK_URL=f"{self.webhook.url}/hooks/secret-path-abc123",
-            CATCHER_OCPS_URL=self.uws.url,
-            CATCHER_OCPS_USERNAME=self.uws.username,
-            CATCHER_OCPS_PASSWORD=self.uws.password,
-            CATCHER_TIMES_SQUARE_URL=self.times_square.url,
-            CATCHER_TIMES_SQUARE_TOKEN=self.times_square.token,
-            CATCHER_RETRY_BACKOFF_INITIAL="0.3",
-            CATCHER_RETRY_BACKOFF_MAX="1",
-            CATCHER_RETRY_ATTEMPT_TIMEOUT="5",
-            CATCHER_POLL_INTERVAL="0.3",
-            CATCHER_LOG_LEVEL="INFO",
-            **self.extra_env,
+        return (
+            worker_environment(
+                self.bootstrap,
+                self.registry.url,
+                config.rules_path,
+                CATCHER_TOPIC_PREFIX=config.topic_prefix,
+                CATCHER_APP_ID=config.app_id,
+                CATCHER_NOTEBURST_URL=self.noteburst.url,
+                CATCHER_NOTEBURST_TOKEN=self.noteburst.token,
+                CATCHER_TEST_WEBHOOK_URL=f"{self.webhook.url}/hooks/secret-path-abc123",
+                CATCHER_OCPS_URL=self.uws.url,
+                CATCHER_OCPS_USERNAME=self.uws.username,
+                CATCHER_OCPS_PASSWORD=self.uws.password,
+                CATCHER_TIMES_SQUARE_URL=self.times_square.url,
+                CATCHER_TIMES_SQUARE_TOKEN=self.times_square.token,
+                CATCHER_RETRY_BACKOFF_INITIAL="0.3",
+                CATCHER_RETRY_BACKOFF_MAX="1",
+                CATCHER_RETRY_ATTEMPT_TIMEOUT="5",
+                CATCHER_POLL_INTERVAL="0.3",
+                CATCHER_LOG_LEVEL="INFO",
+                CATCHER_TOPIC_PARTITIONS=str(self.partitions),
+            )
+            | self.extra_env
         )
 
     async def start_worker(self) -> WorkerProcess:
@@ -163,6 +169,21 @@ class Stack:
         await publish_trigger(self.config, trigger)
         return trigger
 
+    async def publish_many(self, triggers: list[Trigger]) -> None:
+        """Publish triggers in order, with one producer."""
+        config = self.config
+        await ensure_topics(config, [config.triggers_topic])
+        producer = make_producer(config)
+        await producer.start()
+        try:
+            for trigger in triggers:
+                value = await self.encode_trigger(trigger)
+                await producer.send_and_wait(
+                    config.triggers_topic, value, key=trigger.trigger_id.encode()
+                )
+        finally:
+            await producer.stop()
+
     async def publish_raw(self, key: bytes | None, value: bytes | None) -> None:
         config = self.config
         await ensure_topics(config, [config.triggers_topic])
@@ -174,8 +195,11 @@ class Stack:
             await producer.stop()
 
     async def encode_trigger(self, trigger: Trigger) -> bytes:
-        codec = AvroCodec(self.registry.url, self.prefix)
-        return await codec.encode("triggers", trigger.to_avro())
+        return await self.codec.encode("triggers", trigger.to_avro())
+
+    @functools.cached_property
+    def codec(self) -> AvroCodec:
+        return AvroCodec(self.registry.url, self.prefix)
 
     async def history(self) -> list[ActionEvent]:
         return await read_history(self.config)

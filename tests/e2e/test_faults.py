@@ -1,0 +1,288 @@
+"""Exactly once under faults, each invariant broken on purpose (design.md).
+
+Real broker (behind a cuttable loopback proxy), real worker processes, fakes on loopback;
+every count at a fake is asserted exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from support.proxy import CuttableProxy
+from support.stack import Stack, WorkerProcess, finished, states
+
+from catcher.models.enums import ActionState, DeadLetterStage, Severity, TriggerSource
+from catcher.models.records import ActionEvent, Trigger, make_action_id, utcnow
+from catcher.storage.ledger import CRASH_ENV
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+RULES = """
+rules:
+  - id: fire
+    description: Every WARNING of a new series calls the webhook once.
+    actions:
+      - name: notify
+        type: webhook
+        url_env: CATCHER_TEST_WEBHOOK_URL
+        on: {severity: WARNING}
+        body: {text: "{trigger_id}"}
+      - name: late
+        type: webhook
+        url_env: CATCHER_TEST_WEBHOOK_URL
+        on: {severity: CRITICAL}
+        max_age: 1m
+        body: {text: "late {trigger_id}"}
+  - id: sentinel
+    description: Fired last, to know that everything before it was processed.
+    actions:
+      - name: mark
+        type: webhook
+        url_env: CATCHER_TEST_WEBHOOK_URL
+        body: {text: "sentinel {trigger_id}"}
+"""
+
+
+def _triggers(count: int, start: int = 0) -> list[Trigger]:
+    return [
+        Trigger.create(
+            "fire", Severity.WARNING, reason="r", source=TriggerSource.manual, tags={"n": str(n)}
+        )
+        for n in range(start, start + count)
+    ]
+
+
+def _keys(stack: Stack) -> Counter[str]:
+    return Counter(r.headers["Idempotency-Key"] for r in stack.webhook.requests)
+
+
+def _last_states(events: list[ActionEvent]) -> dict[str, str]:
+    last: dict[str, str] = {}
+    for event in events:
+        last[event.action_id] = event.state.value
+    return last
+
+
+async def _sentinel(stack: Stack, n: int = 0) -> None:
+    trigger = await stack.publish("sentinel", Severity.WARNING, tags={"n": f"s{n}"})
+    action_id = make_action_id(trigger.trigger_id, "mark")
+    await stack.wait_history(lambda ev: finished(ev, action_id), what="the sentinel")
+
+
+async def _wait_keys(stack: Stack, count: int, timeout: float = 120) -> None:
+    async def enough() -> bool:
+        return len(_keys(stack)) >= count
+
+    await stack.wait_for(enough, timeout=timeout, what=f"{count} distinct webhook calls")
+
+
+async def test_oversized_and_foreign_records_are_dead_lettered(stack: Stack) -> None:
+    stack.write_rules(RULES)
+    worker = await stack.start_worker()
+    # Larger than Catcher's own records may be (another producer's limit is higher).
+    huge = b"\x00\x00\x00\x00\x09" + b"x" * 1_200_000
+    producer = AIOKafkaProducer(
+        bootstrap_servers=stack.bootstrap, enable_idempotence=False, max_request_size=2**21
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(stack.config.triggers_topic, huge, key=b"huge")
+    finally:
+        await producer.stop()
+    # A record of another schema on the triggers topic: an action event.
+    foreign = await stack.codec.encode(
+        "actions",
+        ActionEvent(
+            action_id="a",
+            trigger_id="t",
+            rule_id="r",
+            action_name="n",
+            action_type="webhook",
+            state=ActionState.queued,
+            attempt=0,
+            time=utcnow(),
+            severity="WARNING",
+        ).to_avro(),
+    )
+    await stack.publish_raw(b"foreign", foreign)
+    await _sentinel(stack)
+    letters = await stack.dead_letters()
+    assert [letter.key for letter in letters] == [b"huge", b"foreign"]
+    big, other = letters
+    assert big.stage == DeadLetterStage.decode
+    assert big.value_truncated
+    assert big.value_size == len(huge)
+    assert big.value is not None
+    assert huge.startswith(big.value)
+    assert len(big.value) > 1_000_000 - 10_000
+    assert "too large to carry whole" in big.reason
+    assert other.stage == DeadLetterStage.decode
+    assert other.value == foreign
+    assert "does not decode with schema id" in other.reason
+    assert len(other.reason) < 400  # not fastavro's message with both schemas
+    assert stack.webhook.count("POST") == 1  # the sentinel
+    worker.assert_alive()
+
+
+async def test_two_workers_each_killed_once_run_every_action_once(stack: Stack) -> None:
+    stack.partitions = 4
+    stack.write_rules(RULES)
+    first = await stack.start_worker()
+    second = await stack.start_worker()
+    triggers = _triggers(500)
+    publishing = asyncio.create_task(stack.publish_many(triggers))
+    await _wait_keys(stack, 100)
+    first.kill()
+    stack.workers.append(WorkerProcess(stack.worker_env(), stack.workdir / "worker2.log").start())
+    await _wait_keys(stack, 300, timeout=180)
+    second.kill()
+    stack.workers.append(WorkerProcess(stack.worker_env(), stack.workdir / "worker3.log").start())
+    await publishing
+    await _wait_keys(stack, 500, timeout=240)
+    expected = {make_action_id(t.trigger_id, "notify") for t in triggers}
+
+    async def all_succeeded() -> dict[str, str] | None:
+        last = _last_states(await stack.history())
+        return last if all(last.get(a) == "succeeded" for a in expected) else None
+
+    last = await stack.wait_for(all_succeeded, timeout=120, what="every history to end")
+    keys = _keys(stack)
+    assert set(keys) == expected  # 500 distinct Idempotency-Keys, and nothing else
+    assert {a: s for a, s in last.items() if a in expected} == dict.fromkeys(expected, "succeeded")
+    # A POST is repeated only for a submission a SIGKILL interrupted (same key).
+    assert sum(keys.values()) - len(keys) <= 2
+
+
+async def test_a_kill_between_the_ledger_write_and_the_history_event(stack: Stack) -> None:
+    stack.write_rules(RULES)
+    stack.extra_env[CRASH_ENV] = "succeeded"
+    first = await stack.start_worker()
+    (trigger,) = _triggers(1)
+    await stack.publish_many([trigger])
+    notify = make_action_id(trigger.trigger_id, "notify")
+    assert first.process is not None
+    await stack.wait_for(
+        lambda: asyncio.sleep(0, first.process.poll() is not None),  # type: ignore[union-attr]
+        what="the worker to kill itself after the changelog write",
+    )
+    events = await stack.history()
+    assert states(events, notify) == ["queued", "submitting"]  # succeeded never sent
+    del stack.extra_env[CRASH_ENV]
+    await stack.start_worker()
+    events = await stack.wait_history(lambda ev: finished(ev, notify), what="the event")
+    assert states(events, notify) == ["queued", "submitting", "succeeded"]
+    assert stack.webhook.count("POST") == 1  # the ledger said succeeded: nothing resent
+    assert "Sending a history event again after a restart" in stack.workers[1].log
+
+
+async def test_a_rebalance_during_backoff_leaves_the_old_owner_silent(stack: Stack) -> None:
+    stack.partitions = 4
+    stack.write_rules(RULES)
+    stack.extra_env.update(
+        CATCHER_RETRY_ATTEMPTS="100",
+        CATCHER_RETRY_BACKOFF_INITIAL="2",
+        CATCHER_RETRY_BACKOFF_MAX="2",
+        CATCHER_RETRY_JITTER="0",
+    )
+    stack.webhook.inject(status=503, body="down", times=10_000, method="POST")
+    first = await stack.start_worker()
+    triggers = _triggers(8)
+    await stack.publish_many(triggers)
+    actions = [make_action_id(t.trigger_id, "notify") for t in triggers]
+    await stack.wait_history(
+        lambda ev: all("retrying" in states(ev, a) for a in actions), what="every retry"
+    )
+    second = await stack.start_worker()
+    await stack.wait_for(
+        lambda: asyncio.sleep(0, "Resuming unfinished action" in second.log),
+        timeout=90,
+        what="the second worker to take over some actions",
+    )
+    stack.webhook._faults.clear()  # the service is back
+    switch = len(stack.webhook.requests)
+    await stack.wait_history(
+        lambda ev: all(finished(ev, a) for a in actions), timeout=90, what="every action"
+    )
+    await asyncio.sleep(3)  # longer than a backoff: a stray old owner would have called
+    after = Counter(r.headers["Idempotency-Key"] for r in stack.webhook.requests[switch:])
+    assert after == dict.fromkeys(actions, 1)
+    first.assert_alive()
+
+
+async def test_a_job_that_finished_while_the_worker_was_down(stack: Stack) -> None:
+    stack.write_rules(
+        """
+rules:
+  - id: pipeline
+    description: A short pipeline.
+    actions:
+      - name: run
+        type: ocps
+        pipeline_url: p
+        butler_repo: /repo
+        data_query: q
+        max_runtime: 3s
+"""
+    )
+    stack.uws.run_time = 5
+    first = await stack.start_worker()
+    trigger = await stack.publish("pipeline", Severity.WARNING)
+    action = make_action_id(trigger.trigger_id, "run")
+    await stack.wait_history(lambda ev: "submitted" in states(ev, action), what="the job")
+    first.kill()
+    await asyncio.sleep(6)  # the job completes, and its max runtime passes, while down
+    await stack.start_worker()
+    events = await stack.wait_history(lambda ev: finished(ev, action), what="the outcome")
+    assert states(events, action)[-1] == "succeeded"
+    assert stack.uws.count("DELETE") == 0
+    assert stack.uws.count("PUT") == 1
+
+
+async def test_old_triggers_are_recorded_expired_and_not_run(stack: Stack) -> None:
+    stack.write_rules(RULES)
+    await stack.start_worker()
+    old = await stack.publish(
+        "fire", Severity.WARNING, tags={"n": "old"}, time=utcnow() - timedelta(hours=7)
+    )
+    late = await stack.publish(
+        "fire", Severity.CRITICAL, tags={"n": "late"}, time=utcnow() - timedelta(minutes=2)
+    )
+    await _sentinel(stack)
+    events = await stack.history()
+    old_notify = make_action_id(old.trigger_id, "notify")
+    assert states(events, old_notify) == ["expired"]
+    expired = next(e for e in events if e.action_id == old_notify)
+    assert "older than the maximum age of 6:00:00" in (expired.message or "")
+    # The action with max_age 1m expires; its sibling without one (default 6h) runs.
+    assert states(events, make_action_id(late.trigger_id, "late")) == ["expired"]
+    assert states(events, make_action_id(late.trigger_id, "notify"))[-1] == "succeeded"
+    bodies = [b["text"] for b in stack.webhook.bodies()]  # type: ignore[index]
+    assert bodies == [late.trigger_id, bodies[-1]]
+    assert bodies[-1].startswith("sentinel")
+
+
+async def test_the_broker_cut_off_while_triggers_flow_loses_nothing(
+    stack: Stack, network: CuttableProxy
+) -> None:
+    stack.write_rules(RULES)
+    worker = await stack.start_worker()
+    await _sentinel(stack)  # the worker is up and consuming
+    first, second = _triggers(25), _triggers(25, start=25)
+    await stack.publish_many(first)
+    network.cut()
+    await asyncio.sleep(6)
+    network.restore()
+    await stack.publish_many(second)
+    expected = {make_action_id(t.trigger_id, "notify") for t in first + second}
+    await _wait_keys(stack, 51, timeout=120)  # 50 and the sentinel
+    keys = _keys(stack)
+    assert set(keys) - expected == {k for k in keys if k.endswith(".mark")}
+    assert expected <= set(keys)
+    assert sum(keys[a] for a in expected) == 50
+    worker.assert_alive()
+    json.dumps(list(keys))  # the keys are plain text
