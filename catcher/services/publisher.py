@@ -8,6 +8,7 @@ import structlog
 
 from ..avro import AvroCodec
 from ..models.records import ActionEvent, DeadLetter, LedgerEntry
+from ..redact import mask
 
 __all__ = ["Publisher", "Send"]
 
@@ -38,7 +39,9 @@ class Publisher:
         self._max_record_size = max_record_size
 
     async def action_event(self, event: ActionEvent) -> None:
-        """Record one state change of an action."""
+        """Record one state change of an action (registered secrets masked)."""
+        if event.message:
+            event = event.model_copy(update={"message": mask(event.message)})
         value = await self._codec.encode("actions", event.to_avro())
         await self._send(self._actions_topic, event.action_id.encode(), value)
 
@@ -49,8 +52,10 @@ class Publisher:
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Record what could not be decoded, planned or done, and why.
 
-        A letter too large for one record carries the first bytes of the original value.
+        A letter too large for one record carries the first bytes of the original value;
+        registered secrets are masked in the reason.
         """
+        letter = letter.model_copy(update={"reason": mask(letter.reason)})
         key = (letter.action_id or letter.trigger_id or "").encode() or (letter.key or b"")[:256]
         value = await self._codec.encode("deadletter", letter.to_avro())
         if len(key) + len(value) + _HEADROOM > self._max_record_size:

@@ -286,3 +286,65 @@ async def test_the_broker_cut_off_while_triggers_flow_loses_nothing(
     assert sum(keys[a] for a in expected) == 50
     worker.assert_alive()
     json.dumps(list(keys))  # the keys are plain text
+
+
+async def test_a_registry_down_at_start_up_does_not_stop_the_worker(stack: Stack) -> None:
+    stack.write_rules(RULES)
+    port = stack.registry.port
+    await stack.registry.stop()
+    worker = await stack.start_worker()
+    await stack.wait_for(
+        lambda: asyncio.sleep(0, "Registering the Avro schemas" in worker.log),
+        what="the worker to retry the registration",
+    )
+    worker.assert_alive()
+    stack.registry.port = port
+    await stack.registry.start()
+    await _sentinel(stack)
+    assert "Registered schemas" in worker.log
+    assert stack.webhook.count("POST") == 1
+
+
+SECRET_RULES = """
+rules:
+  - id: secret
+    description: A webhook with a token, at a receiver that echoes secrets back.
+    actions:
+      - name: notify
+        type: webhook
+        url_env: CATCHER_TEST_WEBHOOK_URL
+        token_env: CATCHER_TEST_WEBHOOK_TOKEN
+        body: {text: "{trigger_id}"}
+"""
+
+
+async def test_secrets_stay_out_of_logs_history_and_dead_letters(stack: Stack) -> None:
+    stack.write_rules(SECRET_RULES)
+    token = "gt-Zm9vYmFyYmF6cXV4.c2VjcmV0LXRva2VuLXZhbHVl"
+    stack.extra_env.update(
+        CATCHER_LOG_PROFILE="production",
+        CATCHER_TEST_WEBHOOK_TOKEN=token,
+        CATCHER_RETRY_ATTEMPTS="2",
+    )
+    url = stack.worker_env()["CATCHER_TEST_WEBHOOK_URL"]
+    echo = f"upstream said: POST {url} with Authorization: Bearer {token} failed"
+    stack.webhook.inject(status=503, body=echo, method="POST")
+    stack.webhook.inject(status=400, body=echo, method="POST")
+    worker = await stack.start_worker()
+    trigger = await stack.publish("secret", Severity.WARNING)
+    action = make_action_id(trigger.trigger_id, "notify")
+    events = await stack.wait_history(lambda ev: finished(ev, action), what="the failure")
+    assert states(events, action) == ["queued", "submitting", "retrying", "submitting", "failed"]
+    assert stack.webhook.requests[0].headers["Authorization"] == f"Bearer {token}"  # it was sent
+    letters = await stack.dead_letters()
+    assert [letter.action_id for letter in letters] == [action]
+    written = [worker.log, *(e.model_dump_json() for e in events), letters[0].reason]
+    for text in written:
+        assert token not in text
+        assert "secret-path-abc123" not in text
+    failed = events[-1].message or ""
+    assert failed.startswith("webhook 'notify' answered HTTP 400: upstream said: POST http://")
+    assert "Bearer ***" in failed
+    lines = [line for line in worker.log.splitlines() if line.startswith("{")]
+    assert lines, "the production profile writes JSON lines"
+    assert all(json.loads(line) for line in lines)
