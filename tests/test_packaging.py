@@ -118,27 +118,24 @@ def test_an_installed_copy_compiles_rules_and_encodes_records(
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(
-        [sys.executable, "-c", CHECK, str(rules)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+
+    def python(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    result = python("-c", CHECK, str(rules))
     assert result.returncode == 0, result.stderr
     found = json.loads(result.stdout)
     assert found["file"].startswith(str(target))
     assert 'option task = {name: "catcher-packaged-rule"' in found["flux"]
     assert found["avro"] > 0
-    cli = subprocess.run(
-        [sys.executable, "-m", "catcher", "rules", "compile", str(rules)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    cli = python("-m", "catcher", "rules", "compile", str(rules))
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.startswith("// ---- packaged-rule.flux\n")
 

@@ -377,33 +377,40 @@ async def test_the_old_owner_sends_nothing_once_its_partition_is_revoked() -> No
     assert letters == []
 
 
-@pytest.mark.asyncio
-async def test_revocation_cancels_the_tasks_of_the_lost_partitions() -> None:
-    table = MemoryTable()
-    ledger = Ledger(table, _ignore)
-    executor = Scripted([], polls=[JobStatus(finished=False, message="running")] * 1000)
-    runner = ActionRunner(
-        ledger=ledger,
+def _runner(executor: Executor[Any], limits: dict[str, int] | None = None) -> ActionRunner:
+    """A runner over an in-memory ledger, for tests that drive several actions."""
+    return ActionRunner(
+        ledger=Ledger(MemoryTable(), _ignore),
         rules=RULES,
         executors={"webhook": executor},
-        policy=RetryPolicy(attempt_timeout=1),
+        policy=RetryPolicy(attempt_timeout=5),
         poll_interval=0.01,
         poll_timeout=60,
         dead_letter=_ignore_letter,
+        limits=limits,
     )
+
+
+def _start(runner: ActionRunner, action_id: str, partition: int, state: ActionState) -> None:
     trigger = Trigger.create("r", Severity.WARNING, reason="x", source=TriggerSource.manual)
+    entry = LedgerEntry(
+        action_id=action_id,
+        action_name="a",
+        action_type="webhook",
+        trigger=trigger,
+        partition=partition,
+        state=state,
+        link="http://job",
+    )
+    runner._ledger._table._table.data[action_id] = entry.to_json()
+    runner.ensure(entry)
+
+
+@pytest.mark.asyncio
+async def test_revocation_cancels_the_tasks_of_the_lost_partitions() -> None:
+    runner = _runner(Scripted([], polls=[JobStatus(finished=False, message="running")] * 1000))
     for partition in (0, 1):
-        entry = LedgerEntry(
-            action_id=f"t{partition}.a",
-            action_name="a",
-            action_type="webhook",
-            trigger=trigger,
-            partition=partition,
-            state=ActionState.submitted,
-            link="http://job",
-        )
-        table.data[entry.action_id] = entry.to_json()
-        runner.ensure(entry)
+        _start(runner, f"t{partition}.a", partition, ActionState.submitted)
     await asyncio.sleep(0.05)
     assert runner.release({1}) == 1
     await asyncio.sleep(0.05)
@@ -425,34 +432,13 @@ async def test_calls_to_a_service_are_bounded() -> None:
             in_flight -= 1
             return Submission(done=True, message="ok")
 
-    table = MemoryTable()
-    ledger = Ledger(table, _ignore)
-    runner = ActionRunner(
-        ledger=ledger,
-        rules=RULES,
-        executors={"webhook": Slow([])},
-        policy=RetryPolicy(attempt_timeout=5),
-        poll_interval=0.01,
-        poll_timeout=60,
-        dead_letter=_ignore_letter,
-        limits={"webhook": 2},
-    )
-    trigger = Trigger.create("r", Severity.WARNING, reason="x", source=TriggerSource.manual)
+    runner = _runner(Slow([]), limits={"webhook": 2})
     for n in range(6):
-        entry = LedgerEntry(
-            action_id=f"t{n}.a",
-            action_name="a",
-            action_type="webhook",
-            trigger=trigger,
-            partition=0,
-            state=ActionState.queued,
-        )
-        table.data[entry.action_id] = entry.to_json()
-        runner.ensure(entry)
+        _start(runner, f"t{n}.a", 0, ActionState.queued)
     while runner.running:
         await asyncio.sleep(0.02)
     assert most == 2
-    assert all(table.data[f"t{n}.a"]["state"] == "succeeded" for n in range(6))
+    assert [runner._ledger.get(f"t{n}.a").state for n in range(6)] == ["succeeded"] * 6
 
 
 async def _ignore(_entry: LedgerEntry) -> None:
