@@ -71,7 +71,8 @@ class FakeService:
         app.add_routes(self.routes())
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        # A request stalled on purpose must not hold up stopping the fake.
+        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
         await site.start()
         server = site._server  # noqa: SLF001 - the only way to learn the chosen port
         if server is not None and self.port == 0:
