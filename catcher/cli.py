@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -60,8 +61,8 @@ def _run(coro: Any) -> Any:
         raise click.ClickException(str(exc)) from None
     except (KafkaError, ConnectionError) as exc:
         raise click.ClickException(
-            f"Could not talk to Kafka at the configured KAFKA_BOOTSTRAP_SERVERS:"
-            f" {type(exc).__name__}: {brief(str(exc))}"
+            "Could not talk to Kafka at the configured KAFKA_BOOTSTRAP_SERVERS:"
+            f" {brief(str(exc)) or type(exc).__name__}"
         ) from None
     except TimeoutError as exc:
         raise click.ClickException(
@@ -79,7 +80,9 @@ def main() -> None:
     Settings come from CATCHER_* and KAFKA_* environment variables; see the README.
     """
     # Commands print their results on stdout; logs go to stderr (the worker reconfigures).
+    # A command reports a Kafka failure as one error of its own, without the client's logs.
     configure_logging(LogProfile.development, "WARNING")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
 @main.command()

@@ -440,9 +440,8 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"Invalid configuration ({source}):"]
     for item in error.errors():
         loc = "_".join(str(p) for p in item["loc"])
-        where = f"{source.removesuffix('*')}{loc.upper()}" if loc else source
         msg = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  {where}: {msg}")
+        lines.append(f"  {source.removesuffix('*')}{loc.upper()}: {msg}" if loc else f"  {msg}")
     return "\n".join(lines)
 
 

@@ -78,6 +78,15 @@ async def _start_positions(
             consumer.seek(tp, hit.offset)
 
 
+async def _start(consumer: AIOKafkaConsumer) -> None:
+    """Start a consumer; one that cannot connect is closed before the error is raised."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+
+
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     partitions = consumer.partitions_for_topic(topic)
     if partitions is None:
@@ -96,7 +105,7 @@ async def read_topic(
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False, auto_offset_reset="earliest", **config.kafka.aiokafka_params()
     )
-    await consumer.start()
+    await _start(consumer)
     try:
         tps = await _partitions(consumer, topic)
         if not tps:
@@ -139,7 +148,7 @@ class TopicFollower:
 
     async def start(self) -> TopicFollower:
         """Connect and remember where the topic ends now."""
-        await self._consumer.start()
+        await _start(self._consumer)
         tps = await _partitions(self._consumer, self._topic)
         self._consumer.assign(tps)
         if tps:

@@ -49,3 +49,4 @@ def configure_logging(profile: LogProfile, level: str = "INFO") -> None:
     # httpx logs every request URL at INFO; webhook URLs can be secrets.
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # the CLI quiets it; a worker not

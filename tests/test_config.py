@@ -38,7 +38,7 @@ def test_sasl_needs_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError) as info:
         load_config()
     assert str(info.value) == (
-        "Invalid configuration (KAFKA_*):\n  KAFKA_*: Set KAFKA_SASL_USERNAME and"
+        "Invalid configuration (KAFKA_*):\n  Set KAFKA_SASL_USERNAME and"
         " KAFKA_SASL_PASSWORD since KAFKA_SECURITY_PROTOCOL is SASL_SSL."
     )
 
