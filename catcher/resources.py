@@ -8,8 +8,6 @@ editable mode reads them from the tree.
 
 from __future__ import annotations
 
-from importlib import resources
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Literal
 
@@ -20,16 +18,15 @@ __all__ = ["read_resource"]
 ResourceDir = Literal["flux", "avro_schemas"]
 
 
-def _candidates(directory: ResourceDir) -> list[Traversable]:
-    packaged = resources.files("catcher").joinpath("_data", directory)
-    checkout = Path(__file__).resolve().parent.parent / directory
-    return [packaged, checkout]
+def _candidates(directory: ResourceDir) -> list[Path]:
+    package = Path(__file__).resolve().parent
+    return [package / "_data" / directory, package.parent / directory]
 
 
 def read_resource(directory: ResourceDir, name: str) -> str:
     """The text of one packaged file; a clear error when the installation lacks it."""
     for base in _candidates(directory):
-        path = base.joinpath(name)
+        path = base / name
         if path.is_file():
             return path.read_text()
     raise ResourceError(

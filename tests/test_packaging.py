@@ -140,6 +140,20 @@ def test_an_installed_copy_compiles_rules_and_encodes_records(
     assert cli.stdout.startswith("// ---- packaged-rule.flux\n")
 
 
+def test_an_editable_install_reads_the_tree_from_anywhere(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    cli = subprocess.run(
+        [sys.executable, "-m", "catcher", "rules", "compile", str(rules)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.startswith("// ---- packaged-rule.flux\n")
+
+
 def test_a_missing_resource_is_a_clear_error() -> None:
     with pytest.raises(ResourceError, match=r"has no flux/nope\.flux"):
         read_resource("flux", "nope.flux")
