@@ -150,12 +150,15 @@ class OcpsExecutor(Executor[OcpsAction]):
         try:
             job = response.json()
             phase = str(job["phase"])
-        except (ValueError, KeyError, TypeError) as exc:
+            results = job.get("results") or []
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PermanentActionError(f"OCPS's job answer has no phase: {exc}") from exc
         if phase not in TERMINAL_PHASES:
             return JobStatus(finished=False, message=f"OCPS job {entry.job_id} is {phase}.")
         uris = [
-            str(r["uri"]) for r in job.get("results") or [] if isinstance(r, dict) and r.get("uri")
+            str(r["uri"])
+            for r in (results if isinstance(results, list) else [])
+            if isinstance(r, dict) and r.get("uri")
         ]
         if phase == "completed":
             listed = f": {', '.join(uris)}" if uris else "."
@@ -164,7 +167,10 @@ class OcpsExecutor(Executor[OcpsAction]):
                 succeeded=True,
                 message=f"OCPS job {entry.job_id} completed with {len(uris)} result(s){listed}",
             )
-        summary = (job.get("errorSummary") or {}).get("message") or "no error summary"
+        summary_field = job.get("errorSummary")
+        summary = (
+            summary_field.get("message") if isinstance(summary_field, dict) else summary_field
+        ) or "no error summary"
         return JobStatus(
             finished=True, message=f"OCPS job {entry.job_id} ended in phase {phase}: {summary}"
         )

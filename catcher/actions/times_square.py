@@ -17,6 +17,7 @@ import httpx
 from ..exceptions import ActionError, PermanentActionError, http_status_error
 from ..models.records import LedgerEntry
 from ..models.rules import TimesSquareAction
+from ..redact import brief
 from .base import JobStatus, SciencePlatformExecutor, Submission, render_params
 
 __all__ = ["TimesSquareExecutor", "query_value"]
@@ -94,7 +95,13 @@ class TimesSquareExecutor(SciencePlatformExecutor[TimesSquareAction]):
             status = response.json()
         except ValueError as exc:
             raise PermanentActionError(f"Times Square's status is not JSON: {exc}") from exc
+        if not isinstance(status, dict):
+            raise PermanentActionError(
+                f"Times Square's status is not an object: {brief(response.text)}"
+            )
         error = status.get("execution_error")
+        if error and not isinstance(error, dict):
+            error = {"code": "unknown", "message": str(error)}
         if error:
             return JobStatus(
                 finished=True,

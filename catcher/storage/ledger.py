@@ -65,9 +65,6 @@ class Ledger:
         raw = self._table.get(action_id)
         return None if raw is None else LedgerEntry.model_validate(raw)
 
-    def __len__(self) -> int:
-        return len(self._table.items())
-
     def _index(self, action_id: str, raw: dict[str, Any]) -> None:
         if raw.get("state") in _TERMINAL:
             self._unfinished.discard(action_id)

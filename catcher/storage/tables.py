@@ -73,10 +73,6 @@ class Ownership:
         """Whether this worker holds the partition now."""
         return partition in self._assigned.get(topic, ())
 
-    def partitions(self, topic: str) -> set[int]:
-        """The partitions of a topic this worker holds."""
-        return set(self._assigned.get(topic, ()))
-
     def on_revoke(self, listener: RevokeListener) -> None:
         """Call ``listener(topic, partitions)`` whenever partitions are revoked."""
         self._listeners.append(listener)

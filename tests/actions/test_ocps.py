@@ -99,3 +99,21 @@ async def test_errors(uws: FakeUws, client: httpx.AsyncClient) -> None:
     )
     with pytest.raises(PermanentActionError, match="Set CATCHER_OCPS_URL"):
         await OcpsExecutor(client, None, None, None).submit(ACTION, entry())
+
+
+@pytest.mark.asyncio
+async def test_malformed_job_answers_are_permanent_errors(
+    uws: FakeUws, client: httpx.AsyncClient
+) -> None:
+    ocps = executor(client, uws)
+    uws.inject(status=200, body='"a string, not a job"', method="GET")
+    with pytest.raises(PermanentActionError, match="OCPS's job answer has no phase"):
+        await ocps.poll(ACTION, entry(job_id="j"))
+    uws.inject(
+        status=200,
+        body='{"phase": "error", "errorSummary": "out of memory", "results": "none"}',
+        method="GET",
+    )
+    status = await ocps.poll(ACTION, entry(job_id="j"))
+    assert status.finished and not status.succeeded
+    assert status.message == "OCPS job j ended in phase error: out of memory"

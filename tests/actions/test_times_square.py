@@ -78,3 +78,14 @@ async def test_unknown_page_and_missing_token(
         await executor.submit(action(), entry())
     with pytest.raises(PermanentActionError, match="Set CATCHER_TIMES_SQUARE_TOKEN"):
         await TimesSquareExecutor(client, times_square.url, None).submit(action(), entry())
+
+
+@pytest.mark.asyncio
+async def test_a_status_that_is_not_an_object_is_a_permanent_error(
+    times_square: FakeTimesSquare, client: httpx.AsyncClient
+) -> None:
+    times_square.pages["p"] = FakePage(parameters={})
+    executor = TimesSquareExecutor(client, times_square.url, SecretStr(times_square.token))
+    times_square.inject(status=200, body='["not", "an", "object"]', method="GET")
+    with pytest.raises(PermanentActionError, match="Times Square's status is not an object"):
+        await executor.poll(action(), entry(link=f"{times_square.url}/x/htmlstatus"))
