@@ -180,7 +180,7 @@ class CatcherApp:
         await self._send(topic, key.encode(), json.dumps(value).encode())
 
     def _owns(self, entry: LedgerEntry) -> bool:
-        return self.ownership.owns(self.config.action_requests_topic, entry.partition)
+        return self._owns_partition(entry.partition)
 
     def _owns_partition(self, partition: int) -> bool:
         return self.ownership.owns(self.config.action_requests_topic, partition)
