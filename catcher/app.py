@@ -24,32 +24,29 @@ import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 import faust
 import structlog
-from pydantic import ValidationError
 
 from .config import Config, KafkaSecurityProtocol
 from .constants import LEDGER_TABLE, SERIES_STATE_TABLE
-from .exceptions import RecordError, SchemaRegistryUnavailableError
+from .exceptions import RecordError
 from .factory import ProcessContext
-from .models.enums import ActionState, DeadLetterStage
+from .models.enums import DeadLetterStage
 from .models.records import (
-    ActionEvent,
     ActionRequest,
     CancelRequest,
     DeadLetter,
     LedgerEntry,
-    SeriesState,
-    Trigger,
-    make_action_id,
-    utcnow,
+    TriggerMessage,
+    parse_internal,
 )
 from .models.rules import RuleSet
-from .services.guard import Backoff, Guard, Unprocessable, describe, keep_trying
-from .services.planner import plan
+from .services.admission import Admission
+from .services.guard import Backoff, Guard, keep_trying
+from .services.intake import Intake
+from .services.planning import Planning
 from .services.publisher import Publisher
 from .services.runner import ActionRunner
 from .storage.ledger import Ledger
@@ -151,6 +148,17 @@ class CatcherApp:
             owns=self._owns,
             limits=config.concurrency,
         )
+        self.intake = Intake(
+            self.context.codec, rules, self._send_json, config.series_topic, config.rules_path
+        )
+        self.planning = Planning(
+            rules,
+            self.series_state,
+            self._send_json,
+            self.publisher.action_event,
+            config.action_requests_topic,
+        )
+        self.admission = Admission(rules, self.ledger, self.runner, config.max_trigger_age)
         self.ownership.on_revoke(self._revoked)
         self._wire()
 
@@ -176,7 +184,7 @@ class CatcherApp:
         delivery = await self._topics[topic].send(key=key, value=value)
         await delivery
 
-    async def _send_json(self, topic: str, key: str, value: Any) -> None:
+    async def _send_json(self, topic: str, key: str, value: dict[str, Any]) -> None:
         await self._send(topic, key.encode(), json.dumps(value).encode())
 
     def _owns(self, entry: LedgerEntry) -> bool:
@@ -319,156 +327,25 @@ class CatcherApp:
         self.runner.resume()
         await self.ledger.prune(self.config.ledger_retention, self._owns_partition)
 
-    # -- handlers ---------------------------------------------------------------------------
+    # -- handlers: decode, then ask a service -------------------------------------------------
 
     async def _on_trigger(self, message: Any) -> None:
-        if not isinstance(message.value, bytes):
-            raise Unprocessable(
-                DeadLetterStage.decode,
-                "Cannot decode the trigger: the record has no value (a tombstone?).",
-                "RecordError",
-            )
-        try:
-            trigger = Trigger.from_avro(await self.context.codec.decode("triggers", message.value))
-        except SchemaRegistryUnavailableError:
-            raise  # not the record's fault: the guard retries it in place
-        except RecordError as exc:
-            raise Unprocessable(
-                DeadLetterStage.decode, f"Cannot decode the trigger: {exc}", type(exc).__name__
-            ) from exc
-        except ValidationError as exc:
-            raise Unprocessable(
-                DeadLetterStage.decode,
-                f"The trigger is not valid: {describe(exc)}",
-                "ValidationError",
-            ) from exc
-        if self.rules.get(trigger.rule_id) is None:
-            raise Unprocessable(
-                DeadLetterStage.plan,
-                f"No rule with id {trigger.rule_id!r} is loaded (rules from"
-                f" {self.config.rules_path}).",
-                "UnknownRule",
-                rule_id=trigger.rule_id,
-                trigger_id=trigger.trigger_id,
-            )
-        await self._send_json(self.config.series_topic, trigger.series, trigger.to_json())
+        await self.intake.handle(message.value)
 
     async def _on_series(self, message: Any) -> None:
-        trigger = Trigger.model_validate(_json(message.value))
-        rule = self.rules.get(trigger.rule_id)
-        if rule is None:  # checked upstream; rules are fixed for the life of the process
-            return
-        raw = self.series_state.get(trigger.series)
-        state = SeriesState.model_validate(raw) if raw else None
-        result = plan(rule, trigger, state)
-        log = logger.bind(rule_id=trigger.rule_id, trigger_id=trigger.trigger_id)
-        if result.out_of_order:
-            log.info("Ignored a trigger older than the last one of its series")
-            return
-        if result.redelivered:
-            log.info("Trigger delivered again; planning the same actions", actions=result.to_run)
-        else:
-            await self.series_state.put(message.partition, trigger.series, result.state.to_json())
-        for decision in result.decisions:
-            action = rule.action(decision.action_name)
-            action_id = make_action_id(
-                trigger.trigger_id, decision.action_name, trigger.generation
-            )
-            if decision.run:
-                request = ActionRequest(
-                    action_id=action_id, action_name=decision.action_name, trigger=trigger
-                )
-                await self._send_json(
-                    self.config.action_requests_topic, action_id, request.to_json()
-                )
-            else:
-                await self.publisher.action_event(
-                    ActionEvent(
-                        action_id=action_id,
-                        trigger_id=trigger.trigger_id,
-                        rule_id=trigger.rule_id,
-                        action_name=decision.action_name,
-                        action_type=action.type if action else "unknown",
-                        state=ActionState.suppressed,
-                        attempt=0,
-                        time=utcnow(),
-                        severity=trigger.severity.name,
-                        message=decision.reason,
-                        generation=trigger.generation,
-                    )
-                )
-        if result.decisions:
-            log.info(
-                "Planned actions",
-                run=result.to_run,
-                suppressed=[d.action_name for d in result.decisions if not d.run],
-            )
+        internal = parse_internal(_json(message.value))
+        if not isinstance(internal, TriggerMessage):
+            raise RecordError(f"A {internal.kind} message does not belong on the series topic.")
+        await self.planning.handle(internal.trigger, message.partition)
 
     async def _on_request(self, message: Any) -> None:
-        value = _json(message.value)
-        if isinstance(value, dict) and value.get("cancel"):
-            self._on_cancel(CancelRequest.model_validate(value))
-            return
-        request = ActionRequest.model_validate(value)
-        entry = self.ledger.get(request.action_id)
-        if entry is not None:
-            if entry.state.terminal:
-                self.runner.skipped += 1
-                logger.info(
-                    "Skipped an action that has already finished",
-                    action_id=request.action_id,
-                    state=entry.state.value,
-                    skipped_total=self.runner.skipped,
-                )
-            else:
-                logger.info(
-                    "Continuing an unfinished action from the ledger",
-                    action_id=request.action_id,
-                    state=entry.state.value,
-                )
-                self.runner.ensure(entry)
-            return
-        rule = self.rules.get(request.trigger.rule_id)
-        action = rule.action(request.action_name) if rule else None
-        entry = LedgerEntry(
-            action_id=request.action_id,
-            action_name=request.action_name,
-            action_type=action.type if action else "unknown",
-            trigger=request.trigger,
-            partition=message.partition,
-            state=ActionState.queued,
-            message=f"Started by a {request.trigger.severity.name} trigger"
-            f" ({request.trigger.source.value}).",
-        )
-        max_age = (action.max_age if action else None) or self.config.max_trigger_age
-        age = utcnow() - request.trigger.time
-        if age > max_age:
-            entry = entry.model_copy(
-                update={
-                    "state": ActionState.expired,
-                    "message": f"Not run: its trigger is {_rounded(age)} old, older than the"
-                    f" maximum age of {max_age} (max_age or CATCHER_MAX_TRIGGER_AGE).",
-                }
-            )
-            logger.warning("Expired an action whose trigger is too old", action_id=entry.action_id)
-        entry = await self.ledger.put(entry)
-        self.runner.ensure(entry)
-
-    def _on_cancel(self, cancel: CancelRequest) -> None:
-        entry = self.ledger.get(cancel.action_id)
-        if entry is None or entry.state.terminal:
-            logger.warning(
-                "Ignored a cancel request for an action that is not running",
-                action_id=cancel.action_id,
-                state=entry.state.value if entry else None,
-            )
-            return
-        logger.info("Cancelling an action", action_id=cancel.action_id, by=cancel.requested_by)
-        self.runner.cancel(cancel.action_id, cancel.requested_by)
-
-
-def _rounded(age: timedelta) -> timedelta:
-    return timedelta(seconds=round(age.total_seconds()))
+        internal = parse_internal(_json(message.value))
+        if isinstance(internal, CancelRequest):
+            self.admission.cancel(internal)
+        elif isinstance(internal, ActionRequest):
+            await self.admission.request(internal, message.partition)
+        else:
+            raise RecordError(f"A {internal.kind} message does not belong on the request topic.")
 
 
 def create_app(config: Config, rules: RuleSet) -> CatcherApp:

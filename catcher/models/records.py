@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from .enums import ActionState, DeadLetterStage, Severity, TriggerSource
 
@@ -16,12 +16,15 @@ __all__ = [
     "ActionRequest",
     "CancelRequest",
     "DeadLetter",
+    "InternalMessage",
     "LedgerEntry",
     "SeriesState",
     "Trigger",
+    "TriggerMessage",
     "isoformat",
     "make_action_id",
     "make_trigger_id",
+    "parse_internal",
     "series_key",
     "utcnow",
 ]
@@ -163,11 +166,25 @@ class Trigger(BaseModel):
         }
 
 
-class ActionRequest(BaseModel):
-    """An action the planner decided to start (internal action-request topic, JSON)."""
+class TriggerMessage(BaseModel):
+    """A trigger on its way to the owner of its rule and series (internal series topic)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["trigger"] = "trigger"
+    trigger: Trigger
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"kind": self.kind, "trigger": self.trigger.to_json()}
+
+
+class ActionRequest(BaseModel):
+    """An action the planner decided to start (internal action-request topic)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["action_request"] = "action_request"
     action_id: str
     action_name: str
     trigger: Trigger
@@ -175,6 +192,7 @@ class ActionRequest(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
+            "kind": self.kind,
             "action_id": self.action_id,
             "action_name": self.action_name,
             "trigger": self.trigger.to_json(),
@@ -182,17 +200,41 @@ class ActionRequest(BaseModel):
 
 
 class CancelRequest(BaseModel):
-    """An operator's request to stop an action (internal action-request topic, JSON)."""
+    """An operator's request to stop an action (internal action-request topic)."""
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["cancel"] = "cancel"
     action_id: str
-    cancel: Literal[True] = True
     requested_by: str = Field(min_length=1)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         return self.model_dump(mode="json")
+
+
+InternalMessage = TriggerMessage | ActionRequest | CancelRequest
+"""What travels on the internal topics, told apart by ``kind``."""
+
+_INTERNAL: TypeAdapter[InternalMessage] = TypeAdapter(
+    Annotated[InternalMessage, Field(discriminator="kind")]
+)
+
+
+def _legacy_kind(data: dict[str, Any]) -> str:
+    """The kind of a message written before messages carried one."""
+    if data.pop("cancel", None) is True:
+        return "cancel"
+    return "action_request" if "action_id" in data else "trigger"
+
+
+def parse_internal(data: Any) -> InternalMessage:
+    """An internal message from its JSON form (raises pydantic's ValidationError)."""
+    if isinstance(data, dict) and "kind" not in data:
+        data = dict(data)
+        kind = _legacy_kind(data)
+        data = {"kind": kind, "trigger": data} if kind == "trigger" else {"kind": kind, **data}
+    return _INTERNAL.validate_python(data)
 
 
 class LedgerEntry(BaseModel):

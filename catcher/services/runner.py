@@ -98,8 +98,6 @@ class ActionRunner:
         self._limits = {kind: asyncio.Semaphore(n) for kind, n in (limits or {}).items()}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._partitions: dict[str, int] = {}
-        self.skipped = 0
-        """Requests for actions that had already finished (counted, logged, not run)."""
 
     @property
     def running(self) -> set[str]:

@@ -375,6 +375,6 @@ async def test_bad_record_on_an_internal_topic_does_not_stop_the_worker(stack: S
     assert letters[0].error_type == "ValidationError"
     assert letters[0].reason == (
         f"Cannot handle a record of {config.action_requests_topic}: Field required at"
-        " action_name (and 1 more)"
+        " action_request.action_name (and 1 more)"
     )
     assert stack.webhook.count("POST") == 2  # both sentinels

@@ -1,0 +1,83 @@
+"""Intake: a trigger record from the triggers topic, decoded, checked and routed.
+
+The record is Confluent-framed Avro; a trigger that decodes, validates and names a loaded
+rule goes on to the owner of its rule and series (the internal series topic, keyed by rule
+and series). Anything else is rejected with :class:`Unprocessable` and dead-lettered by the
+guard; a Schema Registry that cannot be reached is left to the guard to retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..avro import AvroCodec
+from ..exceptions import RecordError, SchemaRegistryUnavailableError
+from ..models.enums import DeadLetterStage
+from ..models.records import Trigger, TriggerMessage
+from ..models.rules import RuleSet
+from .guard import Unprocessable, describe
+
+__all__ = ["Intake", "SendJson"]
+
+SendJson = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+"""Send (topic, key, JSON value) and return once the broker has the record."""
+
+
+class Intake:
+    """Decodes trigger records and routes them to their series' owner."""
+
+    def __init__(
+        self,
+        codec: AvroCodec,
+        rules: RuleSet,
+        send: SendJson,
+        series_topic: str,
+        rules_path: Path,
+    ) -> None:
+        self._codec = codec
+        self._rules = rules
+        self._send = send
+        self._series_topic = series_topic
+        self._rules_path = rules_path
+
+    async def decode(self, value: Any) -> Trigger:
+        """The trigger in a record's value, or :class:`Unprocessable` saying why not."""
+        if not isinstance(value, bytes):
+            raise Unprocessable(
+                DeadLetterStage.decode,
+                "Cannot decode the trigger: the record has no value (a tombstone?).",
+                "RecordError",
+            )
+        try:
+            return Trigger.from_avro(await self._codec.decode("triggers", value))
+        except SchemaRegistryUnavailableError:
+            raise  # not the record's fault: the guard retries it in place
+        except RecordError as exc:
+            raise Unprocessable(
+                DeadLetterStage.decode, f"Cannot decode the trigger: {exc}", type(exc).__name__
+            ) from exc
+        except ValidationError as exc:
+            raise Unprocessable(
+                DeadLetterStage.decode,
+                f"The trigger is not valid: {describe(exc)}",
+                "ValidationError",
+            ) from exc
+
+    async def handle(self, value: Any) -> None:
+        """Decode one record and send it on to the owner of its rule and series."""
+        trigger = await self.decode(value)
+        if self._rules.get(trigger.rule_id) is None:
+            raise Unprocessable(
+                DeadLetterStage.plan,
+                f"No rule with id {trigger.rule_id!r} is loaded (rules from {self._rules_path}).",
+                "UnknownRule",
+                rule_id=trigger.rule_id,
+                trigger_id=trigger.trigger_id,
+            )
+        await self._send(
+            self._series_topic, trigger.series, TriggerMessage(trigger=trigger).to_json()
+        )

@@ -1,0 +1,98 @@
+"""Planning: the owner of a rule and series decides which actions a trigger starts.
+
+It reads the series' state (a changelog-backed table), asks the pure planner
+(:func:`catcher.services.planner.plan`), writes the new state durably, then sends one
+request per action to start (the internal action-request topic, keyed by action id) and
+records suppressed actions in the history. A trigger delivered again plans the same
+actions again, which the ledger makes harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+from ..models.enums import ActionState
+from ..models.records import (
+    ActionEvent,
+    ActionRequest,
+    SeriesState,
+    Trigger,
+    make_action_id,
+    utcnow,
+)
+from ..models.rules import RuleSet
+from ..storage.tables import DurableTable
+from .intake import SendJson
+from .planner import plan
+
+__all__ = ["Planning"]
+
+logger = structlog.get_logger("catcher")
+
+
+class Planning:
+    """Plans the actions of triggers for the series this worker owns."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        state: DurableTable,
+        send: SendJson,
+        record: Callable[[ActionEvent], Awaitable[None]],
+        requests_topic: str,
+    ) -> None:
+        self._rules = rules
+        self._state = state
+        self._send = send
+        self._record = record
+        self._requests_topic = requests_topic
+
+    async def handle(self, trigger: Trigger, partition: int) -> None:
+        """Plan one trigger of a series held in ``partition`` of the series topic."""
+        rule = self._rules.get(trigger.rule_id)
+        if rule is None:  # checked at intake; rules are fixed for the life of the process
+            return
+        raw = self._state.get(trigger.series)
+        result = plan(rule, trigger, SeriesState.model_validate(raw) if raw else None)
+        log = logger.bind(rule_id=trigger.rule_id, trigger_id=trigger.trigger_id)
+        if result.out_of_order:
+            log.info("Ignored a trigger older than the last one of its series")
+            return
+        if result.redelivered:
+            log.info("Trigger delivered again; planning the same actions", actions=result.to_run)
+        else:
+            await self._state.put(partition, trigger.series, result.state.to_json())
+        for decision in result.decisions:
+            action = rule.action(decision.action_name)
+            action_id = make_action_id(
+                trigger.trigger_id, decision.action_name, trigger.generation
+            )
+            if decision.run:
+                request = ActionRequest(
+                    action_id=action_id, action_name=decision.action_name, trigger=trigger
+                )
+                await self._send(self._requests_topic, action_id, request.to_json())
+                continue
+            await self._record(
+                ActionEvent(
+                    action_id=action_id,
+                    trigger_id=trigger.trigger_id,
+                    rule_id=trigger.rule_id,
+                    action_name=decision.action_name,
+                    action_type=action.type if action else "unknown",
+                    state=ActionState.suppressed,
+                    attempt=0,
+                    time=utcnow(),
+                    severity=trigger.severity.name,
+                    message=decision.reason,
+                    generation=trigger.generation,
+                )
+            )
+        if result.decisions:
+            log.info(
+                "Planned actions",
+                run=result.to_run,
+                suppressed=[d.action_name for d in result.decisions if not d.run],
+            )
