@@ -1,0 +1,97 @@
+"""Bare Faust baselines for the benchmarks, run as their own processes by bench/run.py.
+
+    python bench/baselines.py count BROKER TOPIC N
+        one agent that only counts; prints {"ready": t} on the warm-up record, then
+        {"done": t} at the N-th record after it.
+    python bench/baselines.py pipeline BROKER PREFIX HOPS URL
+        HOPS agents in a chain (each send awaited); the last POSTs the record's text to URL.
+
+Both use the same Faust settings as Catcher's worker (at_least_once, memory store).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import faust
+import httpx
+
+
+def _say(data: dict[str, float]) -> None:
+    """One JSON line on the real stdout (Faust redirects print to its logger)."""
+    os.write(1, (json.dumps(data) + "\n").encode())
+
+
+def _app(name: str, broker: str, batch_size: int) -> faust.App:
+    return faust.App(
+        name,
+        broker=f"kafka://{broker}",
+        store="memory://",
+        processing_guarantee="at_least_once",
+        autodiscover=False,
+        web_enabled=False,
+        producer_max_batch_size=batch_size,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
+    )
+
+
+def count(broker: str, topic_name: str, n: int, batch_size: int) -> None:
+    """Count records; the first is the warm-up."""
+    app = _app(f"bench-count-{time.time_ns()}", broker, batch_size)
+    topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+    seen = -1
+
+    @app.agent(topic)
+    async def counter(stream: faust.StreamT) -> None:
+        nonlocal seen
+        async for _ in stream.events():
+            seen += 1
+            if seen == 0:
+                _say({"ready": time.time()})
+            elif seen == n:
+                _say({"done": time.time()})
+
+    app.main()
+
+
+def pipeline(broker: str, prefix: str, hops: int, url: str, batch_size: int) -> None:
+    """A chain of agents, each awaiting its send; the last POSTs to the receiver."""
+    app = _app(f"bench-pipe-{time.time_ns()}", broker, batch_size)
+    topics = [
+        app.topic(f"{prefix}.{i}", key_serializer="raw", value_serializer="raw")
+        for i in range(hops)
+    ]
+    client: dict[str, httpx.AsyncClient] = {}
+
+    def forward(source: faust.TopicT, target: faust.TopicT) -> None:
+        @app.agent(source, name=f"hop-{source.get_topic_name()}")
+        async def hop(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                delivery = await target.send(key=event.key, value=event.value)
+                await delivery
+
+    for source, target in zip(topics, topics[1:], strict=False):
+        forward(source, target)
+
+    @app.agent(topics[-1], name="post")
+    async def post(stream: faust.StreamT) -> None:
+        http = client.setdefault("http", httpx.AsyncClient(timeout=30))
+        async for event in stream.events():
+            await http.post(url, json={"text": event.value.decode()})
+
+    app.main()
+
+
+if __name__ == "__main__":
+    kind, broker, *rest = sys.argv[1:]
+    batch = int(rest.pop())
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+    if kind == "count":
+        count(broker, rest[0], int(rest[1]), batch)
+    else:
+        pipeline(broker, rest[0], int(rest[1]), rest[2], batch)

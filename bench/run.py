@@ -1,0 +1,417 @@
+"""Catcher's worker against bare Faust on this machine's test broker: one command, one run.
+
+    python bench/run.py [--triggers 5000] [--fill 20000] [--batch-size 16384|16]
+
+Starts the embedded broker (tansu), a fake Schema Registry and a webhook receiver on
+loopback, then measures, each against a baseline measured in the same run:
+
+- planning: triggers that start nothing, per second, against a bare Faust agent that only
+  counts the same number of records;
+- firing: triggers that each call the webhook, per second (produce to the N-th POST),
+  against a bare Faust pipeline of the same shape (3 agents, each send awaited, the last
+  POSTs);
+- latency at 100 triggers/s, produce to POST: p50 and p99, against a bare two-agent Faust
+  pipeline and one plain broker hop (aiokafka producer to consumer);
+- restart with --fill finished actions in the ledger, process start to the first new POST,
+  against a raw read of the ledger changelog;
+- idle CPU (share of one core over 10 s) and RSS of the worker holding those actions.
+
+Not run in CI: the figures are ratios, so that a shared, noisy machine still compares
+like with like. ``--batch-size 16`` is the one-record-batch workaround the tests use for
+the broker's end-offset defect; production settings are the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from catcher.avro import AvroCodec
+from catcher.broker import EmbeddedBroker, stop_process
+from catcher.demo import worker_environment
+from catcher.fakes.registry import FakeSchemaRegistry
+from catcher.models.enums import Severity, TriggerSource
+from catcher.models.records import Trigger
+
+HERE = Path(__file__).resolve().parent
+RULES = """
+rules:
+  - id: bench
+    description: Calls the receiver for every WARNING of a new series.
+    actions:
+      - name: notify
+        type: webhook
+        url_env: BENCH_WEBHOOK_URL
+        on: {severity: WARNING}
+        body: {text: "{trigger_id}"}
+"""
+
+
+class Receiver:
+    """A webhook receiver that notes when each body arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[str, float] = {}
+        self.posts = 0
+        self.port = 0
+        self._waiters: list[tuple[int, asyncio.Future[float]]] = []
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.add_routes([web.post("/{tail:.*}", self._post)])
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, shutdown_timeout=1)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def _post(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        now = time.time()
+        self.arrivals.setdefault(body["text"], now)
+        self.posts += 1
+        for count, future in list(self._waiters):
+            if len(self.arrivals) >= count and not future.done():
+                future.set_result(now)
+        return web.Response(text="ok")
+
+    async def distinct(self, count: int, timeout: float = 600) -> float:
+        """Wait until ``count`` distinct bodies have arrived; returns when the last did."""
+        if len(self.arrivals) >= count:
+            return max(self.arrivals.values())
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiters.append((count, future))
+        return await asyncio.wait_for(future, timeout)
+
+    def reset(self) -> None:
+        self.arrivals.clear()
+        self.posts = 0
+
+    async def stop(self) -> None:
+        if self._runner:
+            await self._runner.cleanup()
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="catcher-bench-"))
+        self.broker = EmbeddedBroker(log_path=self.work / "broker.log").start()
+        self.bootstrap = self.broker.bootstrap_servers
+        self.results: list[tuple[str, str, str, str]] = []
+        self.extra: list[str] = []
+        self._runs = 0
+
+    async def topics(self, *names: str) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(n, 1, 1) for n in names])
+        finally:
+            await admin.close()
+
+    def producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            enable_idempotence=False,
+            max_batch_size=self.args.batch_size,
+            linger_ms=5,
+        )
+
+    async def produce(self, topic: str, values: list[tuple[bytes, bytes]]) -> float:
+        """Produce records as fast as the client goes; returns when it started."""
+        producer = self.producer()
+        await producer.start()
+        try:
+            started = time.time()
+            futures = [await producer.send(topic, value, key=key) for key, value in values]
+            await asyncio.gather(*futures)
+            return started
+        finally:
+            await producer.stop()
+
+    async def paced(self, topic: str, values: list[tuple[bytes, bytes]], rate: float) -> dict[bytes, float]:
+        """Produce at ``rate`` records per second; returns each record's send time by key."""
+        producer = self.producer()
+        await producer.start()
+        sent: dict[bytes, float] = {}
+        try:
+            start = time.monotonic()
+            for n, (key, value) in enumerate(values):
+                delay = start + n / rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent[key] = time.time()
+                await producer.send(topic, value, key=key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        return sent
+
+    # -- processes ------------------------------------------------------------------------
+
+    def baseline(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(HERE / "baselines.py"), *args, str(self.args.batch_size)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=self.work,
+        )
+
+    def worker(self, prefix: str, registry: str, hook: str) -> subprocess.Popen[bytes]:
+        rules = self.work / "rules.yaml"
+        rules.write_text(RULES)
+        env = worker_environment(
+            self.bootstrap,
+            registry,
+            rules,
+            CATCHER_TOPIC_PREFIX=prefix,
+            CATCHER_APP_ID=prefix.replace(".", "-"),
+            CATCHER_PRODUCER_MAX_BATCH_SIZE=str(self.args.batch_size),
+            CATCHER_LOG_LEVEL="WARNING",
+            CATCHER_DATA_DIR=str(self.work / "data"),
+            BENCH_WEBHOOK_URL=hook,
+        )
+        log = (self.work / f"{prefix}.log").open("ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", "catcher", "worker"], env=env, stdout=log, stderr=log
+        )
+
+    @staticmethod
+    async def line(process: subprocess.Popen[str], key: str) -> float:
+        assert process.stdout is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            text = await loop.run_in_executor(None, process.stdout.readline)
+            if not text:
+                raise RuntimeError("the baseline process ended early")
+            try:
+                data = json.loads(text)
+            except ValueError:
+                continue  # Faust's banner
+            if isinstance(data, dict) and key in data:
+                return float(data[key])
+
+    def record(self, figure: str, catcher: str, baseline: str, ratio: float) -> None:
+        self.results.append((figure, catcher, baseline, f"{ratio:.2f}"))
+        print(f"  {figure}: Catcher {catcher}; baseline {baseline}; ratio {ratio:.2f}", flush=True)
+
+
+def _triggers(count: int, severity: Severity, run: str) -> list[Trigger]:
+    return [
+        Trigger.create(
+            "bench", severity, reason="bench", source=TriggerSource.manual, tags={"n": f"{run}-{n}"}
+        )
+        for n in range(count)
+    ]
+
+
+async def _encoded(codec: AvroCodec, triggers: list[Trigger]) -> list[tuple[bytes, bytes]]:
+    return [
+        (t.trigger_id.encode(), await codec.encode("triggers", t.to_avro())) for t in triggers
+    ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def main(args: argparse.Namespace) -> None:
+    bench = Bench(args)
+    registry = await FakeSchemaRegistry().start()
+    receiver = Receiver()
+    hook = await receiver.start()
+    n = args.triggers
+    print(f"Broker {bench.bootstrap}, batch size {args.batch_size}, {n} triggers; work {bench.work}")
+    try:
+        prefix = "bench.catcher"
+        codec = AvroCodec(registry.url, prefix)
+        await bench.topics(f"{prefix}.triggers", f"{prefix}.actions", f"{prefix}.deadletter")
+        worker = bench.worker(prefix, registry.url, hook)
+        warm = _triggers(1, Severity.WARNING, "warm")
+        await bench.produce(f"{prefix}.triggers", await _encoded(codec, warm))
+        await receiver.distinct(1, timeout=120)
+
+        # Planning: NONE triggers of new series start nothing; a firing sentinel follows.
+        await bench.topics("bench.count")
+        counter = bench.baseline("count", bench.bootstrap, "bench.count", str(n))
+        await bench.produce("bench.count", [(b"w", b"warm-up")])
+        await bench.line(counter, "ready")
+        start = await bench.produce("bench.count", [(str(i).encode(), b"x" * 200) for i in range(n)])
+        bare = n / (await bench.line(counter, "done") - start)
+        stop_process(counter)  # type: ignore[arg-type]
+        quiet = await _encoded(codec, _triggers(n, Severity.NONE, "plan"))
+        sentinel = _triggers(1, Severity.WARNING, "sentinel")
+        receiver.reset()
+        start = await bench.produce(f"{prefix}.triggers", quiet + await _encoded(codec, sentinel))
+        planned = n / (await receiver.distinct(1) - start)
+        bench.record("planning (triggers/s)", f"{planned:,.0f}", f"{bare:,.0f}", planned / bare)
+
+        # Firing: every trigger calls the webhook once.
+        await bench.topics(*(f"bench.pipe3.{i}" for i in range(3)))
+        pipe = bench.baseline("pipeline", bench.bootstrap, "bench.pipe3", "3", hook)
+        receiver.reset()
+        await bench.produce("bench.pipe3.0", [(b"w", b"warm-up")])
+        await receiver.distinct(1, timeout=120)
+        receiver.reset()
+        start = await bench.produce(
+            "bench.pipe3.0", [(str(i).encode(), f"p{i}".encode()) for i in range(n)]
+        )
+        bare = n / (await receiver.distinct(n) - start)
+        stop_process(pipe)  # type: ignore[arg-type]
+        firing = await _encoded(codec, _triggers(n, Severity.WARNING, "fire"))
+        receiver.reset()
+        start = await bench.produce(f"{prefix}.triggers", firing)
+        fired = n / (await receiver.distinct(n) - start)
+        bench.record("firing (actions/s)", f"{fired:,.0f}", f"{bare:,.0f}", fired / bare)
+
+        # Latency at 100 triggers/s.
+        count = args.latency_seconds * 100
+        await bench.topics(*(f"bench.pipe2.{i}" for i in range(2)), "bench.hop")
+        pipe = bench.baseline("pipeline", bench.bootstrap, "bench.pipe2", "2", hook)
+        receiver.reset()
+        await bench.produce("bench.pipe2.0", [(b"w", b"warm-up")])
+        await receiver.distinct(1, timeout=120)
+        receiver.reset()
+        values = [(f"l{i}".encode(), f"l{i}".encode()) for i in range(count)]
+        sent = await bench.paced("bench.pipe2.0", values, 100)
+        await receiver.distinct(count)
+        bare_lat = sorted(receiver.arrivals[k.decode()] - t for k, t in sent.items())
+        stop_process(pipe)  # type: ignore[arg-type]
+        hop_lat = await _plain_hop(bench, count)
+        triggers = _triggers(count, Severity.WARNING, "lat")
+        receiver.reset()
+        sent = await bench.paced(f"{prefix}.triggers", await _encoded(codec, triggers), 100)
+        await receiver.distinct(count)
+        lat = sorted(receiver.arrivals[k.decode()] - t for k, t in sent.items())
+        p50, p99 = _pct(lat, 50), _pct(lat, 99)
+        bench.record(
+            "latency at 100/s, p99 (s)",
+            f"p50 {p50:.3f}, p99 {p99:.3f}",
+            f"two-agent p99 {_pct(bare_lat, 99):.3f}; plain hop p99 {_pct(hop_lat, 99):.3f}",
+            p99 / _pct(bare_lat, 99),
+        )
+
+        # Restart with --fill finished actions, then idle CPU and RSS.
+        fill = args.fill - len(receiver.arrivals)
+        if fill > 0:
+            receiver.reset()
+            await bench.produce(f"{prefix}.triggers", await _encoded(codec, _triggers(fill, Severity.WARNING, "fill")))
+            await receiver.distinct(fill)
+        stop_process(worker)
+        changelog = f"{prefix.replace('.', '-')}-ledger-changelog"
+        started = time.time()
+        records = await _read_all(bench, changelog)
+        raw = time.time() - started
+        receiver.reset()
+        started = time.time()
+        worker = bench.worker(prefix, registry.url, hook)
+        await bench.produce(f"{prefix}.triggers", await _encoded(codec, _triggers(1, Severity.WARNING, "after")))
+        first = await receiver.distinct(1, timeout=600) - started
+        bench.record(
+            f"restart with {args.fill:,} finished actions (s)",
+            f"{first:.1f}",
+            f"raw read of {records:,} changelog records {raw:.1f}",
+            first / raw,
+        )
+        await asyncio.sleep(5)
+        cpu = _cpu_seconds(worker.pid)
+        await asyncio.sleep(10)
+        idle = (_cpu_seconds(worker.pid) - cpu) / 10
+        bench.extra.append(
+            f"idle CPU {idle:.1%} of a core, RSS {_rss_mib(worker.pid):.0f} MiB"
+            f" with {args.fill:,} finished actions"
+        )
+        print(f"  {bench.extra[-1]}", flush=True)
+        stop_process(worker)
+    finally:
+        await receiver.stop()
+        await registry.stop()
+        bench.broker.stop()
+    print("\n| figure | Catcher | baseline in the same run | ratio |\n| --- | --- | --- | --- |")
+    for row in bench.results:
+        print("| " + " | ".join(row) + " |")
+    for line in bench.extra:
+        print(f"\n{line}")
+
+
+def _pct(values: list[float], pct: float) -> float:
+    return statistics.quantiles(values, n=100)[int(pct) - 1] if len(values) > 1 else values[0]
+
+
+async def _plain_hop(bench: Bench, count: int) -> list[float]:
+    consumer = AIOKafkaConsumer("bench.hop", bootstrap_servers=bench.bootstrap, auto_offset_reset="latest")
+    await consumer.start()
+    arrivals: dict[bytes, float] = {}
+
+    async def consume() -> None:
+        async for message in consumer:
+            arrivals[message.key] = time.time()
+            if len(arrivals) >= count:
+                return
+
+    try:
+        await asyncio.sleep(1)
+        reader = asyncio.create_task(consume())
+        sent = await bench.paced("bench.hop", [(f"h{i}".encode(), b"x") for i in range(count)], 100)
+        await asyncio.wait_for(reader, 120)
+    finally:
+        await consumer.stop()
+    return sorted(arrivals[k] - t for k, t in sent.items())
+
+
+async def _read_all(bench: Bench, topic: str) -> int:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bench.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.assignment() or set()
+        while not partitions:
+            await asyncio.sleep(0.05)
+            partitions = consumer.assignment()
+        end = await consumer.end_offsets(list(partitions))
+        total = 0
+        remaining = set(partitions)
+        while remaining:
+            batch = await consumer.getmany(timeout_ms=500)
+            total += sum(len(v) for v in batch.values())
+            remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
+        return total
+    finally:
+        await consumer.stop()
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--triggers", type=int, default=5000, help="triggers per throughput run")
+    parser.add_argument("--fill", type=int, default=20000, help="finished actions before the restart")
+    parser.add_argument("--latency-seconds", type=int, default=10, help="seconds at 100 triggers/s")
+    parser.add_argument("--batch-size", type=int, default=16384, help="producer batch size in bytes")
+    asyncio.run(main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    cli()
