@@ -11,6 +11,7 @@ Both use the same Faust settings as Catcher's worker (at_least_once, memory stor
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -75,7 +76,7 @@ def pipeline(broker: str, prefix: str, hops: int, url: str, batch_size: int) -> 
                 delivery = await target.send(key=event.key, value=event.value)
                 await delivery
 
-    for source, target in zip(topics, topics[1:], strict=False):
+    for source, target in itertools.pairwise(topics):
         forward(source, target)
 
     @app.agent(topics[-1], name="post")

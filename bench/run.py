@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -90,13 +89,13 @@ class Receiver:
                 future.set_result(now)
         return web.Response(text="ok")
 
-    async def distinct(self, count: int, timeout: float = 600) -> float:
+    async def distinct(self, count: int, limit: float = 600) -> float:
         """Wait until ``count`` distinct bodies have arrived; returns when the last did."""
         if len(self.arrivals) >= count:
             return max(self.arrivals.values())
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._waiters.append((count, future))
-        return await asyncio.wait_for(future, timeout)
+        return await asyncio.wait_for(future, limit)
 
     def reset(self) -> None:
         self.arrivals.clear()
@@ -145,7 +144,9 @@ class Bench:
         finally:
             await producer.stop()
 
-    async def paced(self, topic: str, values: list[tuple[bytes, bytes]], rate: float) -> dict[bytes, float]:
+    async def paced(
+        self, topic: str, values: list[tuple[bytes, bytes]], rate: float
+    ) -> dict[bytes, float]:
         """Produce at ``rate`` records per second; returns each record's send time by key."""
         producer = self.producer()
         await producer.start()
@@ -216,16 +217,18 @@ class Bench:
 def _triggers(count: int, severity: Severity, run: str) -> list[Trigger]:
     return [
         Trigger.create(
-            "bench", severity, reason="bench", source=TriggerSource.manual, tags={"n": f"{run}-{n}"}
+            "bench",
+            severity,
+            reason="bench",
+            source=TriggerSource.manual,
+            tags={"n": f"{run}-{n}"},
         )
         for n in range(count)
     ]
 
 
 async def _encoded(codec: AvroCodec, triggers: list[Trigger]) -> list[tuple[bytes, bytes]]:
-    return [
-        (t.trigger_id.encode(), await codec.encode("triggers", t.to_avro())) for t in triggers
-    ]
+    return [(t.key, await codec.encode("triggers", t.to_avro())) for t in triggers]
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -246,7 +249,9 @@ async def main(args: argparse.Namespace) -> None:
     receiver = Receiver()
     hook = await receiver.start()
     n = args.triggers
-    print(f"Broker {bench.bootstrap}, batch size {args.batch_size}, {n} triggers; work {bench.work}")
+    print(
+        f"Broker {bench.bootstrap}, batch size {args.batch_size}, {n} triggers; work {bench.work}"
+    )
     try:
         prefix = "bench.catcher"
         codec = AvroCodec(registry.url, prefix)
@@ -254,14 +259,16 @@ async def main(args: argparse.Namespace) -> None:
         worker = bench.worker(prefix, registry.url, hook)
         warm = _triggers(1, Severity.WARNING, "warm")
         await bench.produce(f"{prefix}.triggers", await _encoded(codec, warm))
-        await receiver.distinct(1, timeout=120)
+        await receiver.distinct(1, limit=120)
 
         # Planning: NONE triggers of new series start nothing; a firing sentinel follows.
         await bench.topics("bench.count")
         counter = bench.baseline("count", bench.bootstrap, "bench.count", str(n))
         await bench.produce("bench.count", [(b"w", b"warm-up")])
         await bench.line(counter, "ready")
-        start = await bench.produce("bench.count", [(str(i).encode(), b"x" * 200) for i in range(n)])
+        start = await bench.produce(
+            "bench.count", [(str(i).encode(), b"x" * 200) for i in range(n)]
+        )
         bare = n / (await bench.line(counter, "done") - start)
         stop_process(counter)  # type: ignore[arg-type]
         quiet = await _encoded(codec, _triggers(n, Severity.NONE, "plan"))
@@ -276,7 +283,7 @@ async def main(args: argparse.Namespace) -> None:
         pipe = bench.baseline("pipeline", bench.bootstrap, "bench.pipe3", "3", hook)
         receiver.reset()
         await bench.produce("bench.pipe3.0", [(b"w", b"warm-up")])
-        await receiver.distinct(1, timeout=120)
+        await receiver.distinct(1, limit=120)
         receiver.reset()
         start = await bench.produce(
             "bench.pipe3.0", [(str(i).encode(), f"p{i}".encode()) for i in range(n)]
@@ -295,7 +302,7 @@ async def main(args: argparse.Namespace) -> None:
         pipe = bench.baseline("pipeline", bench.bootstrap, "bench.pipe2", "2", hook)
         receiver.reset()
         await bench.produce("bench.pipe2.0", [(b"w", b"warm-up")])
-        await receiver.distinct(1, timeout=120)
+        await receiver.distinct(1, limit=120)
         receiver.reset()
         values = [(f"l{i}".encode(), f"l{i}".encode()) for i in range(count)]
         sent = await bench.paced("bench.pipe2.0", values, 100)
@@ -307,7 +314,8 @@ async def main(args: argparse.Namespace) -> None:
         receiver.reset()
         sent = await bench.paced(f"{prefix}.triggers", await _encoded(codec, triggers), 100)
         await receiver.distinct(count)
-        lat = sorted(receiver.arrivals[k.decode()] - t for k, t in sent.items())
+        ids = {t.key: t.trigger_id for t in triggers}
+        lat = sorted(receiver.arrivals[ids[k]] - t for k, t in sent.items())
         p50, p99 = _pct(lat, 50), _pct(lat, 99)
         bench.record(
             "latency at 100/s, p99 (s)",
@@ -320,7 +328,10 @@ async def main(args: argparse.Namespace) -> None:
         fill = args.fill - len(receiver.arrivals)
         if fill > 0:
             receiver.reset()
-            await bench.produce(f"{prefix}.triggers", await _encoded(codec, _triggers(fill, Severity.WARNING, "fill")))
+            await bench.produce(
+                f"{prefix}.triggers",
+                await _encoded(codec, _triggers(fill, Severity.WARNING, "fill")),
+            )
             await receiver.distinct(fill)
         stop_process(worker)
         changelog = f"{prefix.replace('.', '-')}-ledger-changelog"
@@ -330,8 +341,10 @@ async def main(args: argparse.Namespace) -> None:
         receiver.reset()
         started = time.time()
         worker = bench.worker(prefix, registry.url, hook)
-        await bench.produce(f"{prefix}.triggers", await _encoded(codec, _triggers(1, Severity.WARNING, "after")))
-        first = await receiver.distinct(1, timeout=600) - started
+        await bench.produce(
+            f"{prefix}.triggers", await _encoded(codec, _triggers(1, Severity.WARNING, "after"))
+        )
+        first = await receiver.distinct(1, limit=600) - started
         bench.record(
             f"restart with {args.fill:,} finished actions (s)",
             f"{first:.1f}",
@@ -364,7 +377,9 @@ def _pct(values: list[float], pct: float) -> float:
 
 
 async def _plain_hop(bench: Bench, count: int) -> list[float]:
-    consumer = AIOKafkaConsumer("bench.hop", bootstrap_servers=bench.bootstrap, auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(
+        "bench.hop", bootstrap_servers=bench.bootstrap, auto_offset_reset="latest"
+    )
     await consumer.start()
     arrivals: dict[bytes, float] = {}
 
@@ -377,7 +392,9 @@ async def _plain_hop(bench: Bench, count: int) -> list[float]:
     try:
         await asyncio.sleep(1)
         reader = asyncio.create_task(consume())
-        sent = await bench.paced("bench.hop", [(f"h{i}".encode(), b"x") for i in range(count)], 100)
+        sent = await bench.paced(
+            "bench.hop", [(f"h{i}".encode(), b"x") for i in range(count)], 100
+        )
         await asyncio.wait_for(reader, 120)
     finally:
         await consumer.stop()
@@ -385,7 +402,12 @@ async def _plain_hop(bench: Bench, count: int) -> list[float]:
 
 
 async def _read_all(bench: Bench, topic: str) -> int:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bench.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bench.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         partitions = consumer.assignment() or set()
@@ -405,11 +427,19 @@ async def _read_all(bench: Bench, topic: str) -> int:
 
 
 def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--triggers", type=int, default=5000, help="triggers per throughput run")
-    parser.add_argument("--fill", type=int, default=20000, help="finished actions before the restart")
-    parser.add_argument("--latency-seconds", type=int, default=10, help="seconds at 100 triggers/s")
-    parser.add_argument("--batch-size", type=int, default=16384, help="producer batch size in bytes")
+    parser.add_argument(
+        "--fill", type=int, default=20000, help="finished actions before the restart"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=int, default=10, help="seconds at 100 triggers/s"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=16384, help="producer batch size in bytes"
+    )
     asyncio.run(main(parser.parse_args()))
 
 

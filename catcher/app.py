@@ -148,15 +148,20 @@ class CatcherApp:
             owns=self._owns,
             limits=config.concurrency,
         )
-        self.intake = Intake(
-            self.context.codec, rules, self._send_json, config.series_topic, config.rules_path
-        )
         self.planning = Planning(
             rules,
             self.series_state,
             self._send_json,
             self.publisher.action_event,
             config.action_requests_topic,
+        )
+        self.intake = Intake(
+            self.context.codec,
+            rules,
+            self._send_json,
+            config.series_topic,
+            config.rules_path,
+            self.planning,
         )
         self.admission = Admission(rules, self.ledger, self.runner, config.max_trigger_age)
         self.ownership.on_revoke(self._revoked)
@@ -208,7 +213,7 @@ class CatcherApp:
                 letter.model_copy(
                     update={
                         "topic": self.config.triggers_topic,
-                        "key": entry.trigger.trigger_id.encode(),
+                        "key": entry.trigger.key,
                         "value": value,
                     }
                 )
@@ -269,12 +274,32 @@ class CatcherApp:
         handler: Callable[[Any], Awaitable[None]],
     ) -> None:
         async def consume(stream: Any) -> None:
-            async for event in stream.events():
-                await self.guard.run(
-                    event.message, stage, functools.partial(handler, event.message)
-                )
+            batches = stream.take_events(self.config.batch_max, within=self.config.batch_wait)
+            async for events in batches:
+                await self._handle_batch(events, stage, handler)
 
         self.faust.agent(topic, name=name)(consume)
+
+    async def _handle_batch(
+        self,
+        events: list[Any],
+        stage: DeadLetterStage,
+        handler: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        """Handle a batch: records of one key in order, different keys together.
+
+        The batch is acknowledged (and its offsets may be committed) only once every record
+        in it is handled or dead-lettered.
+        """
+        by_key: dict[Any, list[Any]] = {}
+        for event in events:
+            by_key.setdefault(event.message.key, []).append(event.message)
+
+        async def in_order(messages: list[Any]) -> None:
+            for message in messages:
+                await self.guard.run(message, stage, functools.partial(handler, message))
+
+        await asyncio.gather(*(in_order(messages) for messages in by_key.values()))
 
     def _wire_agents(self) -> None:
         self._agent(
@@ -330,7 +355,7 @@ class CatcherApp:
     # -- handlers: decode, then ask a service -------------------------------------------------
 
     async def _on_trigger(self, message: Any) -> None:
-        await self.intake.handle(message.value)
+        await self.intake.handle(message.key, message.value, message.partition)
 
     async def _on_series(self, message: Any) -> None:
         internal = parse_internal(_json(message.value))

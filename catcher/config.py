@@ -314,6 +314,17 @@ class Config(BaseSettings):
         description="Seconds between two scans for unfinished actions, history events to"
         " send again and ledger entries past their retention.",
     )
+    batch_max: int = Field(
+        200,
+        ge=1,
+        description="Most records an agent takes at once; records of different keys in a"
+        " batch are handled together, those of one key in order.",
+    )
+    batch_wait: float = Field(
+        0.05,
+        gt=0,
+        description="Longest wait, in seconds, for a batch to fill before it is handled.",
+    )
     ledger_retention: Duration = Field(
         timedelta(days=7),
         description="How long a finished action stays in the ledger (then it is tombstoned);"

@@ -131,6 +131,16 @@ class Trigger(BaseModel):
         """Key of the rule and series this trigger belongs to."""
         return f"{self.rule_id}|{series_key(self.tags)}"
 
+    @property
+    def key(self) -> bytes:
+        """Kafka key of the trigger record: its rule and series.
+
+        A record so keyed lands in the partition that plans its series and is planned
+        there; one keyed otherwise (by another producer) is re-keyed through the internal
+        series topic first.
+        """
+        return self.series.encode()
+
     def to_avro(self) -> dict[str, Any]:
         """The record as fastavro writes it."""
         record = self.model_dump()

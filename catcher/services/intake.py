@@ -1,16 +1,18 @@
 """Intake: a trigger record from the triggers topic, decoded, checked and routed.
 
 The record is Confluent-framed Avro; a trigger that decodes, validates and names a loaded
-rule goes on to the owner of its rule and series (the internal series topic, keyed by rule
-and series). Anything else is rejected with :class:`Unprocessable` and dead-lettered by the
-guard; a Schema Registry that cannot be reached is left to the guard to retry.
+rule is planned: at once when the record is keyed by its rule and series (it is then in
+the partition that owns the series), or by the owner of its series after the internal
+series topic (keyed by rule and series) when another producer keyed it otherwise.
+Anything else is rejected with :class:`Unprocessable` and dead-lettered by the guard; a
+Schema Registry that cannot be reached is left to the guard to retry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -21,6 +23,9 @@ from ..models.records import Trigger, TriggerMessage
 from ..models.rules import RuleSet
 from .guard import Unprocessable, describe
 
+if TYPE_CHECKING:
+    from .planning import Planning
+
 __all__ = ["Intake", "SendJson"]
 
 SendJson = Callable[[str, str, dict[str, Any]], Awaitable[None]]
@@ -30,14 +35,16 @@ SendJson = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 class Intake:
     """Decodes trigger records and routes them to their series' owner."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the collaborators, each named at the call
         self,
         codec: AvroCodec,
         rules: RuleSet,
         send: SendJson,
         series_topic: str,
         rules_path: Path,
+        planning: Planning,
     ) -> None:
+        self._planning = planning
         self._codec = codec
         self._rules = rules
         self._send = send
@@ -67,8 +74,12 @@ class Intake:
                 "ValidationError",
             ) from exc
 
-    async def handle(self, value: Any) -> None:
-        """Decode one record and send it on to the owner of its rule and series."""
+    async def handle(self, key: Any, value: Any, partition: int) -> None:
+        """Decode one record; plan it here when keyed by its series, else send it on.
+
+        A record keyed by its rule and series (Catcher's own producers) is in the partition
+        that owns the series, so it is planned at once, without the re-keying hop.
+        """
         trigger = await self.decode(value)
         if self._rules.get(trigger.rule_id) is None:
             raise Unprocessable(
@@ -78,6 +89,9 @@ class Intake:
                 rule_id=trigger.rule_id,
                 trigger_id=trigger.trigger_id,
             )
+        if key == trigger.key:
+            await self._planning.handle(trigger, partition)
+            return
         await self._send(
             self._series_topic, trigger.series, TriggerMessage(trigger=trigger).to_json()
         )

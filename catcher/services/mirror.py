@@ -210,7 +210,7 @@ class Mirror:
                 checkpoint.published[str(trigger_id)] = int(row["time"])
                 continue
             value = await self._codec.encode("triggers", trigger.to_avro())
-            await self._send(self._topic, trigger.trigger_id.encode(), value)
+            await self._send(self._topic, trigger.key, value)
             checkpoint.published[trigger.trigger_id] = int(row["time"])
             published += 1
         if rows:

@@ -35,7 +35,7 @@ async def publish_trigger(config: Config, trigger: Trigger) -> None:
     producer = make_producer(config)
     await producer.start()
     try:
-        await producer.send_and_wait(config.triggers_topic, value, key=trigger.trigger_id.encode())
+        await producer.send_and_wait(config.triggers_topic, value, key=trigger.key)
     finally:
         await producer.stop()
 

@@ -9,6 +9,8 @@ actions again, which the ledger makes harmless.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -48,9 +50,18 @@ class Planning:
         self._send = send
         self._record = record
         self._requests_topic = requests_topic
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     async def handle(self, trigger: Trigger, partition: int) -> None:
-        """Plan one trigger of a series held in ``partition`` of the series topic."""
+        """Plan one trigger of a series held in ``partition`` (triggers or series topic).
+
+        Triggers of one series are planned one at a time, whichever agent brings them.
+        """
+        lock = self._locks.setdefault(trigger.series, asyncio.Lock())
+        async with lock:
+            await self._plan(trigger, partition)
+
+    async def _plan(self, trigger: Trigger, partition: int) -> None:
         rule = self._rules.get(trigger.rule_id)
         if rule is None:  # checked at intake; rules are fixed for the life of the process
             return

@@ -4,9 +4,10 @@ Every write is on the changelog (in the partition of the action's request) befor
 visible and before the call returns; then its history event is sent to the actions topic.
 A crash between the two would leave a state the history never shows, so each entry says
 whether its event is known to be sent (``published``): the entry is written with
-``published: false``, the event is sent, and a mark ``published: true`` follows without
-waiting. After a restart, entries still unpublished have their event sent again (a
-duplicate history event is possible after a crash; a missing one is not).
+``published: false``, the event is sent, and for a final state a mark ``published: true``
+follows without waiting. After a restart, the entries not marked (unfinished actions, and
+final states whose mark was lost) have their current event sent again: a duplicate history
+event is possible after a restart; a missing one is not.
 
 The ledger keeps indexes so that periodic work never reads the whole table: the
 unfinished actions (to resume), the unpublished ones (to send again) and the finished ones
@@ -113,9 +114,12 @@ class Ledger:
 
     async def _publish(self, entry: LedgerEntry) -> None:
         await self._on_change(entry)
+        # Only a final state is marked: an unfinished action is written again soon, and
+        # after a restart its current event is sent once more.
         value = {**entry.to_json(), "published": True}
         current = self._table.get(entry.action_id)
-        if current is not None and current.get("updated") == value["updated"]:
+        fresh = current is not None and current.get("updated") == value["updated"]
+        if entry.state.terminal and fresh:
             self._table.put_soon(entry.partition, entry.action_id, value)
         self._unpublished.discard(entry.action_id)
 

@@ -61,7 +61,7 @@ async def triggers(stack: Stack) -> list[Trigger]:
     found = []
     for message in await read_topic(config, config.triggers_topic):
         trigger = Trigger.from_avro(await codec.decode("triggers", message.value))
-        assert message.key == trigger.trigger_id.encode()
+        assert message.key == trigger.key
         found.append(trigger)
     return found
 

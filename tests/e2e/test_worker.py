@@ -185,8 +185,9 @@ async def test_worker_killed_during_submission_resubmits_and_says_so(stack: Stac
     resubmitted = [
         e for e in events if e.action_id == report and e.state == ActionState.submitting
     ]
-    assert [e.message for e in resubmitted] == [None, "resubmitted after uncertain outcome"]
-    assert [e.attempt for e in resubmitted] == [1, 2]
+    # After a restart, an unfinished action's current event may be sent once more.
+    attempts = list(dict.fromkeys((e.attempt, e.message) for e in resubmitted))
+    assert attempts == [(1, None), (2, "resubmitted after uncertain outcome")]
 
 
 async def test_service_down_then_up_is_retried_to_success(stack: Stack) -> None:
@@ -266,7 +267,8 @@ async def test_malformed_records_are_dead_lettered_and_the_next_is_processed(sta
         lambda: _at_least(stack.dead_letters, 3), what="three dead letters"
     )
     assert len(letters) == 3
-    junk, bad_body, unknown_rule = letters
+    by_key = {letter.key: letter for letter in letters}  # different keys: in no set order
+    junk, bad_body, unknown_rule = by_key[b"junk-key"], by_key[b"bad-body"], by_key[unknown.key]
     assert junk.stage == DeadLetterStage.decode
     assert "not the Confluent magic byte 0" in junk.reason
     assert (junk.key, junk.value) == (b"junk-key", b"not avro at all")
@@ -335,16 +337,28 @@ async def test_edges_and_cooldown(stack: Stack) -> None:
     # A different series is judged on its own: its first WARNING pages.
     other = await stack.publish("dome-wind", Severity.WARNING, tags={"salIndex": "2"})
     await run_sentinel(stack)
-    texts = [b["text"] for b in stack.webhook.bodies()]
-    assert texts[:-1] == [
-        "page WARNING",
-        "escalate CRITICAL",
-        "recovered SERIOUS",
-        "recovered NONE",
-        "page WARNING",
-    ]
-    assert texts[-1] == "sentinel"
+    # Actions of different triggers run side by side: their calls arrive in no set order.
+    texts = sorted(b["text"] for b in stack.webhook.bodies())
+    assert texts == sorted(
+        [
+            "page WARNING",  # salIndex 1
+            "escalate CRITICAL",
+            "recovered SERIOUS",
+            "recovered NONE",
+            "page WARNING",  # salIndex 2
+            "sentinel",
+        ]
+    )
     events = await stack.history()
+    succeeded = {e.trigger_id: e.action_name for e in events if e.state == "succeeded"}
+    assert [succeeded.get(t.trigger_id) for t in triggers] == [
+        "page",
+        None,
+        "escalate",
+        "recovered",
+        "recovered",
+        None,
+    ]
     suppressed = [e for e in events if e.state == ActionState.suppressed]
     assert [(e.trigger_id, e.action_name) for e in suppressed] == [
         (triggers[2].trigger_id, "page"),

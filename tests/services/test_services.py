@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -102,23 +103,32 @@ async def test_intake_routes_a_trigger_to_its_series_and_rejects_the_rest() -> N
     sent = Sent()
     async with FakeSchemaRegistry() as registry:
         codec = AvroCodec(registry.url, "lsst.catcher")
-        intake = Intake(codec, RULES, sent, "series", rules_path="rules")  # type: ignore[arg-type]
+        planned: list[tuple[Trigger, int]] = []
+
+        class Planner:
+            async def handle(self, trigger: Trigger, partition: int) -> None:
+                planned.append((trigger, partition))
+
+        intake = Intake(codec, RULES, sent, "series", Path("rules"), Planner())  # type: ignore[arg-type]
         trigger = _trigger()
-        await intake.handle(await codec.encode("triggers", trigger.to_avro()))
+        encoded = await codec.encode("triggers", trigger.to_avro())
+        await intake.handle(trigger.trigger_id.encode(), encoded, 2)  # another producer's key
         assert sent.records == [
             ("series", "r|salIndex=1", TriggerMessage(trigger=trigger).to_json())
         ]
+        await intake.handle(trigger.key, encoded, 2)  # keyed by its series: planned here
+        assert planned == [(trigger, 2)]
         unknown = Trigger.create("nope", Severity.WARNING, reason="x", source=TriggerSource.manual)
         with pytest.raises(Unprocessable) as rejected:
-            await intake.handle(await codec.encode("triggers", unknown.to_avro()))
+            await intake.handle(b"k", await codec.encode("triggers", unknown.to_avro()), 0)
         assert (rejected.value.stage, rejected.value.error_type) == (
             DeadLetterStage.plan,
             "UnknownRule",
         )
         with pytest.raises(Unprocessable, match="not the Confluent magic byte"):
-            await intake.handle(b"junk record")
+            await intake.handle(b"k", b"junk record", 0)
         with pytest.raises(Unprocessable, match="no value"):
-            await intake.handle(None)
+            await intake.handle(b"k", None, 0)
     assert len(sent.records) == 1
 
 

@@ -178,9 +178,7 @@ class Stack:
         try:
             for trigger in triggers:
                 value = await self.encode_trigger(trigger)
-                await producer.send_and_wait(
-                    config.triggers_topic, value, key=trigger.trigger_id.encode()
-                )
+                await producer.send_and_wait(config.triggers_topic, value, key=trigger.key)
         finally:
             await producer.stop()
 
