@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections import Counter
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -110,8 +111,13 @@ async def test_oversized_and_foreign_records_are_dead_lettered(stack: Stack) -> 
         ).to_avro(),
     )
     await stack.publish_raw(b"foreign", foreign)
-    await _sentinel(stack)
-    letters = await stack.dead_letters()
+    await _sentinel(stack)  # records of other keys may still be in hand: wait for both
+
+    async def two_letters() -> list[Any] | None:
+        found = await stack.dead_letters()
+        return found if len(found) >= 2 else None
+
+    letters = await stack.wait_for(two_letters, what="two dead letters")
     by_key = {letter.key: letter for letter in letters}  # records of different keys
     assert sorted(by_key) == [b"foreign", b"huge"]  # are handled together, in no set order
     assert len(letters) == 2
@@ -260,9 +266,12 @@ async def test_old_triggers_are_recorded_expired_and_not_run(stack: Stack) -> No
     late = await stack.publish(
         "fire", Severity.CRITICAL, tags={"n": "late"}, time=utcnow() - timedelta(minutes=2)
     )
-    await _sentinel(stack)
-    events = await stack.history()
     old_notify = make_action_id(old.trigger_id, "notify")
+    late_ids = [make_action_id(late.trigger_id, name) for name in ("late", "notify")]
+    events = await stack.wait_history(
+        lambda ev: all(finished(ev, a) for a in [old_notify, *late_ids]), what="the outcomes"
+    )
+    await _sentinel(stack)
     assert states(events, old_notify) == ["expired"]
     expired = next(e for e in events if e.action_id == old_notify)
     assert "older than the maximum age of 6:00:00" in (expired.message or "")
