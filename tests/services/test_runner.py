@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from support.tables import MemoryTable
 
 from catcher.actions.base import Executor, JobStatus, Submission
 from catcher.exceptions import PermanentActionError, RetryableActionError
@@ -16,18 +17,6 @@ from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
 from catcher.services.runner import ActionRunner
 from catcher.storage.ledger import Ledger
-
-
-class MemoryTable:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-        self.changelog: list[tuple[int | None, str, Any]] = []
-
-    def send_changelog(self, partition: int | None, key: Any, value: Any) -> asyncio.Future[None]:
-        self.changelog.append((partition, key, value))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
-        return future
 
 
 class Scripted(Executor[Any]):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from support.tables import MemoryTable
 
 from catcher.actions.base import Executor, Submission
 from catcher.avro import AvroCodec
@@ -55,18 +56,6 @@ RULES = RuleSet(
         )
     ]
 )
-
-
-class Table:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-        self.changelog: list[tuple[int | None, str, Any]] = []
-
-    def send_changelog(self, partition: int | None, key: Any, value: Any) -> asyncio.Future[None]:
-        self.changelog.append((partition, key, value))
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
-        return future
 
 
 class Sent:
@@ -134,7 +123,7 @@ async def test_intake_routes_a_trigger_to_its_series_and_rejects_the_rest() -> N
 
 @pytest.mark.asyncio
 async def test_planning_writes_the_state_then_requests_and_records_suppressions() -> None:
-    table = Table()
+    table = MemoryTable()
     sent = Sent()
     events: list[ActionEvent] = []
 
@@ -181,7 +170,7 @@ async def test_admission_runs_once_skips_finished_and_expires_old_triggers() -> 
     async def ignore(*_args: Any) -> None:
         return None
 
-    ledger = Ledger(Table(), record)
+    ledger = Ledger(MemoryTable(), record)
     executor = Done()
     runner = ActionRunner(
         ledger=ledger,
