@@ -5,6 +5,9 @@
         {"done": t} at the N-th record after it.
     python bench/baselines.py pipeline BROKER PREFIX HOPS URL
         HOPS agents in a chain (each send awaited); the last POSTs the record's text to URL.
+    python bench/baselines.py table BROKER APP_ID TOPIC PARTITIONS
+        one agent and a table named "table" (so its changelog is APP_ID-table-changelog),
+        recovered at start; prints {"first": t} when the first record of TOPIC arrives.
 
 Both use the same Faust settings as Catcher's worker (at_least_once, memory store).
 """
@@ -88,11 +91,28 @@ def pipeline(broker: str, prefix: str, hops: int, url: str, batch_size: int) -> 
     app.main()
 
 
+def table(broker: str, app_id: str, topic_name: str, partitions: int, batch_size: int) -> None:
+    """Recover a table like Catcher's ledger (text keys, JSON values), then consume."""
+    app = _app(app_id, broker, batch_size)
+    topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+    store = app.Table("table", default=None, partitions=partitions, key_type=str)
+
+    @app.agent(topic)
+    async def consume(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            store[event.key.decode()] = {"seen": True}
+            _say({"first": time.time(), "entries": len(store)})
+
+    app.main()
+
+
 if __name__ == "__main__":
     kind, broker, *rest = sys.argv[1:]
     batch = int(rest.pop())
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
     if kind == "count":
         count(broker, rest[0], int(rest[1]), batch)
+    elif kind == "table":
+        table(broker, rest[0], rest[1], int(rest[2]), batch)
     else:
         pipeline(broker, rest[0], int(rest[1]), rest[2], batch)

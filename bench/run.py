@@ -13,8 +13,11 @@ loopback, then measures, each against a baseline measured in the same run:
 - latency at 100 triggers/s, produce to POST: p50 and p99, against a bare two-agent Faust
   pipeline and one plain broker hop (aiokafka producer to consumer);
 - restart with --fill finished actions in the ledger, process start to the first new POST,
-  against a raw read of the ledger changelog;
-- idle CPU (share of one core over 10 s) and RSS of the worker holding those actions.
+  against the restart of a bare Faust app whose table recovers the same changelog records
+  (start to its first record), with a raw read of the changelog and a plain consumer's
+  group join for scale;
+- idle CPU (share of one core over 10 s) and RSS of the worker holding those actions,
+  against the bare Faust app holding the same table.
 
 Not run in CI: the figures are ratios, so that a shared, noisy machine still compares
 like with like. ``--batch-size 16`` is the one-record-batch workaround the tests use for
@@ -144,6 +147,21 @@ class Bench:
         finally:
             await producer.stop()
 
+    async def produce_to_partitions(
+        self, topic: str, records: list[tuple[int, bytes, bytes]]
+    ) -> None:
+        """Produce (partition, key, value) records as they are."""
+        producer = self.producer()
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(topic, value, key=key, partition=partition)
+                for partition, key, value in records
+            ]
+            await asyncio.gather(*futures)
+        finally:
+            await producer.stop()
+
     async def paced(
         self, topic: str, values: list[tuple[bytes, bytes]], rate: float
     ) -> dict[bytes, float]:
@@ -185,7 +203,7 @@ class Bench:
             CATCHER_TOPIC_PREFIX=prefix,
             CATCHER_APP_ID=prefix.replace(".", "-"),
             CATCHER_PRODUCER_MAX_BATCH_SIZE=str(self.args.batch_size),
-            CATCHER_LOG_LEVEL="WARNING",
+            CATCHER_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             CATCHER_DATA_DIR=str(self.work / "data"),
             BENCH_WEBHOOK_URL=hook,
         )
@@ -345,22 +363,41 @@ async def main(args: argparse.Namespace) -> None:
             f"{prefix}.triggers", await _encoded(codec, _triggers(1, Severity.WARNING, "after"))
         )
         first = await receiver.distinct(1, limit=600) - started
+        idle, rss = await _idle(worker.pid)
+        stop_process(worker)
+
+        # The same restart of a bare Faust app whose table recovers the same records.
+        await bench.topics("bench-table-table-changelog", "bench.table-in")
+        await bench.produce_to_partitions("bench-table-table-changelog", records)
+        bare_first = 0.0
+        for run in range(2):  # the first run joins the group; the second is the restart
+            started = time.time()
+            table = bench.baseline("table", bench.bootstrap, "bench-table", "bench.table-in", "1")
+            await bench.produce("bench.table-in", [(f"k{run}".encode(), b"x")])
+            bare_first = await bench.line(table, "first") - started
+            if run == 0:
+                stop_process(table)  # type: ignore[arg-type]
+        bare_idle, bare_rss = await _idle(table.pid)
+        stop_process(table)  # type: ignore[arg-type]
+        join = await _group_join(bench)
         bench.record(
             f"restart with {args.fill:,} finished actions (s)",
             f"{first:.1f}",
-            f"raw read of {records:,} changelog records {raw:.1f}",
-            first / raw,
+            f"bare Faust app recovering the same {len(records):,} changelog records"
+            f" {bare_first:.1f}; raw read {raw:.1f}; a plain consumer's group join {join:.1f}",
+            first / bare_first,
         )
-        await asyncio.sleep(5)
-        cpu = _cpu_seconds(worker.pid)
-        await asyncio.sleep(10)
-        idle = (_cpu_seconds(worker.pid) - cpu) / 10
+        bench.record(
+            "RSS after the restart (MiB)",
+            f"{rss:.0f}",
+            f"bare Faust app holding the same table {bare_rss:.0f}",
+            rss / bare_rss,
+        )
         bench.extra.append(
-            f"idle CPU {idle:.1%} of a core, RSS {_rss_mib(worker.pid):.0f} MiB"
-            f" with {args.fill:,} finished actions"
+            f"idle CPU: Catcher {idle:.1%} of a core, bare Faust {bare_idle:.1%},"
+            f" each holding {args.fill:,} finished actions"
         )
         print(f"  {bench.extra[-1]}", flush=True)
-        stop_process(worker)
     finally:
         await receiver.stop()
         await registry.stop()
@@ -401,7 +438,36 @@ async def _plain_hop(bench: Bench, count: int) -> list[float]:
     return sorted(arrivals[k] - t for k, t in sent.items())
 
 
-async def _read_all(bench: Bench, topic: str) -> int:
+async def _idle(pid: int) -> tuple[float, float]:
+    """Share of a core over 10 s after 5 s of rest, and RSS in MiB."""
+    await asyncio.sleep(5)
+    cpu = _cpu_seconds(pid)
+    await asyncio.sleep(10)
+    return (_cpu_seconds(pid) - cpu) / 10, _rss_mib(pid)
+
+
+async def _group_join(bench: Bench) -> float:
+    """Seconds a plain aiokafka consumer takes to join a new group and get its partitions."""
+    consumer = AIOKafkaConsumer(
+        "bench.table-in",
+        bootstrap_servers=bench.bootstrap,
+        group_id=f"bench-join-{time.time_ns()}",
+        session_timeout_ms=10000,
+        heartbeat_interval_ms=1000,
+    )
+    started = time.time()
+    await consumer.start()
+    try:
+        assigned = consumer.assignment()
+        while not assigned:
+            await asyncio.sleep(0.01)
+            assigned = consumer.assignment()
+        return time.time() - started
+    finally:
+        await consumer.stop()
+
+
+async def _read_all(bench: Bench, topic: str) -> list[tuple[int, bytes, bytes]]:
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bench.bootstrap,
@@ -415,13 +481,14 @@ async def _read_all(bench: Bench, topic: str) -> int:
             await asyncio.sleep(0.05)
             partitions = consumer.assignment()
         end = await consumer.end_offsets(list(partitions))
-        total = 0
+        records: list[tuple[int, bytes, bytes]] = []
         remaining = set(partitions)
         while remaining:
             batch = await consumer.getmany(timeout_ms=500)
-            total += sum(len(v) for v in batch.values())
+            for messages in batch.values():
+                records.extend((m.partition, m.key or b"", m.value or b"") for m in messages)
             remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
-        return total
+        return records
     finally:
         await consumer.stop()
 

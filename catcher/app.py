@@ -37,8 +37,6 @@ from .models.enums import DeadLetterStage
 from .models.records import (
     ActionRequest,
     CancelRequest,
-    DeadLetter,
-    LedgerEntry,
     TriggerMessage,
     parse_internal,
 )
@@ -133,6 +131,7 @@ class CatcherApp:
             config.actions_topic,
             config.deadletter_topic,
             max_record_size=config.producer_max_request_size,
+            triggers_topic=config.triggers_topic,
         )
         self.guard = Guard(self.publisher.dead_letter, Backoff)
         self.ownership = Ownership()
@@ -144,8 +143,9 @@ class CatcherApp:
             policy=self.context.policy,
             poll_interval=config.poll_interval,
             poll_timeout=config.poll_timeout,
-            dead_letter=self._action_dead_letter,
-            owns=self._owns,
+            failures=self.publisher,
+            ownership=self.ownership,
+            topic=config.action_requests_topic,
             limits=config.concurrency,
         )
         self.planning = Planning(
@@ -164,7 +164,6 @@ class CatcherApp:
             self.planning,
         )
         self.admission = Admission(rules, self.ledger, self.runner, config.max_trigger_age)
-        self.ownership.on_revoke(self._revoked)
         self._wire()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -192,34 +191,12 @@ class CatcherApp:
     async def _send_json(self, topic: str, key: str, value: dict[str, Any]) -> None:
         await self._send(topic, key.encode(), json.dumps(value).encode())
 
-    def _owns(self, entry: LedgerEntry) -> bool:
-        return self._owns_partition(entry.partition)
-
     def _owns_partition(self, partition: int) -> bool:
         return self.ownership.owns(self.config.action_requests_topic, partition)
-
-    def _revoked(self, topic: str, partitions: set[int]) -> None:
-        if topic == self.config.action_requests_topic:
-            self.runner.release(partitions)
 
     def _ready(self) -> bool:
         recovery = self.faust.tables.recovery  # type: ignore[attr-defined]
         return not self.faust.rebalancing and recovery.completed.is_set()
-
-    async def _action_dead_letter(self, letter: DeadLetter, entry: LedgerEntry) -> None:
-        async def write() -> None:
-            value = await self.context.codec.encode("triggers", entry.trigger.to_avro())
-            await self.publisher.dead_letter(
-                letter.model_copy(
-                    update={
-                        "topic": self.config.triggers_topic,
-                        "key": entry.trigger.key,
-                        "value": value,
-                    }
-                )
-            )
-
-        await keep_trying("Writing the dead letter of a failed action", write)
 
     # -- agents -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import structlog
 from ..avro import AvroCodec
 from ..models.records import ActionEvent, DeadLetter, LedgerEntry
 from ..redact import mask
+from .guard import keep_trying
 
 __all__ = ["Publisher", "Send"]
 
@@ -30,13 +31,16 @@ class Publisher:
         send: Send,
         actions_topic: str,
         deadletter_topic: str,
+        *,
         max_record_size: int = 1048576,
+        triggers_topic: str = "",
     ) -> None:
         self._codec = codec
         self._send = send
         self._actions_topic = actions_topic
         self._deadletter_topic = deadletter_topic
         self._max_record_size = max_record_size
+        self._triggers_topic = triggers_topic
 
     async def action_event(self, event: ActionEvent) -> None:
         """Record one state change of an action (registered secrets masked)."""
@@ -48,6 +52,27 @@ class Publisher:
     async def entry_changed(self, entry: LedgerEntry) -> None:
         """Record the ledger entry's new state."""
         await self.action_event(ActionEvent.from_entry(entry))
+
+    async def action_failed(self, letter: DeadLetter, entry: LedgerEntry) -> None:
+        """Dead-letter a failed action with its trigger, so that it can be replayed.
+
+        The trigger is encoded again as the triggers topic holds it and keyed as Catcher
+        keys triggers; a broker that does not answer is waited for, never given up on.
+        """
+
+        async def write() -> None:
+            value = await self._codec.encode("triggers", entry.trigger.to_avro())
+            await self.dead_letter(
+                letter.model_copy(
+                    update={
+                        "topic": self._triggers_topic,
+                        "key": entry.trigger.key,
+                        "value": value,
+                    }
+                )
+            )
+
+        await keep_trying("Writing the dead letter of a failed action", write)
 
     async def dead_letter(self, letter: DeadLetter) -> None:
         """Record what could not be decoded, planned or done, and why.

@@ -32,7 +32,7 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -44,14 +44,17 @@ from ..models.rules import RuleSet
 from ..redact import brief
 from ..retry import RetryPolicy
 from ..storage.ledger import Ledger
+from ..storage.tables import Ownership
 
 __all__ = ["ActionRunner"]
 
 logger = structlog.get_logger("catcher")
 
 
-def _always(_entry: LedgerEntry) -> bool:
-    return True
+class FailureSink(Protocol):
+    """Where a failed action's dead letter goes (:meth:`Publisher.action_failed`)."""
+
+    async def action_failed(self, letter: DeadLetter, entry: LedgerEntry) -> None: ...
 
 
 ServiceCall = Callable[[Any, LedgerEntry], Awaitable[Any]]
@@ -83,18 +86,27 @@ class ActionRunner:
         policy: RetryPolicy,
         poll_interval: float,
         poll_timeout: float,
-        dead_letter: Callable[[DeadLetter, LedgerEntry], Awaitable[None]],
-        owns: Callable[[LedgerEntry], bool] | None = None,
+        failures: FailureSink,
+        ownership: Ownership | None = None,
+        topic: str = "",
         limits: Mapping[str, int] | None = None,
     ) -> None:
+        """Drive actions; ``failures`` takes the dead letters of failed actions.
+
+        ``ownership`` says which partitions of ``topic`` (the action requests) this worker
+        holds; without it every action is this worker's (tools and tests).
+        """
         self._ledger = ledger
         self._rules = rules
         self._executors = executors
         self._policy = policy
         self._poll_interval = poll_interval
         self._poll_timeout = timedelta(seconds=poll_timeout)
-        self._dead_letter = dead_letter
-        self._owns: Callable[[LedgerEntry], bool] = owns or _always
+        self._failures = failures
+        self._ownership = ownership
+        self._topic = topic
+        if ownership is not None:
+            ownership.on_revoke(self._revoked)
         self._limits = {kind: asyncio.Semaphore(n) for kind, n in (limits or {}).items()}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._partitions: dict[str, int] = {}
@@ -124,6 +136,13 @@ class ActionRunner:
             self._partitions.pop(action_id, None)
         if not task.cancelled() and task.exception() is not None:
             logger.error("Action task crashed", action_id=action_id, error=repr(task.exception()))
+
+    def _owns(self, entry: LedgerEntry) -> bool:
+        return self._ownership is None or self._ownership.owns(self._topic, entry.partition)
+
+    def _revoked(self, topic: str, partitions: set[int]) -> None:
+        if topic == self._topic:
+            self.release(partitions)
 
     def release(self, partitions: Iterable[int]) -> int:
         """Cancel the tasks of actions in partitions this worker lost; returns how many."""
@@ -403,7 +422,7 @@ class ActionRunner:
             entry, state=ActionState.failed, message=message, link=link or entry.link
         )
         logger.error("Action failed", action_id=entry.action_id, reason=message)
-        await self._dead_letter(
+        await self._failures.action_failed(
             DeadLetter(
                 stage=DeadLetterStage.execute,
                 reason=message,

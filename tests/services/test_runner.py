@@ -17,6 +17,7 @@ from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
 from catcher.services.runner import ActionRunner
 from catcher.storage.ledger import Ledger
+from catcher.storage.tables import Ownership
 
 
 class Scripted(Executor[Any]):
@@ -65,6 +66,8 @@ class Scripted(Executor[Any]):
         return f"job {entry.job_id} aborted." if self.runtime is not None else None
 
 
+TOPIC = "catcher.internal.action-requests"
+
 RULES = RuleSet(
     [
         Rule.model_validate(
@@ -87,7 +90,7 @@ async def run(
     attempt: int = 0,
     cancel_after: float | None = None,
     cancel_requested: bool = False,
-    owns: Any = None,
+    ownership: Ownership | None = None,
     submitted_ago: timedelta | None = None,
 ) -> tuple[list[LedgerEntry], list[DeadLetter]]:
     table = MemoryTable()
@@ -96,9 +99,6 @@ async def run(
 
     async def record(entry: LedgerEntry) -> None:
         history.append(entry)
-
-    async def dead(letter: DeadLetter, entry: LedgerEntry) -> None:
-        letters.append(letter)
 
     ledger = Ledger(table, record)
     trigger = Trigger.create("r", Severity.WARNING, reason="x", source=TriggerSource.manual)
@@ -123,15 +123,19 @@ async def run(
         or RetryPolicy(attempts=3, backoff_initial=0.01, attempt_timeout=0.5, deadline=5),
         poll_interval=0.01,
         poll_timeout=poll_timeout,
-        dead_letter=dead,
-        owns=owns,
+        failures=Letters(letters),
+        ownership=ownership,
+        topic=TOPIC,
     )
     runner.ensure(entry)
     if cancel_after is not None:
         await asyncio.sleep(cancel_after)
         runner.cancel(entry.action_id, "tester")
     while runner._tasks:
-        await asyncio.wait_for(asyncio.gather(*runner._tasks.values()), timeout=10)
+        done = asyncio.gather(*runner._tasks.values(), return_exceptions=True)
+        for result in await asyncio.wait_for(done, timeout=10):
+            # A revoked partition cancels its tasks; nothing else may end one with an error.
+            assert result is None or isinstance(result, asyncio.CancelledError), result
     # Every state durably written before its history event; a final one marked as published.
     states = [v for _, _, v in table.changelog if not v["published"]]
     marks = [v for _, _, v in table.changelog if v["published"]]
@@ -351,19 +355,31 @@ async def test_a_malformed_poll_answer_fails_the_action_with_the_reason() -> Non
 
 @pytest.mark.asyncio
 async def test_the_old_owner_sends_nothing_once_its_partition_is_revoked() -> None:
-    owner = {"owns": True}
+    ownership = Ownership()
+    ownership.assign([(TOPIC, 0)])
     executor = Scripted([RetryableActionError("HTTP 503."), Submission(done=True, message="ok")])
     policy = RetryPolicy(attempts=5, backoff_initial=0.3, jitter=0, deadline=5)
 
     async def revoke_during_backoff() -> None:
         await asyncio.sleep(0.1)
-        owner["owns"] = False
+        ownership.revoke([(TOPIC, 0)])
 
     revoking = asyncio.create_task(revoke_during_backoff())
-    history, letters = await run(executor, policy=policy, owns=lambda _entry: owner["owns"])
+    history, letters = await run(executor, policy=policy, ownership=ownership)
     await revoking
     assert executor.calls == ["submit"]  # the second attempt is the new owner's to make
     assert [e.state for e in history] == ["submitting", "retrying"]
+    assert letters == []
+
+
+@pytest.mark.asyncio
+async def test_an_action_of_a_partition_this_worker_does_not_hold_calls_nothing() -> None:
+    ownership = Ownership()
+    ownership.assign([(TOPIC, 1)])  # the action's request is in partition 0
+    executor = Scripted([Submission(done=True, message="ok")])
+    history, letters = await run(executor, ownership=ownership)
+    assert executor.calls == []
+    assert history == []
     assert letters == []
 
 
@@ -376,7 +392,7 @@ def _runner(executor: Executor[Any], limits: dict[str, int] | None = None) -> Ac
         policy=RetryPolicy(attempt_timeout=5),
         poll_interval=0.01,
         poll_timeout=60,
-        dead_letter=_ignore_letter,
+        failures=Letters([]),
         limits=limits,
     )
 
@@ -435,5 +451,11 @@ async def _ignore(_entry: LedgerEntry) -> None:
     return None
 
 
-async def _ignore_letter(_letter: DeadLetter, _entry: LedgerEntry) -> None:
-    return None
+class Letters:
+    """Collects the dead letters of failed actions."""
+
+    def __init__(self, letters: list[DeadLetter]) -> None:
+        self.letters = letters
+
+    async def action_failed(self, letter: DeadLetter, _entry: LedgerEntry) -> None:
+        self.letters.append(letter)

@@ -19,6 +19,7 @@ from catcher.models.records import (
     ActionEvent,
     ActionRequest,
     CancelRequest,
+    DeadLetter,
     LedgerEntry,
     Trigger,
     TriggerMessage,
@@ -167,9 +168,6 @@ async def test_admission_runs_once_skips_finished_and_expires_old_triggers() -> 
     async def record(entry: LedgerEntry) -> None:
         states.append((entry.action_name, entry.state.value))
 
-    async def ignore(*_args: Any) -> None:
-        return None
-
     ledger = Ledger(MemoryTable(), record)
     executor = Done()
     runner = ActionRunner(
@@ -179,7 +177,7 @@ async def test_admission_runs_once_skips_finished_and_expires_old_triggers() -> 
         policy=RetryPolicy(),
         poll_interval=0.01,
         poll_timeout=60,
-        dead_letter=ignore,
+        failures=Failures(),
     )
     admission = Admission(RULES, ledger, runner, timedelta(hours=6))
     trigger = _trigger(Severity.CRITICAL, time=utcnow() - timedelta(minutes=2))
@@ -204,3 +202,10 @@ async def test_admission_runs_once_skips_finished_and_expires_old_triggers() -> 
     ]
     admission.cancel(CancelRequest(action_id=request.action_id, requested_by="me"))
     assert runner.running == set()  # nothing to cancel: it has finished
+
+
+class Failures:
+    """Fails the test if an action fails."""
+
+    async def action_failed(self, letter: DeadLetter, _entry: LedgerEntry) -> None:
+        raise AssertionError(letter.reason)
