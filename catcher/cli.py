@@ -122,9 +122,13 @@ def worker(rules_path: Path | None) -> None:
             )
         )
     app = create_app(config, rules)
-    faust.Worker(
+    worker = faust.Worker(
         app.faust, loglevel=config.log_level.lower(), redirect_stdouts=False, quiet=True
-    ).execute_from_commandline()
+    )
+    # Faust's terminal spinner sets the root logger to DEBUG at WARNING and above, so that
+    # every debug call of aiokafka and Faust builds a record only to drop it.
+    worker.spinner = None
+    worker.execute_from_commandline()
 
 
 def _parse_tags(values: Sequence[str]) -> dict[str, str]:
