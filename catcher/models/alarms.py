@@ -1,0 +1,212 @@
+"""Alarms: one per rule and series, with the Watcher's fields and semantics.
+
+An :class:`Alarm` is the whole state of one alarm, as the alarm table and the alarms topic
+hold it. Timers are due times in the state (``auto_acknowledge_at``, ``auto_unacknowledge_at``,
+``unmute_at``, ``escalate_at``), fired by the owner's periodic scan, so that they survive a
+restart. The transitions are pure functions in :mod:`catcher.services.alarm_machine`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .enums import Severity
+from .records import series_key
+
+__all__ = [
+    "Alarm",
+    "AlarmCommand",
+    "AlarmSettings",
+    "CommandKind",
+    "DisplayState",
+    "Escalation",
+    "alarm_name",
+    "escalation_event_id",
+]
+
+_NAMESPACE = uuid.UUID("0c6b2f7e-5c1a-4f51-9a51-6c2f0e1f4a10")
+
+
+def alarm_name(rule_id: str, tags: dict[str, str]) -> str:
+    """``<rule id>``, or ``<rule id>:<series>`` when the rule groups by tags."""
+    series = series_key(tags)
+    return f"{rule_id}:{series}" if series else rule_id
+
+
+def escalation_event_id(name: str, since: datetime) -> str:
+    """The incident's ``event_id``: the same alarm and escalation always give the same id."""
+    return str(uuid.uuid5(_NAMESPACE, f"{name}|{since.isoformat()}"))
+
+
+class Escalation(BaseModel):
+    """Who is paged, and after how long, when a CRITICAL alarm stays unacknowledged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    responder: str = Field(min_length=1, description="SquadCast responder (team or person).")
+    delay: timedelta = Field(description="How long the alarm may stay CRITICAL first.")
+
+    @field_validator("delay")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+
+class AlarmSettings(BaseModel):
+    """A rule's ``alarm`` block: the timers of its alarms and their escalation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="Whether the rule raises alarms at all.")
+    auto_acknowledge_delay: timedelta = Field(
+        timedelta(hours=1),
+        description="A stale alarm (back to NONE, never acknowledged) is acknowledged after"
+        " this long; 0 turns it off.",
+    )
+    auto_unacknowledge_delay: timedelta = Field(
+        timedelta(hours=1),
+        description="An acknowledged alarm still active is unacknowledged after this long;"
+        " 0 turns it off.",
+    )
+    escalate: Escalation | None = Field(
+        None, description="Page a responder when the alarm stays CRITICAL and unacknowledged."
+    )
+
+    @field_validator("auto_acknowledge_delay", "auto_unacknowledge_delay")
+    @classmethod
+    def _not_negative(cls, value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
+
+
+class DisplayState(StrEnum):
+    """The Watcher's display states."""
+
+    nominal = "nominal"
+    active = "active"
+    semi_active = "semi-active"
+    stale = "stale"
+
+
+class Alarm(BaseModel):
+    """The state of one alarm (the Watcher's alarm event, plus Catcher's fields)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    rule_id: str
+    tags: dict[str, str] = Field(default_factory=dict)
+    severity: Severity = Severity.NONE
+    reason: str = ""
+    max_severity: Severity = Severity.NONE
+    acknowledged: bool = False
+    acknowledged_by: str = ""
+    muted_severity: Severity = Severity.NONE
+    muted_by: str = ""
+    escalate_to: str = ""
+    escalated_id: str = ""
+    escalation_attempts: int = 0
+    resolve_id: str = ""
+    """An incident to resolve (the alarm was acknowledged or cleared after paging)."""
+    silence_id: str = ""
+    comment: str = ""
+    severity_oldest: datetime | None = None
+    severity_newest: datetime | None = None
+    max_severity_time: datetime | None = None
+    acknowledged_time: datetime | None = None
+    auto_acknowledge_at: datetime | None = None
+    auto_unacknowledge_at: datetime | None = None
+    escalate_at: datetime | None = None
+    unmute_at: datetime | None = None
+    updated: datetime | None = None
+
+    @property
+    def nominal(self) -> bool:
+        """Severity and maximum severity are both NONE."""
+        return self.severity == Severity.NONE and self.max_severity == Severity.NONE
+
+    @property
+    def muted(self) -> bool:
+        """Muted by an operator or covered by a silence."""
+        return self.muted_severity > Severity.NONE
+
+    @property
+    def display_state(self) -> DisplayState:
+        """Nominal, active, semi-active (severity below its maximum) or stale."""
+        if self.nominal:
+            return DisplayState.nominal
+        if self.severity == Severity.NONE and not self.acknowledged:
+            return DisplayState.stale
+        if self.severity < self.max_severity:
+            return DisplayState.semi_active
+        return DisplayState.active
+
+    def next_due(self) -> datetime | None:
+        """The earliest timer, if any is set."""
+        times = [
+            t
+            for t in (
+                self.auto_acknowledge_at,
+                self.auto_unacknowledge_at,
+                self.escalate_at,
+                self.unmute_at,
+            )
+            if t is not None
+        ]
+        return min(times) if times else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The form the alarm table and the API hold."""
+        return self.model_dump(mode="json")
+
+
+class CommandKind(StrEnum):
+    """Operator commands on alarms."""
+
+    acknowledge = "acknowledge"
+    unacknowledge = "unacknowledge"
+    mute = "mute"
+    unmute = "unmute"
+
+
+class AlarmCommand(BaseModel):
+    """One operator command for one alarm, sent to the alarm's owner."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field("alarm_command", pattern="^alarm_command$")
+    command: CommandKind
+    name: str = Field(min_length=1)
+    rule_id: str
+    tags: dict[str, str] = Field(default_factory=dict)
+    user: str = Field(min_length=1)
+    severity: Severity | None = None
+    duration: timedelta | None = None
+    comment: str = ""
+    command_id: str = Field(min_length=1, description="Echoed in the command's record.")
+    time: datetime
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if re.search(r"\s", value):
+            raise ValueError("an alarm name has no spaces")
+        return value
+
+    @property
+    def series(self) -> str:
+        """The series key the alarm belongs to (the key of its trigger's series)."""
+        return f"{self.rule_id}|{series_key(self.tags)}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The internal message's JSON."""
+        return self.model_dump(mode="json")
