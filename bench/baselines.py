@@ -109,7 +109,8 @@ def table(broker: str, app_id: str, topic_name: str, partitions: int, batch_size
 if __name__ == "__main__":
     kind, broker, *rest = sys.argv[1:]
     batch = int(rest.pop())
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+    level = os.environ.get("BENCH_LOG_LEVEL", "warn").lower()
+    sys.argv = [sys.argv[0], "worker", "--loglevel", level]
     if kind == "count":
         count(broker, rest[0], int(rest[1]), batch)
     elif kind == "table":
