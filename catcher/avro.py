@@ -34,8 +34,8 @@ __all__ = [
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 
-RecordKind = Literal["triggers", "actions", "deadletter"]
-KINDS: tuple[RecordKind, ...] = ("triggers", "actions", "deadletter")
+RecordKind = Literal["triggers", "actions", "deadletter", "alarms"]
+KINDS: tuple[RecordKind, ...] = ("triggers", "actions", "deadletter", "alarms")
 
 
 def load_schema(kind: RecordKind, prefix: str) -> dict[str, Any]:

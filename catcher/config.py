@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .constants import (
     ACTION_REQUESTS_SUFFIX,
     ACTIONS_SUFFIX,
+    ALARMS_SUFFIX,
     DEADLETTER_SUFFIX,
     DEFAULT_TOPIC_PREFIX,
     SERIES_SUFFIX,
@@ -434,6 +435,11 @@ class Config(BaseSettings):
     def deadletter_topic(self) -> str:
         """Topic of dead letters."""
         return self.topic(DEADLETTER_SUFFIX)
+
+    @property
+    def alarms_topic(self) -> str:
+        """Alarm states, keyed by alarm name (compacted)."""
+        return self.topic(ALARMS_SUFFIX)
 
     @property
     def series_topic(self) -> str:

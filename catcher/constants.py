@@ -3,6 +3,7 @@
 __all__ = [
     "ACTIONS_SUFFIX",
     "ACTION_REQUESTS_SUFFIX",
+    "ALARMS_SUFFIX",
     "DEADLETTER_SUFFIX",
     "DEFAULT_TOPIC_PREFIX",
     "LEDGER_TABLE",
@@ -17,6 +18,7 @@ DEFAULT_TOPIC_PREFIX = "lsst.catcher"
 TRIGGERS_SUFFIX = "triggers"
 ACTIONS_SUFFIX = "actions"
 DEADLETTER_SUFFIX = "deadletter"
+ALARMS_SUFFIX = "alarms"
 SERIES_SUFFIX = "internal.series"
 """Internal topic: triggers re-keyed by rule and series, so that one worker owns a series."""
 ACTION_REQUESTS_SUFFIX = "internal.action-requests"

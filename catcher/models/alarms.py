@@ -12,10 +12,11 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from .durations import Duration
 from .enums import Severity
 from .records import series_key
 
@@ -29,6 +30,11 @@ __all__ = [
     "alarm_name",
     "escalation_event_id",
 ]
+
+SeverityName = Annotated[
+    Severity, BeforeValidator(lambda v: Severity.parse(v) if isinstance(v, str) else v)
+]
+"""A severity given by name (``CRITICAL``) or number (4)."""
 
 _NAMESPACE = uuid.UUID("0c6b2f7e-5c1a-4f51-9a51-6c2f0e1f4a10")
 
@@ -50,7 +56,7 @@ class Escalation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     responder: str = Field(min_length=1, description="SquadCast responder (team or person).")
-    delay: timedelta = Field(description="How long the alarm may stay CRITICAL first.")
+    delay: Duration = Field(description="How long the alarm may stay CRITICAL first.")
 
     @field_validator("delay")
     @classmethod
@@ -66,12 +72,12 @@ class AlarmSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enabled: bool = Field(True, description="Whether the rule raises alarms at all.")
-    auto_acknowledge_delay: timedelta = Field(
+    auto_acknowledge_delay: Duration = Field(
         timedelta(hours=1),
         description="A stale alarm (back to NONE, never acknowledged) is acknowledged after"
         " this long; 0 turns it off.",
     )
-    auto_unacknowledge_delay: timedelta = Field(
+    auto_unacknowledge_delay: Duration = Field(
         timedelta(hours=1),
         description="An acknowledged alarm still active is unacknowledged after this long;"
         " 0 turns it off.",
@@ -189,8 +195,8 @@ class AlarmCommand(BaseModel):
     rule_id: str
     tags: dict[str, str] = Field(default_factory=dict)
     user: str = Field(min_length=1)
-    severity: Severity | None = None
-    duration: timedelta | None = None
+    severity: SeverityName | None = None
+    duration: Duration | None = None
     comment: str = ""
     command_id: str = Field(min_length=1, description="Echoed in the command's record.")
     time: datetime

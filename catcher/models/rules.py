@@ -23,6 +23,8 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from ..exceptions import RuleError
+from .alarms import AlarmSettings
+from .durations import Duration, parse_duration
 from .enums import Edge, Severity
 from .templates import check_template, placeholders_in
 
@@ -31,6 +33,7 @@ __all__ = [
     "AGGREGATES",
     "Action",
     "ActionCondition",
+    "AlarmSettings",
     "AnyAction",
     "Condition",
     "Deadman",
@@ -48,28 +51,6 @@ __all__ = [
     "parse_duration",
 ]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """A duration from seconds (number) or text such as ``90s``, ``10m``, ``1h30m``."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or text such as 30s, 10m, 1h30m")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if text and _DURATION.sub("", text) == "":
-            return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text)))
-    raise ValueError(f"{value!r} is not a duration; write seconds or text such as 30s, 10m, 1h30m")
-
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62})$")
 _ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,127})$")
@@ -503,6 +484,10 @@ class Rule(BaseModel):
     )
     schedule: Schedule = Field(default_factory=Schedule)
     actions: list[Action] = Field(default_factory=list)
+    alarm: AlarmSettings = Field(
+        default_factory=AlarmSettings,
+        description="The rule's alarms (one per series): timers and escalation.",
+    )
 
     @field_validator("id")
     @classmethod

@@ -1,0 +1,129 @@
+"""Every alarm, as the alarms topic says: what any worker answers reads from.
+
+The view reads the compacted alarms topic from its beginning and then follows it, keeping
+the latest state of each alarm. Listeners are told after each batch of changes (the LOVE
+producer re-sends the whole map then). Reads never wait for the owner of an alarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from ..avro import AvroCodec
+from ..config import Config
+from ..exceptions import CatcherError
+from ..kafka import _partitions
+from ..models.alarms import Alarm
+from ..redact import brief
+from .alarms import alarm_from_avro
+
+__all__ = ["AlarmView"]
+
+logger = structlog.get_logger("catcher")
+
+
+class AlarmView:
+    """The latest state of every alarm, followed from the alarms topic."""
+
+    def __init__(self, config: Config, codec: AvroCodec) -> None:
+        self._config = config
+        self._codec = codec
+        self.alarms: dict[str, Alarm] = {}
+        self.loaded = asyncio.Event()
+        """Set once the topic has been read up to the end it had at the start."""
+        self._listeners: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each batch of changes."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        """Follow the topic in the background (retrying while the broker is away)."""
+        self._task = asyncio.create_task(self._run(), name="alarm-view")
+
+    async def stop(self) -> None:
+        """Stop following."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _run(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the view must outlive a broker outage
+                logger.warning(
+                    "Reading the alarms topic failed; will try again",
+                    error=brief(str(exc)),
+                    delay=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _follow(self) -> None:
+        topic = self._config.alarms_topic
+        consumer = AIOKafkaConsumer(
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self._config.kafka.aiokafka_params(),
+        )
+        await consumer.start()
+        try:
+            partitions = await _wait_for_partitions(consumer, topic)
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            end = await consumer.end_offsets(partitions)
+            pending = {tp for tp, offset in end.items() if offset > 0}
+            if not pending:
+                self.loaded.set()
+            while True:
+                batch = await consumer.getmany(timeout_ms=1000)
+                changed = False
+                for tp, messages in batch.items():
+                    for message in messages:
+                        changed |= await self._apply(message.key, message.value)
+                    if messages and messages[-1].offset + 1 >= end[tp]:
+                        pending.discard(tp)
+                if not pending:
+                    self.loaded.set()
+                if changed:
+                    for listener in self._listeners:
+                        listener()
+        except KafkaError as exc:
+            raise CatcherError(f"Could not read {topic}: {exc}") from exc
+        finally:
+            await consumer.stop()
+
+    async def _apply(self, key: bytes | None, value: bytes | None) -> bool:
+        name = key.decode() if key else ""
+        if value is None:
+            return self.alarms.pop(name, None) is not None
+        try:
+            alarm = alarm_from_avro(await self._codec.decode("alarms", value))
+        except Exception as exc:  # noqa: BLE001 - one bad record must not stop the view
+            logger.warning(
+                "Skipped an alarms record that cannot be read", key=name, error=str(exc)
+            )
+            return False
+        self.alarms[alarm.name] = alarm
+        return True
+
+
+async def _wait_for_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions, waiting while the topic does not exist yet."""
+    partitions = await _partitions(consumer, topic)
+    while not partitions:
+        await asyncio.sleep(1)
+        partitions = await _partitions(consumer, topic)
+    return partitions

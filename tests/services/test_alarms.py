@@ -1,0 +1,160 @@
+"""The alarm engine without Faust: triggers, commands and timers on an in-memory table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import fastavro
+import pytest
+from support.tables import MemoryTable
+
+from catcher.avro import load_schema
+from catcher.models.alarms import Alarm, AlarmCommand, CommandKind
+from catcher.models.enums import Severity, TriggerSource
+from catcher.models.records import Trigger
+from catcher.models.rules import Rule, RuleSet
+from catcher.services.alarms import AlarmEngine, alarm_avro, alarm_from_avro
+from catcher.storage.tables import DurableTable
+
+RULES = RuleSet(
+    [
+        Rule.model_validate(
+            {
+                "id": "m1m3-temperature",
+                "description": "d",
+                "alarm": {"auto_acknowledge_delay": "10m"},
+            }
+        ),
+        Rule.model_validate({"id": "quiet", "description": "d", "alarm": {"enabled": False}}),
+    ]
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.records: list[tuple[Alarm, AlarmCommand | None]] = []
+
+    async def __call__(self, alarm: Alarm, command: AlarmCommand | None) -> None:
+        self.records.append((alarm, command))
+
+
+def _engine() -> tuple[AlarmEngine, MemoryTable, Sent, Clock]:
+    table, sent, clock = MemoryTable(), Sent(), Clock()
+    return AlarmEngine(RULES, DurableTable(table), sent, clock), table, sent, clock
+
+
+def _trigger(severity: Severity, rule: str = "m1m3-temperature") -> Trigger:
+    return Trigger.create(
+        rule, severity, reason="too warm", source=TriggerSource.manual, tags={"salIndex": "1"}
+    )
+
+
+def _command(kind: CommandKind, clock: Clock, **fields: object) -> AlarmCommand:
+    return AlarmCommand.model_validate(
+        {
+            "command": kind,
+            "name": "m1m3-temperature:salIndex=1",
+            "rule_id": "m1m3-temperature",
+            "tags": {"salIndex": "1"},
+            "user": "ana",
+            "command_id": "c1",
+            "time": clock.now,
+            **fields,
+        }
+    )
+
+
+@pytest.mark.asyncio
+async def test_triggers_set_the_alarm_durably_then_publish() -> None:
+    engine, table, sent, _ = _engine()
+    await engine.on_trigger(_trigger(Severity.NONE), 0)  # nominal stays nominal: nothing
+    assert sent.records == []
+    await engine.on_trigger(_trigger(Severity.SERIOUS), 2)
+    assert [(p, k) for p, k, _ in table.changelog] == [(2, "m1m3-temperature:salIndex=1")]
+    ((alarm, command),) = sent.records
+    assert (alarm.severity, alarm.max_severity, command) == (
+        Severity.SERIOUS,
+        Severity.SERIOUS,
+        None,
+    )
+    assert engine.get(alarm.name) == alarm
+
+
+@pytest.mark.asyncio
+async def test_a_rule_with_alarms_disabled_raises_none() -> None:
+    engine, table, sent, _ = _engine()
+    await engine.on_trigger(_trigger(Severity.CRITICAL, rule="quiet"), 0)
+    assert table.changelog == [] and sent.records == []
+
+
+@pytest.mark.asyncio
+async def test_commands_are_applied_and_recorded_even_when_refused_or_unchanged() -> None:
+    engine, _, sent, clock = _engine()
+    await engine.on_trigger(_trigger(Severity.CRITICAL), 0)
+    refused = await engine.on_command(
+        _command(CommandKind.acknowledge, clock, severity=Severity.WARNING), 0
+    )
+    assert refused is not None and not refused.acknowledged
+    assert len(sent.records) == 1  # a refused command changes and sends nothing
+    acked = await engine.on_command(_command(CommandKind.acknowledge, clock, comment="looking"), 0)
+    assert acked is not None and acked.acknowledged and acked.acknowledged_by == "ana"
+    assert sent.records[-1][1] is not None and sent.records[-1][0].comment == "looking"
+    muted = await engine.on_command(
+        _command(CommandKind.mute, clock, duration=timedelta(minutes=30), severity="CRITICAL"),
+        0,
+    )
+    assert muted is not None and muted.muted_severity == Severity.CRITICAL
+    assert await engine.on_command(_command(CommandKind.unmute, clock), 0) is not None
+    assert [c.command for _, c in sent.records[1:] if c] == ["acknowledge", "mute", "unmute"]
+
+
+@pytest.mark.asyncio
+async def test_a_command_for_an_unknown_alarm_is_ignored() -> None:
+    engine, _, sent, clock = _engine()
+    assert await engine.on_command(_command(CommandKind.unmute, clock), 0) is None
+    assert sent.records == []
+
+
+@pytest.mark.asyncio
+async def test_timers_fire_on_the_owner_after_a_restart() -> None:
+    engine, table, sent, clock = _engine()
+    await engine.on_trigger(_trigger(Severity.SERIOUS), 1)
+    await engine.on_trigger(_trigger(Severity.NONE), 1)  # stale: auto-acknowledge in 10 min
+    # A new worker recovers the table and rebuilds its timer index.
+    restarted = AlarmEngine(RULES, DurableTable(table), sent, clock)
+    restarted.rebuild_index()
+    clock.now += timedelta(minutes=10)
+    assert await restarted.scan(lambda partition: partition != 1) == 0  # not the owner
+    restarted.rebuild_index()
+    assert await restarted.scan(lambda partition: partition == 1) == 1
+    alarm = restarted.get("m1m3-temperature:salIndex=1")
+    assert alarm is not None and alarm.nominal
+    assert await restarted.scan(lambda _p: True) == 0
+
+
+def test_the_alarms_record_round_trips_through_its_avro_schema() -> None:
+    schema = fastavro.parse_schema(load_schema("alarms", "lsst.catcher"))
+    clock = Clock()
+    alarm = Alarm(
+        name="a:b=1",
+        rule_id="a",
+        tags={"b": "1"},
+        severity=Severity.WARNING,
+        max_severity=Severity.CRITICAL,
+        reason="r",
+        severity_oldest=clock.now,
+        unmute_at=clock.now + timedelta(hours=1),
+        updated=clock.now,
+    )
+    record = alarm_avro(alarm, _command(CommandKind.mute, clock))
+    assert fastavro.validate(record, schema)
+    assert record["state"] == "semi_active" and record["command"] == "mute"
+    assert alarm_from_avro(record) == alarm
