@@ -28,11 +28,14 @@ from typing import Any
 
 import faust
 import structlog
+from aiohttp import web
 
+from .api import AlarmApi
 from .config import Config, KafkaSecurityProtocol
-from .constants import LEDGER_TABLE, SERIES_STATE_TABLE
+from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE
 from .exceptions import RecordError
 from .factory import ProcessContext
+from .models.alarms import Alarm, AlarmCommand
 from .models.enums import DeadLetterStage
 from .models.records import (
     ActionRequest,
@@ -42,6 +45,8 @@ from .models.records import (
 )
 from .models.rules import RuleSet
 from .services.admission import Admission
+from .services.alarm_view import AlarmView
+from .services.alarms import AlarmEngine, alarm_avro
 from .services.guard import Backoff, Guard, keep_trying
 from .services.intake import Intake
 from .services.planning import Planning
@@ -110,10 +115,12 @@ class CatcherApp:
         self.triggers_topic = self._topic(config.triggers_topic)
         self.actions_topic = self._topic(config.actions_topic)
         self.deadletter_topic = self._topic(config.deadletter_topic)
+        self.alarms_topic = self._topic(config.alarms_topic)
         self.series_topic = self._topic(config.series_topic, internal=True)
         self.requests_topic = self._topic(config.action_requests_topic, internal=True)
         self.series_table = self._table(SERIES_STATE_TABLE)
         self.ledger_table = self._table(LEDGER_TABLE)
+        self.alarm_table = self._table(ALARM_TABLE)
         self.series_state = DurableTable(self.series_table)
         self._topics = {
             t.get_topic_name(): t
@@ -121,6 +128,7 @@ class CatcherApp:
                 self.triggers_topic,
                 self.actions_topic,
                 self.deadletter_topic,
+                self.alarms_topic,
                 self.series_topic,
                 self.requests_topic,
             )
@@ -148,12 +156,14 @@ class CatcherApp:
             topic=config.action_requests_topic,
             limits=config.concurrency,
         )
+        self.alarms = AlarmEngine(rules, DurableTable(self.alarm_table), self._alarm_changed)
         self.planning = Planning(
             rules,
             self.series_state,
             self._send_json,
             self.publisher.action_event,
             config.action_requests_topic,
+            alarms=self.alarms,
         )
         self.intake = Intake(
             self.context.codec,
@@ -191,6 +201,15 @@ class CatcherApp:
     async def _send_json(self, topic: str, key: str, value: dict[str, Any]) -> None:
         await self._send(topic, key.encode(), json.dumps(value).encode())
 
+    async def _alarm_changed(self, alarm: Alarm, command: AlarmCommand | None) -> None:
+        value = await self.context.codec.encode("alarms", alarm_avro(alarm, command))
+        await self._send(self.config.alarms_topic, alarm.name.encode(), value)
+
+    def _owns_series(self, partition: int) -> bool:
+        return self.ownership.owns(self.config.triggers_topic, partition) or self.ownership.owns(
+            self.config.series_topic, partition
+        )
+
     def _owns_partition(self, partition: int) -> bool:
         return self.ownership.owns(self.config.action_requests_topic, partition)
 
@@ -203,6 +222,7 @@ class CatcherApp:
     def _wire(self) -> None:
         self._wire_agents()
         self._wire_lifecycle()
+        self._wire_alarms()
         self._wire_ownership()
 
     def _wire_ownership(self) -> None:
@@ -287,6 +307,47 @@ class CatcherApp:
             self.requests_topic, "catcher.requests", DeadLetterStage.execute, self._on_request
         )
 
+    def _wire_alarms(self) -> None:
+        self.view = AlarmView(self.config, self.context.codec)
+        self.api = AlarmApi(self.view, self._send_command, self.config.api_anonymous_user)
+        self._web: web.AppRunner | None = None
+        self.http_port = self.config.http_port
+
+        @self.faust.task
+        async def serve_api() -> None:
+            self.view.start()
+            web_app = web.Application()
+            web_app.add_routes(self.api.routes())
+            self._web = web.AppRunner(web_app, access_log=None)
+            await self._web.setup()
+            site = web.TCPSite(self._web, "0.0.0.0", self.config.http_port)  # noqa: S104
+            try:
+                await site.start()
+            except OSError as exc:  # alarms and actions go on without the API
+                logger.error(  # noqa: TRY400 - the reason is enough, no traceback
+                    "Cannot serve the HTTP API", port=self.config.http_port, error=str(exc)
+                )
+                return
+            server = site._server  # noqa: SLF001 - the port chosen when CATCHER_HTTP_PORT is 0
+            sockets = getattr(server, "sockets", None) or []
+            self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
+            logger.info("Serving the HTTP API", port=self.http_port)
+
+        @self.faust.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def stop_api(_app: Any, *_args: Any, **_kwargs: Any) -> None:
+            await self.view.stop()
+            if self._web is not None:
+                await self._web.cleanup()
+
+        @self.alarm_table.on_recover
+        async def index_alarms() -> None:
+            self.alarms.rebuild_index()
+
+        @self.faust.timer(self.config.alarm_scan_interval)
+        async def alarm_timers() -> None:
+            if self._ready():
+                await keep_trying("Firing alarm timers", self._alarm_scan)
+
     def _wire_lifecycle(self) -> None:
         app = self.faust
 
@@ -329,13 +390,23 @@ class CatcherApp:
         self.runner.resume()
         await self.ledger.prune(self.config.ledger_retention, self._owns_partition)
 
+    async def _send_command(self, command: AlarmCommand) -> None:
+        await self._send_json(self.config.series_topic, command.series, command.to_json())
+
+    async def _alarm_scan(self) -> None:
+        await self.alarms.scan(self._owns_series)
+
     # -- handlers: decode, then ask a service -------------------------------------------------
 
     async def _on_trigger(self, message: Any) -> None:
         await self.intake.handle(message.key, message.value, message.partition)
 
     async def _on_series(self, message: Any) -> None:
-        internal = parse_internal(_json(message.value))
+        data = _json(message.value)
+        if isinstance(data, dict) and data.get("kind") == "alarm_command":
+            await self.planning.command(AlarmCommand.model_validate(data), message.partition)
+            return
+        internal = parse_internal(data)
         if not isinstance(internal, TriggerMessage):
             raise RecordError(f"A {internal.kind} message does not belong on the series topic.")
         await self.planning.handle(internal.trigger, message.partition)

@@ -17,6 +17,7 @@ import click
 from aiokafka.errors import KafkaError
 
 from .avro import AvroCodec
+from .cli_alarms import alarms
 from .config import Config, LogProfile, load_config
 from .exceptions import CatcherError, RuleError
 from .logs import configure_logging
@@ -118,7 +119,9 @@ def worker(rules_path: Path | None) -> None:
     if config.create_topics:
         _run(
             ensure_topics(
-                config, [config.triggers_topic, config.actions_topic, config.deadletter_topic]
+                config,
+                [config.triggers_topic, config.actions_topic, config.deadletter_topic],
+                compacted=[config.alarms_topic],
             )
         )
     app = create_app(config, rules)
@@ -562,3 +565,6 @@ def demo(duration: float) -> None:
     from .demo import run_demo  # noqa: PLC0415
 
     sys.exit(run_demo(duration))
+
+
+main.add_command(alarms)

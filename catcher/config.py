@@ -277,6 +277,17 @@ class Config(BaseSettings):
         None, description="File holding the tasks API token (instead of CATCHER_INFLUXDB_TOKEN)."
     )
     influxdb_org: str = Field("", description="Organization of the tasks (InfluxDB 2.x).")
+    api_url: str = Field(
+        "http://localhost:8080",
+        description="Base URL of a worker's HTTP API, for `catcher alarms` (behind Gafaelfawr:"
+        " e.g. https://summit-lsp.lsst.codes/catcher).",
+    )
+    api_token: SecretStr | None = Field(
+        None, description="Gafaelfawr token sent by `catcher alarms` as a bearer token."
+    )
+    api_token_file: Path | None = Field(
+        None, description="File holding the API token (instead of CATCHER_API_TOKEN)."
+    )
     source_bucket: str = Field(
         "efd/autogen",
         description="Bucket the rules' tasks read (database/retention policy on InfluxDB 1.x).",
@@ -314,6 +325,20 @@ class Config(BaseSettings):
         gt=0,
         description="Seconds between two scans for unfinished actions, history events to"
         " send again and ledger entries past their retention.",
+    )
+    alarm_scan_interval: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between two checks for due alarm timers (auto-acknowledge,"
+        " auto-unacknowledge, unmute, escalation).",
+    )
+    http_port: int = Field(
+        8080, ge=0, le=65535, description="Port of the worker's HTTP API (0: any free port)."
+    )
+    api_anonymous_user: str | None = Field(
+        None,
+        description="User recorded for API requests without Gafaelfawr's X-Auth-Request-User"
+        " header; unset, such requests are refused (401). For local use only.",
     )
     batch_max: int = Field(
         200,
@@ -362,7 +387,13 @@ class Config(BaseSettings):
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Self:
-        for field in ("noteburst_token", "ocps_password", "times_square_token", "influxdb_token"):
+        for field in (
+            "noteburst_token",
+            "ocps_password",
+            "times_square_token",
+            "influxdb_token",
+            "api_token",
+        ):
             path: Path | None = getattr(self, f"{field}_file")
             if path is None:
                 continue
@@ -408,6 +439,7 @@ class Config(BaseSettings):
             self.ocps_password,
             self.times_square_token,
             self.influxdb_token,
+            self.api_token,
             self.kafka.sasl_password,
         ]
         return [s.get_secret_value() for s in found if s is not None]

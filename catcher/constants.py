@@ -4,6 +4,7 @@ __all__ = [
     "ACTIONS_SUFFIX",
     "ACTION_REQUESTS_SUFFIX",
     "ALARMS_SUFFIX",
+    "ALARM_TABLE",
     "DEADLETTER_SUFFIX",
     "DEFAULT_TOPIC_PREFIX",
     "LEDGER_TABLE",
@@ -25,4 +26,5 @@ ACTION_REQUESTS_SUFFIX = "internal.action-requests"
 """Internal topic: planned actions keyed by action_id, so that one worker owns an action."""
 
 LEDGER_TABLE = "ledger"
+ALARM_TABLE = "alarms"
 SERIES_STATE_TABLE = "series-state"

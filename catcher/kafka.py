@@ -20,13 +20,22 @@ __all__ = ["TopicFollower", "ensure_topics", "make_producer", "read_topic"]
 logger = structlog.get_logger("catcher")
 
 
-async def ensure_topics(config: Config, names: Iterable[str]) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created."""
+_COMPACT = {"cleanup.policy": "compact"}
+
+
+async def ensure_topics(
+    config: Config, names: Iterable[str], compacted: Iterable[str] = ()
+) -> list[str]:
+    """Create the topics that do not exist yet; returns the names created.
+
+    The ``compacted`` ones keep only the latest record of each key.
+    """
+    compact = set(compacted)
     admin = AIOKafkaAdminClient(**config.kafka.aiokafka_params())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [n for n in names if n not in existing]
+        missing = [n for n in [*names, *compact] if n not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
                 await admin.create_topics(
@@ -35,6 +44,9 @@ async def ensure_topics(config: Config, names: Iterable[str]) -> list[str]:
                             name,
                             num_partitions=config.topic_partitions,
                             replication_factor=config.topic_replication_factor,
+                            topic_configs={"cleanup.policy": "compact"}
+                            if name in compact
+                            else None,
                         )
                         for name in missing
                     ]

@@ -12,7 +12,7 @@ from support.flux import check_flux, decode_literal, errors, literals, skeleton
 
 from catcher import flux
 from catcher.flux import compile_rule, flux_duration, flux_float, flux_string
-from catcher.models.rules import AGGREGATES, Rule, RuleSet
+from catcher.models.rules import AGGREGATES, RESERVED_TAGS, Rule, RuleSet
 
 DATA = Path(__file__).resolve().parent / "data"
 RULES = RuleSet.from_path(DATA / "rules" / "flux-rules.yaml")
@@ -152,9 +152,7 @@ def test_hostile_strings_stay_literals(tmp_path: Path, deadman: bool) -> None:
 
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=20)
-tag_names = names.filter(
-    lambda n: not n.startswith("_") and n not in {"rule_id", "value", "source"}
-)
+tag_names = names.filter(lambda n: not n.startswith("_") and n not in RESERVED_TAGS)
 levels = st.lists(
     st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnormal=False),
     min_size=1,

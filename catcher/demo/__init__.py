@@ -74,6 +74,8 @@ def worker_environment(
         CATCHER_POLL_INTERVAL="0.5",
         CATCHER_RESUME_INTERVAL="1",
         CATCHER_LOG_PROFILE="development",
+        CATCHER_HTTP_PORT="0",
+        CATCHER_API_ANONYMOUS_USER="local",
     )
     env.update(extra)
     return env

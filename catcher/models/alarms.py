@@ -14,7 +14,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+)
 
 from .durations import Duration
 from .enums import Severity
@@ -207,6 +214,10 @@ class AlarmCommand(BaseModel):
         if re.search(r"\s", value):
             raise ValueError("an alarm name has no spaces")
         return value
+
+    @field_serializer("duration")
+    def _seconds(self, value: timedelta | None) -> float | None:
+        return None if value is None else value.total_seconds()
 
     @property
     def series(self) -> str:

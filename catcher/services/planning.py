@@ -4,7 +4,8 @@ It reads the series' state (a changelog-backed table), asks the pure planner
 (:func:`catcher.services.planner.plan`), writes the new state durably, then sends one
 request per action to start (the internal action-request topic, keyed by action id) and
 records suppressed actions in the history. A trigger delivered again plans the same
-actions again, which the ledger makes harmless.
+actions again, which the ledger makes harmless. The series' alarm takes the trigger's
+severity under the same lock, and operator commands on the alarm take that lock too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from ..models.alarms import AlarmCommand
 from ..models.enums import ActionState
 from ..models.records import (
     ActionEvent,
@@ -26,6 +28,7 @@ from ..models.records import (
 )
 from ..models.rules import RuleSet
 from ..storage.tables import DurableTable
+from .alarms import AlarmEngine
 from .intake import SendJson
 from .planner import plan
 
@@ -44,8 +47,11 @@ class Planning:
         send: SendJson,
         record: Callable[[ActionEvent], Awaitable[None]],
         requests_topic: str,
+        *,
+        alarms: AlarmEngine | None = None,
     ) -> None:
         self._rules = rules
+        self._alarms = alarms
         self._state = state
         self._send = send
         self._record = record
@@ -61,6 +67,14 @@ class Planning:
         async with lock:
             await self._plan(trigger, partition)
 
+    async def command(self, command: AlarmCommand, partition: int) -> None:
+        """Apply an operator command to an alarm, in order with its series' triggers."""
+        if self._alarms is None:
+            return
+        lock = self._locks.setdefault(command.series, asyncio.Lock())
+        async with lock:
+            await self._alarms.on_command(command, partition)
+
     async def _plan(self, trigger: Trigger, partition: int) -> None:
         rule = self._rules.get(trigger.rule_id)
         if rule is None:  # checked at intake; rules are fixed for the life of the process
@@ -75,6 +89,8 @@ class Planning:
             log.info("Trigger delivered again; planning the same actions", actions=result.to_run)
         else:
             await self._state.put(partition, trigger.series, result.state.to_json())
+            if self._alarms is not None:
+                await self._alarms.on_trigger(trigger, partition)
         for decision in result.decisions:
             action = rule.action(decision.action_name)
             action_id = make_action_id(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import fastavro
@@ -158,3 +159,13 @@ def test_the_alarms_record_round_trips_through_its_avro_schema() -> None:
     assert fastavro.validate(record, schema)
     assert record["state"] == "semi_active" and record["command"] == "mute"
     assert alarm_from_avro(record) == alarm
+
+
+def test_a_command_survives_its_trip_through_the_series_topic() -> None:
+    command = _command(
+        CommandKind.mute, Clock(), duration="1h30m", severity="SERIOUS", comment="maintenance"
+    )
+    again = AlarmCommand.model_validate(json.loads(json.dumps(command.to_json())))
+    assert again == command
+    assert again.duration == timedelta(hours=1, minutes=30)
+    assert again.series == "m1m3-temperature|salIndex=1"

@@ -1,0 +1,303 @@
+"""The worker's HTTP API: alarms read from the alarms topic, commands sent to their owners.
+
+Any worker answers reads from its :class:`AlarmView`. A command names alarms by a regular
+expression (matched against the whole name); it is expanded against the current list into
+one command per alarm, each sent on the series topic keyed like the alarm's series, so that
+the owner applies it in order with the series' triggers. The answer lists the alarms the
+command was sent to, and those it was refused for (acknowledging below the maximum
+severity). The user is Gafaelfawr's ``X-Auth-Request-User`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .models.alarms import Alarm, AlarmCommand, CommandKind, SeverityName
+from .models.durations import Duration
+from .models.enums import Severity
+from .models.records import utcnow
+from .services.alarm_view import AlarmView
+
+__all__ = ["USER_HEADER", "AlarmApi", "CommandBody"]
+
+logger = structlog.get_logger("catcher")
+
+USER_HEADER = "X-Auth-Request-User"
+
+SendCommand = Callable[[AlarmCommand], Awaitable[None]]
+
+
+class CommandBody(BaseModel):
+    """The body of ``POST /alarms/{command}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1, description="Regular expression matched against whole alarm names."
+    )
+    severity: SeverityName | None = Field(
+        None,
+        description="acknowledge: the severity acknowledged (not below the maximum severity);"
+        " mute: the highest severity muted.",
+    )
+    duration: Duration | None = Field(None, description="mute: how long, e.g. 30m or 2h.")
+    comment: str = Field("", max_length=1000, description="Why; recorded with the command.")
+
+
+_NEEDS: dict[CommandKind, tuple[str, ...]] = {
+    CommandKind.acknowledge: ("severity",),
+    CommandKind.mute: ("severity", "duration"),
+    CommandKind.unacknowledge: (),
+    CommandKind.unmute: (),
+}
+
+
+class _Problem(Exception):  # noqa: N818 - carries an error answer out of request parsing
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _problem(status: int, detail: Any) -> web.Response:
+    return web.json_response({"detail": detail}, status=status)
+
+
+def _field_error(field: str, message: str) -> web.Response:
+    return _problem(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+def alarm_json(alarm: Alarm) -> dict[str, Any]:
+    """An alarm as the API answers it: severities by name, its display state."""
+    data = alarm.model_dump(mode="json", exclude={"resolve_id", "escalation_attempts"})
+    for key in ("severity", "max_severity", "muted_severity"):
+        data[key] = Severity(data[key]).name
+    data["state"] = alarm.display_state.value
+    return data
+
+
+class AlarmApi:
+    """Routes of the alarm API."""
+
+    def __init__(self, view: AlarmView, send: SendCommand, anonymous_user: str | None) -> None:
+        self._view = view
+        self._send = send
+        self._anonymous = anonymous_user
+
+    def routes(self) -> list[web.RouteDef]:
+        """The routes, for the worker's web application."""
+        return [
+            web.get("/alarms", self.list_alarms),
+            web.get("/alarms/{name}", self.show_alarm),
+            web.post("/alarms/{command}", self.command),
+            web.get("/openapi.json", self.openapi),
+        ]
+
+    def _user(self, request: web.Request) -> str | None:
+        return request.headers.get(USER_HEADER) or self._anonymous
+
+    async def list_alarms(self, request: web.Request) -> web.Response:
+        """``GET /alarms?state=&rule=&name=``."""
+        if self._user(request) is None:
+            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
+        state = request.query.get("state")
+        rule = request.query.get("rule")
+        pattern = request.query.get("name")
+        try:
+            regex = re.compile(pattern) if pattern else None
+        except re.error as exc:
+            return _problem(422, [{"loc": ["query", "name"], "msg": f"not a regex: {exc}"}])
+        alarms = [
+            alarm_json(a)
+            for a in sorted(self._view.alarms.values(), key=lambda a: a.name)
+            if (state is None or a.display_state.value == state)
+            and (rule is None or a.rule_id == rule)
+            and (regex is None or regex.fullmatch(a.name))
+        ]
+        return web.json_response({"alarms": alarms})
+
+    async def show_alarm(self, request: web.Request) -> web.Response:
+        """``GET /alarms/{name}``."""
+        if self._user(request) is None:
+            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
+        alarm = self._view.alarms.get(request.match_info["name"])
+        if alarm is None:
+            return _problem(404, f"No alarm named {request.match_info['name']!r}.")
+        return web.json_response(alarm_json(alarm))
+
+    async def command(self, request: web.Request) -> web.Response:
+        """``POST /alarms/{acknowledge|unacknowledge|mute|unmute}``."""
+        try:
+            user, kind, body, regex = await self._parse(request)
+        except _Problem as problem:
+            return problem.response
+        matched = [a for n, a in sorted(self._view.alarms.items()) if regex.fullmatch(n)]
+        if not matched:
+            return _problem(404, f"No alarm matches {body.name!r}.")
+        sent, refused = [], []
+        for alarm in matched:
+            reason = _refusal(kind, body, alarm)
+            if reason:
+                refused.append({"name": alarm.name, "reason": reason})
+                continue
+            await self._send(_command(kind, body, alarm, user))
+            sent.append(alarm.name)
+        logger.info(
+            "Sent alarm commands", command=kind.value, user=user, alarms=sent, refused=refused
+        )
+        return web.json_response(
+            {"command": kind.value, "alarms": sent, "refused": refused},
+            status=202 if sent else 409,
+        )
+
+    async def _parse(
+        self, request: web.Request
+    ) -> tuple[str, CommandKind, CommandBody, re.Pattern[str]]:
+        user = self._user(request)
+        if user is None:
+            raise _Problem(_problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr."))
+        try:
+            kind = CommandKind(request.match_info["command"])
+        except ValueError:
+            choices = ", ".join(k.value for k in CommandKind)
+            raise _Problem(_problem(404, f"No such command; use one of {choices}.")) from None
+        try:
+            body = CommandBody.model_validate(json.loads(await request.read() or b"{}"))
+        except ValidationError as exc:
+            errors = [
+                {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                for e in exc.errors(include_url=False, include_input=False)
+            ]
+            raise _Problem(_problem(422, errors)) from None
+        except ValueError:
+            raise _Problem(_problem(422, [{"loc": ["body"], "msg": "not JSON"}])) from None
+        for field in _NEEDS[kind]:
+            if getattr(body, field) is None:
+                raise _Problem(_field_error(field, f"{kind.value} needs a {field}"))
+        try:
+            regex = re.compile(body.name)
+        except re.error as exc:
+            raise _Problem(_field_error("name", f"not a regular expression: {exc}")) from None
+        return user, kind, body, regex
+
+    async def openapi(self, _request: web.Request) -> web.Response:
+        """The OpenAPI document."""
+        return web.json_response(openapi_document())
+
+
+def _refusal(kind: CommandKind, body: CommandBody, alarm: Alarm) -> str:
+    if (
+        kind == CommandKind.acknowledge
+        and body.severity is not None
+        and body.severity < alarm.max_severity
+    ):
+        return (
+            f"cannot acknowledge at {body.severity.name}, below its maximum severity"
+            f" {alarm.max_severity.name}"
+        )
+    return ""
+
+
+def _command(kind: CommandKind, body: CommandBody, alarm: Alarm, user: str) -> AlarmCommand:
+    return AlarmCommand(
+        command=kind,
+        name=alarm.name,
+        rule_id=alarm.rule_id,
+        tags=alarm.tags,
+        user=user,
+        severity=body.severity,
+        duration=body.duration,
+        comment=body.comment,
+        command_id=str(uuid.uuid4()),
+        time=utcnow(),
+    )
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1 description of the alarm API."""
+    alarm_ref = {"$ref": "#/components/schemas/Alarm"}
+    command_names = [k.value for k in CommandKind]
+    user = {
+        "name": USER_HEADER,
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Set by Gafaelfawr.",
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Catcher alarms", "version": "1"},
+        "paths": {
+            "/alarms": {
+                "get": {
+                    "summary": "List alarms",
+                    "parameters": [
+                        user,
+                        {"name": "state", "in": "query", "schema": {"type": "string"}},
+                        {"name": "rule", "in": "query", "schema": {"type": "string"}},
+                        {"name": "name", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {"200": {"description": "The alarms."}},
+                }
+            },
+            "/alarms/{name}": {
+                "get": {
+                    "summary": "One alarm",
+                    "parameters": [
+                        user,
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {"content": {"application/json": {"schema": alarm_ref}}},
+                        "404": {"description": "No such alarm."},
+                    },
+                }
+            },
+            "/alarms/{command}": {
+                "post": {
+                    "summary": "Acknowledge, unacknowledge, mute or unmute alarms by regex",
+                    "parameters": [
+                        user,
+                        {
+                            "name": "command",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"enum": command_names},
+                        },
+                    ],
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/CommandBody"}
+                            }
+                        }
+                    },
+                    "responses": {
+                        "202": {"description": "Sent to the alarms' owners."},
+                        "401": {"description": "No user."},
+                        "404": {"description": "No alarm matches."},
+                        "409": {"description": "Refused for every matching alarm."},
+                        "422": {"description": "Invalid input, naming the field."},
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                "Alarm": Alarm.model_json_schema(),
+                "CommandBody": CommandBody.model_json_schema(),
+            }
+        },
+    }

@@ -1,0 +1,169 @@
+"""``catcher alarms``: list, show, acknowledge and mute alarms through a worker's API."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import httpx
+
+from .config import Config, load_config
+from .exceptions import CatcherError
+from .redact import brief
+
+__all__ = ["alarms"]
+
+_STATES = ["nominal", "active", "semi-active", "stale"]
+
+
+def _config() -> Config:
+    try:
+        return load_config()
+    except CatcherError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _call(method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
+    """One API call; an error answer becomes a clear message."""
+    config = _config()
+    headers = {}
+    if config.api_token is not None:
+        headers["Authorization"] = f"Bearer {config.api_token.get_secret_value()}"
+    url = config.api_url.rstrip("/") + path
+    try:
+        response = httpx.request(
+            method,
+            url,
+            json=body,
+            params={k: v for k, v in params.items() if v is not None},
+            headers=headers,
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(
+            f"Could not reach the Catcher API at {config.api_url} (CATCHER_API_URL):"
+            f" {brief(str(exc)) or type(exc).__name__}"
+        ) from None
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.is_error and response.status_code != httpx.codes.CONFLICT:
+        raise click.ClickException(f"HTTP {response.status_code}: {_detail(data, response)}")
+    return data
+
+
+def _detail(data: Any, response: httpx.Response) -> str:
+    if isinstance(data, dict) and "detail" in data:
+        detail = data["detail"]
+        if isinstance(detail, list):
+            return "; ".join(
+                f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail
+            )
+        return str(detail)
+    return brief(response.text) or response.reason_phrase
+
+
+def _table(alarms: list[dict[str, Any]]) -> None:
+    if not alarms:
+        click.echo("No alarms.")
+        return
+    rows = [
+        (
+            a["name"],
+            a["state"],
+            a["severity"],
+            a["max_severity"],
+            a["acknowledged_by"] if a["acknowledged"] else "",
+            f"{a['muted_severity']} by {a['muted_by']}" if a["muted_severity"] != "NONE" else "",
+            a["reason"],
+        )
+        for a in alarms
+    ]
+    header = ("NAME", "STATE", "SEVERITY", "MAX", "ACKED BY", "MUTED", "REASON")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, str(row[-1])]).rstrip())
+
+
+@click.group()
+def alarms() -> None:
+    """Alarms: list, show, acknowledge and mute (CATCHER_API_URL, CATCHER_API_TOKEN)."""
+
+
+@alarms.command("list")
+@click.option("--state", type=click.Choice(_STATES), help="Only alarms in this state.")
+@click.option("--rule", "rule_id", help="Only the alarms of this rule.")
+@click.option("--name", "pattern", help="Only names matching this regular expression.")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for programs.")
+def alarms_list(
+    state: str | None, rule_id: str | None, pattern: str | None, as_json: bool
+) -> None:
+    """List alarms (the nominal ones too unless --state says otherwise)."""
+    data = _call("GET", "/alarms", state=state, rule=rule_id, name=pattern)
+    if as_json:
+        json.dump(data["alarms"], sys.stdout, indent=2)
+        click.echo()
+    else:
+        _table(data["alarms"])
+
+
+@alarms.command("show")
+@click.argument("name")
+def alarms_show(name: str) -> None:
+    """Every field of one alarm."""
+    data = _call("GET", f"/alarms/{name}")
+    json.dump(data, sys.stdout, indent=2)
+    click.echo()
+
+
+def _send(command: str, body: dict[str, Any]) -> None:
+    data = _call("POST", f"/alarms/{command}", {k: v for k, v in body.items() if v is not None})
+    for name in data.get("alarms", []):
+        click.echo(f"{command}: sent to {name}")
+    for refusal in data.get("refused", []):
+        click.echo(f"{command}: refused for {refusal['name']}: {refusal['reason']}", err=True)
+    if not data.get("alarms"):
+        raise click.ClickException(f"{command} was not sent to any alarm.")
+
+
+_SEVERITY = click.Choice(["WARNING", "SERIOUS", "CRITICAL"], case_sensitive=False)
+
+
+@alarms.command("ack")
+@click.argument("pattern")
+@click.option("--severity", required=True, type=_SEVERITY, help="Severity acknowledged.")
+@click.option("--comment", default="", help="Why; recorded with the command.")
+def alarms_ack(pattern: str, severity: str, comment: str) -> None:
+    """Acknowledge the alarms whose names match PATTERN (a regular expression)."""
+    _send("acknowledge", {"name": pattern, "severity": severity.upper(), "comment": comment})
+
+
+@alarms.command("unack")
+@click.argument("pattern")
+@click.option("--comment", default="", help="Why; recorded with the command.")
+def alarms_unack(pattern: str, comment: str) -> None:
+    """Unacknowledge the alarms whose names match PATTERN."""
+    _send("unacknowledge", {"name": pattern, "comment": comment})
+
+
+@alarms.command("mute")
+@click.argument("pattern")
+@click.option("--duration", required=True, help="How long, e.g. 30m or 2h.")
+@click.option("--severity", required=True, type=_SEVERITY, help="Highest severity muted.")
+@click.option("--comment", default="", help="Why; recorded with the command.")
+def alarms_mute(pattern: str, duration: str, severity: str, comment: str) -> None:
+    """Mute the alarms whose names match PATTERN."""
+    body = {"name": pattern, "duration": duration, "severity": severity.upper()}
+    _send("mute", {**body, "comment": comment})
+
+
+@alarms.command("unmute")
+@click.argument("pattern")
+@click.option("--comment", default="", help="Why; recorded with the command.")
+def alarms_unmute(pattern: str, comment: str) -> None:
+    """Unmute the alarms whose names match PATTERN."""
+    _send("unmute", {"name": pattern, "comment": comment})
