@@ -35,6 +35,7 @@ from .config import Config, KafkaSecurityProtocol
 from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE
 from .exceptions import RecordError
 from .factory import ProcessContext
+from .love import LoveProducer
 from .models.alarms import Alarm, AlarmCommand
 from .models.enums import DeadLetterStage
 from .models.records import (
@@ -235,10 +236,12 @@ class CatcherApp:
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:
             self.ownership.revoke((tp.topic, tp.partition) for tp in revoked)
+            self._place_love()
 
         @app.on_rebalance_complete.connect  # type: ignore[arg-type]
         async def rewind_uncommitted(_app: Any, **_kwargs: Any) -> None:
             await self._rewind_uncommitted()
+            self._place_love()
 
     async def _rewind_uncommitted(self) -> None:
         """Read from the beginning the input partitions that have no committed offset.
@@ -312,6 +315,16 @@ class CatcherApp:
         self.api = AlarmApi(self.view, self._send_command, self.config.api_anonymous_user)
         self._web: web.AppRunner | None = None
         self.http_port = self.config.http_port
+        self.love: LoveProducer | None = None
+        self._love_task: asyncio.Task[None] | None = None
+        if self.config.love_url:
+            password = self.config.love_password
+            self.love = LoveProducer(
+                self.config.love_url,
+                password.get_secret_value() if password else "",
+                lambda: self.view.alarms,
+            )
+            self.view.on_change(self.love.changed)
 
         @self.faust.task
         async def serve_api() -> None:
@@ -332,9 +345,12 @@ class CatcherApp:
             sockets = getattr(server, "sockets", None) or []
             self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
             logger.info("Serving the HTTP API", port=self.http_port)
+            if self.love is None:
+                logger.info("No LOVE producer: CATCHER_LOVE_URL is not set")
 
         @self.faust.on_before_shutdown.connect  # type: ignore[arg-type]
         async def stop_api(_app: Any, *_args: Any, **_kwargs: Any) -> None:
+            self._place_love(stop=True)
             await self.view.stop()
             if self._web is not None:
                 await self._web.cleanup()
@@ -389,6 +405,20 @@ class CatcherApp:
         await self.ledger.republish(self._owns_partition)
         self.runner.resume()
         await self.ledger.prune(self.config.ledger_retention, self._owns_partition)
+
+    def _place_love(self, *, stop: bool = False) -> None:
+        """Run the LOVE producer on the one worker holding partition 0 of the triggers."""
+        if self.love is None:
+            return
+        wanted = not stop and self.ownership.owns(self.config.triggers_topic, 0)
+        running = self._love_task is not None and not self._love_task.done()
+        if wanted and not running:
+            logger.info("Running the LOVE producer on this worker", url=self.config.love_url)
+            self._love_task = asyncio.create_task(self.love.run(), name="love-producer")
+        elif not wanted and running and self._love_task is not None:
+            logger.info("Stopped the LOVE producer here (another worker runs it)")
+            self._love_task.cancel()
+            self._love_task = None
 
     async def _send_command(self, command: AlarmCommand) -> None:
         await self._send_json(self.config.series_topic, command.series, command.to_json())

@@ -277,6 +277,17 @@ class Config(BaseSettings):
         None, description="File holding the tasks API token (instead of CATCHER_INFLUXDB_TOKEN)."
     )
     influxdb_org: str = Field("", description="Organization of the tasks (InfluxDB 2.x).")
+    love_url: str | None = Field(
+        None,
+        description="LOVE-manager's producer websocket, e.g."
+        " wss://summit-lsp.lsst.codes/love/manager/ws/subscription; unset, no LOVE producer.",
+    )
+    love_password: SecretStr | None = Field(
+        None, description="LOVE-manager's PROCESS_CONNECTION_PASS."
+    )
+    love_password_file: Path | None = Field(
+        None, description="File holding the LOVE password (instead of CATCHER_LOVE_PASSWORD)."
+    )
     api_url: str = Field(
         "http://localhost:8080",
         description="Base URL of a worker's HTTP API, for `catcher alarms` (behind Gafaelfawr:"
@@ -393,6 +404,7 @@ class Config(BaseSettings):
             "times_square_token",
             "influxdb_token",
             "api_token",
+            "love_password",
         ):
             path: Path | None = getattr(self, f"{field}_file")
             if path is None:
@@ -440,6 +452,7 @@ class Config(BaseSettings):
             self.times_square_token,
             self.influxdb_token,
             self.api_token,
+            self.love_password,
             self.kafka.sasl_password,
         ]
         return [s.get_secret_value() for s in found if s is not None]

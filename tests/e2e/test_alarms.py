@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from support.stack import Stack
 
+from catcher.fakes.love import FakeLoveManager
 from catcher.kafka import read_topic
 from catcher.models.enums import Severity
 
@@ -127,3 +129,60 @@ async def test_an_alarm_is_raised_acknowledged_muted_and_recorded(stack: Stack) 
         ("NONE", "nominal", None, None),
     ]
     assert {m.key for m in await read_topic(config, config.alarms_topic)} == {NAME.encode()}
+    assert stack.workers[0].log.count("No LOVE producer") == 1
+
+
+async def test_love_is_sent_the_alarm_map_and_gets_it_again_after_a_drop(stack: Stack) -> None:
+    love = await FakeLoveManager().start()
+    try:
+        port = _free_port()
+        api = f"http://127.0.0.1:{port}"
+        stack.extra_env.update(
+            CATCHER_HTTP_PORT=str(port),
+            CATCHER_LOVE_URL=love.url,
+            CATCHER_LOVE_PASSWORD=love.password,
+        )
+        stack.write_rules(RULES)
+        await stack.start_worker()
+        tags = {"salIndex": "1"}
+        await stack.publish("m1m3-temperature", Severity.CRITICAL, tags=tags, reason="25 C")
+
+        def shown(check: Callable[[dict[str, Any]], bool]) -> Callable[[], Any]:
+            async def look() -> bool:
+                maps = love.alarm_maps()
+                return bool(maps) and NAME in maps[-1] and check(maps[-1][NAME])
+
+            return look
+
+        await stack.wait_for(
+            shown(lambda a: a["severity"]["value"] == 4), what="the CRITICAL alarm in LOVE"
+        )
+        async with httpx.AsyncClient() as client:
+            answer = await client.post(
+                f"{api}/alarms/acknowledge",
+                json={"name": NAME, "severity": "CRITICAL"},
+                headers={"X-Auth-Request-User": "ana"},
+            )
+        assert answer.status_code == httpx.codes.ACCEPTED, answer.text
+        await stack.wait_for(
+            shown(lambda a: a["acknowledgedBy"]["value"] == "ana"), what="the ack in LOVE"
+        )
+        before = len(love.alarm_maps())
+        await love.drop()
+
+        async def sent_again() -> bool:
+            return love.connections == 2 and len(love.alarm_maps()) > before
+
+        await stack.wait_for(sent_again, what="the whole map sent again after a drop")
+        assert love.alarm_maps()[-1][NAME]["acknowledged"]["value"] is True
+        assert love.refused == 0
+        assert len(love.subscriptions()) == 2  # one per connection
+
+        async def beating() -> bool:
+            return bool(love.heartbeats())
+
+        await stack.wait_for(beating, timeout=10, what="a heartbeat (every 2 s)")
+        assert love.heartbeats()[-1]["csc"] == "Catcher"
+        assert "No LOVE producer" not in stack.workers[0].log
+    finally:
+        await love.stop()
