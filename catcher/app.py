@@ -33,6 +33,7 @@ from aiohttp import web
 from .api import AlarmApi
 from .config import Config, KafkaSecurityProtocol
 from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE
+from .escalation import Escalator
 from .exceptions import RecordError
 from .factory import ProcessContext
 from .love import LoveProducer
@@ -157,7 +158,17 @@ class CatcherApp:
             topic=config.action_requests_topic,
             limits=config.concurrency,
         )
-        self.alarms = AlarmEngine(rules, DurableTable(self.alarm_table), self._alarm_changed)
+        escalator = None
+        if config.escalation_url:
+            key = config.escalation_key.get_secret_value() if config.escalation_key else ""
+            escalator = Escalator(config.escalation_url, key, self.context.http)
+        self.alarms = AlarmEngine(
+            rules,
+            DurableTable(self.alarm_table),
+            self._alarm_changed,
+            escalator=escalator,
+            policy=self.context.policy,
+        )
         self.planning = Planning(
             rules,
             self.series_state,

@@ -288,6 +288,18 @@ class Config(BaseSettings):
     love_password_file: Path | None = Field(
         None, description="File holding the LOVE password (instead of CATCHER_LOVE_PASSWORD)."
     )
+    escalation_url: str | None = Field(
+        None,
+        description="SquadCast-compatible incident API (e.g. https://api.squadcast.com) for"
+        " rules with alarm.escalate; incidents are POSTed to /v2/incidents/api/<key>.",
+    )
+    escalation_key: SecretStr | None = Field(
+        None, description="Key of the incident webhook (part of its URL)."
+    )
+    escalation_key_file: Path | None = Field(
+        None,
+        description="File holding the escalation key (instead of CATCHER_ESCALATION_KEY).",
+    )
     api_url: str = Field(
         "http://localhost:8080",
         description="Base URL of a worker's HTTP API, for `catcher alarms` (behind Gafaelfawr:"
@@ -405,6 +417,7 @@ class Config(BaseSettings):
             "influxdb_token",
             "api_token",
             "love_password",
+            "escalation_key",
         ):
             path: Path | None = getattr(self, f"{field}_file")
             if path is None:
@@ -453,6 +466,7 @@ class Config(BaseSettings):
             self.influxdb_token,
             self.api_token,
             self.love_password,
+            self.escalation_key,
             self.kafka.sasl_password,
         ]
         return [s.get_secret_value() for s in found if s is not None]

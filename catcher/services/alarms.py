@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
+from ..escalation import EscalationError, Escalator
 from ..models.alarms import Alarm, AlarmCommand, AlarmSettings, CommandKind, alarm_name
 from ..models.enums import Severity
 from ..models.records import Trigger, utcnow
 from ..models.rules import RuleSet
+from ..retry import RetryPolicy
 from ..storage.tables import DurableTable
 from . import alarm_machine as machine
 
@@ -45,12 +47,19 @@ class AlarmEngine:
         table: DurableTable,
         publish: Change,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        escalator: Escalator | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self._rules = rules
         self._table = table
         self._publish = publish
         self._clock = clock
+        self._escalator = escalator
+        self._policy = policy or RetryPolicy()
         self._due: list[tuple[datetime, str]] = []
+        self._resolving: dict[str, tuple[datetime, int]] = {}
+        """Alarms with an incident to resolve: when to try next, and failures so far."""
 
     def settings(self, rule_id: str) -> AlarmSettings:
         """The rule's alarm block (alarms of an unknown rule are disabled)."""
@@ -65,6 +74,7 @@ class AlarmEngine:
     def rebuild_index(self) -> None:
         """Index the timers of every alarm once (after the table is recovered)."""
         self._due.clear()
+        self._resolving.clear()
         for name, raw in self._table.items():
             self._index(name, Alarm.model_validate(raw))
 
@@ -72,6 +82,8 @@ class AlarmEngine:
         due = alarm.next_due()
         if due is not None:
             heapq.heappush(self._due, (due, name))
+        if alarm.resolve_id and name not in self._resolving:
+            self._resolving[name] = (self._clock(), 0)
 
     async def _write(
         self, alarm: Alarm, partition: int, command: AlarmCommand | None = None
@@ -115,22 +127,85 @@ class AlarmEngine:
         return changed
 
     async def scan(self, owns: Owns) -> int:
-        """Fire the timers that are due on this worker's partitions; returns how many."""
+        """Fire the timers that are due on this worker's partitions, page and resolve.
+
+        Returns how many alarms changed or called out. Ownership is checked right before
+        every call to the escalation service.
+        """
         now = self._clock()
-        fired = 0
+        done = 0
         while self._due and self._due[0][0] <= now:
             _, name = heapq.heappop(self._due)
             raw = self._table.get(name)
             if raw is None or not owns(int(raw.get("partition", 0))):
                 continue
+            partition = int(raw.get("partition", 0))
             alarm = Alarm.model_validate(raw)
             changed = machine.fire_timers(alarm, now, self.settings(alarm.rule_id))
             if changed is not alarm:
-                await self._write(changed, int(raw.get("partition", 0)))
-                fired += 1
-            elif alarm.next_due() is not None and alarm.next_due() > now:  # type: ignore[operator]
-                self._index(name, alarm)
-        return fired
+                await self._write(changed, partition)
+                done += 1
+            event_id = machine.escalation_due(changed, now)
+            if event_id is not None:
+                await self._escalate(changed, partition, event_id, owns)
+                done += 1
+            elif changed is alarm and (due := alarm.next_due()) is not None and due > now:
+                self._index(name, alarm)  # an entry older than the alarm's current timers
+        for name in [n for n, (at, _) in self._resolving.items() if at <= now]:
+            done += await self._resolve(name, now, owns)
+        return done
+
+    async def _escalate(self, alarm: Alarm, partition: int, event_id: str, owns: Owns) -> None:
+        log = logger.bind(alarm=alarm.name, event_id=event_id, responder=alarm.escalate_to)
+        if not owns(partition):  # fenced: the new owner pages
+            return
+        now = self._clock()
+        if self._escalator is None:
+            log.error("Cannot escalate: CATCHER_ESCALATION_URL is not set")
+            failed = machine.escalation_failed(
+                alarm, "CATCHER_ESCALATION_URL is not set.", now, None
+            )
+            await self._write(failed, partition)
+            return
+        try:
+            await self._escalator.trigger(alarm, event_id, alarm.escalate_to)
+        except EscalationError as exc:
+            attempts = alarm.escalation_attempts + 1
+            again = exc.retry and attempts < self._policy.attempts
+            retry_in = timedelta(seconds=self._policy.backoff(attempts)) if again else None
+            log.warning("Escalation failed", error=str(exc), retry_in=retry_in)
+            await self._write(machine.escalation_failed(alarm, str(exc), now, retry_in), partition)
+            return
+        log.warning("Escalated an unacknowledged CRITICAL alarm")
+        await self._write(machine.escalation_sent(alarm, event_id, now), partition)
+
+    async def _resolve(self, name: str, now: datetime, owns: Owns) -> int:
+        raw = self._table.get(name)
+        alarm = None if raw is None else Alarm.model_validate(raw)
+        if alarm is None or not alarm.resolve_id:
+            self._resolving.pop(name, None)
+            return 0
+        partition = int(raw.get("partition", 0)) if raw else 0
+        if not owns(partition) or self._escalator is None:
+            self._resolving.pop(name, None)
+            return 0
+        try:
+            await self._escalator.resolve(alarm.resolve_id)
+        except EscalationError as exc:
+            failures = self._resolving[name][1] + 1
+            delay = timedelta(seconds=self._policy.backoff(failures))
+            self._resolving[name] = (now + delay, failures)
+            logger.warning(
+                "Resolving an incident failed; will try again",
+                alarm=name,
+                event_id=alarm.resolve_id,
+                error=str(exc),
+            )
+            return 0
+        logger.info("Resolved an incident", alarm=name, event_id=alarm.resolve_id)
+        self._resolving.pop(name, None)
+        await self._write(machine.resolved(alarm, self._clock()), partition)
+        return 1
 
     def alarms(self) -> list[Alarm]:
         """Every alarm this worker holds."""

@@ -6,14 +6,18 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import fastavro
+import httpx
 import pytest
 from support.tables import MemoryTable
 
 from catcher.avro import load_schema
+from catcher.escalation import Escalator
+from catcher.fakes.squadcast import FakeSquadCast
 from catcher.models.alarms import Alarm, AlarmCommand, CommandKind
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
 from catcher.models.rules import Rule, RuleSet
+from catcher.retry import RetryPolicy
 from catcher.services.alarms import AlarmEngine, alarm_avro, alarm_from_avro
 from catcher.storage.tables import DurableTable
 
@@ -169,3 +173,74 @@ def test_a_command_survives_its_trip_through_the_series_topic() -> None:
     assert again == command
     assert again.duration == timedelta(hours=1, minutes=30)
     assert again.series == "m1m3-temperature|salIndex=1"
+
+
+PAGED = RuleSet(
+    [
+        Rule.model_validate(
+            {
+                "id": "m1m3-temperature",
+                "description": "d",
+                "alarm": {"escalate": {"responder": "m1m3-team", "delay": "10m"}},
+            }
+        )
+    ]
+)
+
+
+@pytest.mark.asyncio
+async def test_escalation_pages_once_resolves_on_acknowledge_and_is_fenced() -> None:
+    async with FakeSquadCast() as squadcast, httpx.AsyncClient() as http:
+        table, sent, clock = MemoryTable(), Sent(), Clock()
+        escalator = Escalator(squadcast.url, squadcast.key, http)
+        engine = AlarmEngine(
+            PAGED,
+            DurableTable(table),
+            sent,
+            clock,
+            escalator=escalator,
+            policy=RetryPolicy(attempts=3, backoff_initial=30, jitter=0),
+        )
+        await engine.on_trigger(_trigger(Severity.CRITICAL), 0)
+        clock.now += timedelta(minutes=9)
+        assert await engine.scan(lambda _p: True) == 0
+        clock.now += timedelta(minutes=1)
+        assert await engine.scan(lambda _p: False) == 0  # not the owner: no page
+        engine.rebuild_index()
+        squadcast.inject(status=503, body="busy")
+        await engine.scan(lambda _p: True)
+        alarm = engine.get("m1m3-temperature:salIndex=1")
+        assert alarm is not None and alarm.escalated_id == "Failed: HTTP 503: busy"
+        assert squadcast.incidents == {}
+        clock.now += timedelta(seconds=30)
+        await engine.scan(lambda _p: True)
+        await engine.scan(lambda _p: True)
+        ((event_id, incident),) = squadcast.incidents.items()
+        assert incident["tags"] == {
+            "responder": "m1m3-team",
+            "alarm_name": "m1m3-temperature:salIndex=1",
+        }
+        assert len(squadcast.posts("trigger")) == 2  # the failed one and the accepted one
+        alarm = engine.get("m1m3-temperature:salIndex=1")
+        assert alarm is not None and alarm.escalated_id == event_id
+        await engine.on_command(_command(CommandKind.acknowledge, clock, severity="CRITICAL"), 0)
+        await engine.scan(lambda _p: True)
+        assert squadcast.incidents[event_id]["resolved"] is True
+        assert squadcast.posts("resolve") == [{"status": "resolve", "event_id": event_id}]
+        alarm = engine.get("m1m3-temperature:salIndex=1")
+        assert alarm is not None and alarm.resolve_id == "" and alarm.escalated_id == ""
+        assert await engine.scan(lambda _p: True) == 0
+        assert len(squadcast.posts("trigger")) == 2
+
+
+@pytest.mark.asyncio
+async def test_without_an_escalation_url_the_failure_is_recorded_once() -> None:
+    table, sent, clock = MemoryTable(), Sent(), Clock()
+    engine = AlarmEngine(PAGED, DurableTable(table), sent, clock)
+    await engine.on_trigger(_trigger(Severity.CRITICAL), 0)
+    clock.now += timedelta(minutes=10)
+    await engine.scan(lambda _p: True)
+    alarm = engine.get("m1m3-temperature:salIndex=1")
+    assert alarm is not None
+    assert alarm.escalated_id == "Failed: CATCHER_ESCALATION_URL is not set."
+    assert alarm.escalate_at is None
