@@ -100,8 +100,8 @@ def table(broker: str, app_id: str, topic_name: str, partitions: int, batch_size
     @app.agent(topic)
     async def consume(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            store[event.key.decode()] = {"seen": True}
             _say({"first": time.time(), "entries": len(store)})
+            store[event.key.decode()] = {"seen": True}
 
     app.main()
 

@@ -190,13 +190,14 @@ class Bench:
 
     # -- processes ------------------------------------------------------------------------
 
-    def baseline(self, *args: str) -> subprocess.Popen[str]:
+    def baseline(self, *args: str, log_level: str = "warn") -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, str(HERE / "baselines.py"), *args, str(self.args.batch_size)],
             stdout=subprocess.PIPE,
             stderr=(self.work / f"baseline-{args[0]}.log").open("ab"),
             text=True,
             cwd=self.work,
+            env={**os.environ, "BENCH_LOG_LEVEL": log_level},
         )
 
     def worker(self, prefix: str, registry: str, hook: str) -> subprocess.Popen[bytes]:
@@ -371,6 +372,11 @@ async def main(args: argparse.Namespace) -> None:
         first = await receiver.distinct(1, limit=600) - started
         idle, rss = await _idle(worker.pid)
         stop_process(worker)
+        print(
+            f"  Catcher restart {first:.1f} s, raw read of {len(records):,} records {raw:.1f} s,"
+            f" idle CPU {idle:.1%}, RSS {rss:.0f} MiB",
+            flush=True,
+        )
 
         # The same restart of a bare Faust app whose table recovers the same records.
         await bench.topics("bench-table-table-changelog", "bench.table-in")
@@ -378,9 +384,18 @@ async def main(args: argparse.Namespace) -> None:
         bare_first = 0.0
         for run in range(2):  # the first run joins the group; the second is the restart
             started = time.time()
-            table = bench.baseline("table", bench.bootstrap, "bench-table", "bench.table-in", "1")
+            table = bench.baseline(
+                "table", bench.bootstrap, "bench-table", "bench.table-in", "1", log_level="info"
+            )
             await bench.produce("bench.table-in", [(f"k{run}".encode(), b"x")])
-            bare_first = await bench.line(table, "first") - started
+            try:
+                bare_first = await asyncio.wait_for(bench.line(table, "first"), 300) - started
+            except TimeoutError:
+                stop_process(table)  # type: ignore[arg-type]
+                raise RuntimeError(
+                    f"The bare Faust table app did not start in 300 s (run {run + 1});"
+                    f" see {bench.work / 'baseline-table.log'}"
+                ) from None
             if run == 0:
                 stop_process(table)  # type: ignore[arg-type]
         bare_idle, bare_rss = await _idle(table.pid)

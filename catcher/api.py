@@ -14,17 +14,25 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Self
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .models.alarms import Alarm, AlarmCommand, CommandKind, SeverityName
+from .models.alarms import (
+    Alarm,
+    AlarmCommand,
+    CommandKind,
+    SeverityName,
+    Silence,
+    SilenceState,
+)
 from .models.durations import Duration
 from .models.enums import Severity
 from .models.records import utcnow
-from .services.alarm_view import AlarmView
+from .services.alarm_view import AlarmView, TopicView
 
 __all__ = ["USER_HEADER", "AlarmApi", "CommandBody"]
 
@@ -33,6 +41,7 @@ logger = structlog.get_logger("catcher")
 USER_HEADER = "X-Auth-Request-User"
 
 SendCommand = Callable[[AlarmCommand], Awaitable[None]]
+SaveSilence = Callable[[Silence], Awaitable[None]]
 
 
 class CommandBody(BaseModel):
@@ -66,6 +75,39 @@ class _Problem(Exception):  # noqa: N818 - carries an error answer out of reques
         self.response = response
 
 
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def silence_json(silence: Silence, now: datetime) -> dict[str, Any]:
+    """A silence as the API answers it, with its state now."""
+    return {**silence.to_json(), "state": silence.state(now).value}
+
+
+class SilenceBody(BaseModel):
+    """The body of ``POST /silences``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="Regex over whole alarm names.")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Tag name → regex over the whole tag value."
+    )
+    starts_at: datetime | None = Field(None, description="Default: now.")
+    ends_at: datetime | None = Field(None, description="When it ends (or give duration).")
+    duration: Duration | None = Field(None, description="How long, e.g. 2h.")
+    comment: str = Field(min_length=1, max_length=1000, description="Why (required).")
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> Self:
+        if self.name is None and not self.tags:
+            raise ValueError("give name or tags: a silence of everything is not allowed")
+        return self
+
+
 def _problem(status: int, detail: Any) -> web.Response:
     return web.json_response({"detail": detail}, status=status)
 
@@ -86,10 +128,20 @@ def alarm_json(alarm: Alarm) -> dict[str, Any]:
 class AlarmApi:
     """Routes of the alarm API."""
 
-    def __init__(self, view: AlarmView, send: SendCommand, anonymous_user: str | None) -> None:
+    def __init__(
+        self,
+        view: AlarmView,
+        send: SendCommand,
+        anonymous_user: str | None,
+        *,
+        silences: TopicView[Silence],
+        save_silence: SaveSilence,
+    ) -> None:
         self._view = view
         self._send = send
         self._anonymous = anonymous_user
+        self._silences = silences
+        self._save_silence = save_silence
 
     def routes(self) -> list[web.RouteDef]:
         """The routes, for the worker's web application."""
@@ -97,6 +149,9 @@ class AlarmApi:
             web.get("/alarms", self.list_alarms),
             web.get("/alarms/{name}", self.show_alarm),
             web.post("/alarms/{command}", self.command),
+            web.get("/silences", self.list_silences),
+            web.post("/silences", self.add_silence),
+            web.delete("/silences/{id}", self.expire_silence),
             web.get("/openapi.json", self.openapi),
         ]
 
@@ -171,11 +226,7 @@ class AlarmApi:
         try:
             body = CommandBody.model_validate(json.loads(await request.read() or b"{}"))
         except ValidationError as exc:
-            errors = [
-                {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-            raise _Problem(_problem(422, errors)) from None
+            raise _Problem(_problem(422, _errors(exc))) from None
         except ValueError:
             raise _Problem(_problem(422, [{"loc": ["body"], "msg": "not JSON"}])) from None
         for field in _NEEDS[kind]:
@@ -187,9 +238,81 @@ class AlarmApi:
             raise _Problem(_field_error("name", f"not a regular expression: {exc}")) from None
         return user, kind, body, regex
 
+    async def list_silences(self, request: web.Request) -> web.Response:
+        """``GET /silences?state=pending|active|expired``."""
+        if self._user(request) is None:
+            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
+        now = utcnow()
+        state = request.query.get("state")
+        silences = [
+            silence_json(s, now)
+            for s in sorted(self._silences.values.values(), key=lambda s: s.starts_at)
+            if state is None or s.state(now).value == state
+        ]
+        return web.json_response({"silences": silences})
+
+    async def add_silence(self, request: web.Request) -> web.Response:
+        """``POST /silences``: a new silence (answered 201 with it)."""
+        user = self._user(request)
+        if user is None:
+            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
+        now = utcnow()
+        try:
+            silence = _new_silence(await request.read(), user, now)
+        except _Problem as problem:
+            return problem.response
+        await self._save_silence(silence)
+        self._silences.values[silence.id] = silence  # visible here at once
+        logger.info("Created a silence", silence=silence.id, user=user, comment=silence.comment)
+        return web.json_response(silence_json(silence, now), status=201)
+
+    async def expire_silence(self, request: web.Request) -> web.Response:
+        """``DELETE /silences/{id}``: end a silence now."""
+        user = self._user(request)
+        if user is None:
+            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
+        silence = self._silences.values.get(request.match_info["id"])
+        if silence is None:
+            return _problem(404, f"No silence {request.match_info['id']!r}.")
+        now = utcnow()
+        if silence.state(now) == SilenceState.expired:
+            return _problem(409, f"Silence {silence.id} has already expired.")
+        expired = silence.model_copy(update={"expired_at": now})
+        await self._save_silence(expired)
+        self._silences.values[expired.id] = expired
+        logger.info("Expired a silence", silence=silence.id, user=user)
+        return web.json_response(silence_json(expired, now))
+
     async def openapi(self, _request: web.Request) -> web.Response:
         """The OpenAPI document."""
         return web.json_response(openapi_document())
+
+
+def _new_silence(data: bytes, user: str, now: datetime) -> Silence:
+    try:
+        body = SilenceBody.model_validate(json.loads(data or b"{}"))
+    except ValidationError as exc:
+        raise _Problem(_problem(422, _errors(exc))) from None
+    except ValueError:
+        raise _Problem(_problem(422, [{"loc": ["body"], "msg": "not JSON"}])) from None
+    starts = body.starts_at or now
+    if body.ends_at is None and body.duration is None:
+        raise _Problem(_field_error("duration", "give duration or ends_at"))
+    ends = body.ends_at or starts + (body.duration or timedelta(0))
+    if ends <= max(starts, now):
+        raise _Problem(_field_error("ends_at", "the silence must end after it starts and now"))
+    try:
+        return Silence(
+            name=body.name,
+            tags=body.tags,
+            starts_at=starts,
+            ends_at=ends,
+            comment=body.comment,
+            created_by=user,
+            created_at=now,
+        )
+    except ValidationError as exc:
+        raise _Problem(_problem(422, _errors(exc))) from None
 
 
 def _refusal(kind: CommandKind, body: CommandBody, alarm: Alarm) -> str:
@@ -265,6 +388,56 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/silences": {
+                "get": {
+                    "summary": "List silences (state: pending, active, expired)",
+                    "parameters": [
+                        user,
+                        {"name": "state", "in": "query", "schema": {"type": "string"}},
+                    ],
+                    "responses": {"200": {"description": "The silences."}},
+                },
+                "post": {
+                    "summary": "Create a silence",
+                    "parameters": [user],
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/SilenceBody"}
+                            }
+                        }
+                    },
+                    "responses": {
+                        "201": {
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Silence"}
+                                }
+                            }
+                        },
+                        "422": {"description": "Invalid input, naming the field."},
+                    },
+                },
+            },
+            "/silences/{id}": {
+                "delete": {
+                    "summary": "Expire a silence now",
+                    "parameters": [
+                        user,
+                        {
+                            "name": "id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {"description": "The expired silence."},
+                        "404": {"description": "No such silence."},
+                        "409": {"description": "Already expired."},
+                    },
+                }
+            },
             "/alarms/{command}": {
                 "post": {
                     "summary": "Acknowledge, unacknowledge, mute or unmute alarms by regex",
@@ -298,6 +471,8 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "Alarm": Alarm.model_json_schema(),
                 "CommandBody": CommandBody.model_json_schema(),
+                "SilenceBody": SilenceBody.model_json_schema(),
+                "Silence": Silence.model_json_schema(),
             }
         },
     }

@@ -37,7 +37,7 @@ from .escalation import Escalator
 from .exceptions import RecordError
 from .factory import ProcessContext
 from .love import LoveProducer
-from .models.alarms import Alarm, AlarmCommand
+from .models.alarms import Alarm, AlarmCommand, Silence
 from .models.enums import DeadLetterStage
 from .models.records import (
     ActionRequest,
@@ -47,7 +47,7 @@ from .models.records import (
 )
 from .models.rules import RuleSet
 from .services.admission import Admission
-from .services.alarm_view import AlarmView
+from .services.alarm_view import AlarmView, TopicView
 from .services.alarms import AlarmEngine, alarm_avro
 from .services.guard import Backoff, Guard, keep_trying
 from .services.intake import Intake
@@ -78,6 +78,10 @@ def _credentials(config: Config) -> Any:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+async def _decode_silence(value: bytes) -> Silence:
+    return Silence.model_validate_json(value)
 
 
 def _json(value: Any) -> Any:
@@ -118,6 +122,7 @@ class CatcherApp:
         self.actions_topic = self._topic(config.actions_topic)
         self.deadletter_topic = self._topic(config.deadletter_topic)
         self.alarms_topic = self._topic(config.alarms_topic)
+        self.silences_topic = self._topic(config.silences_topic)
         self.series_topic = self._topic(config.series_topic, internal=True)
         self.requests_topic = self._topic(config.action_requests_topic, internal=True)
         self.series_table = self._table(SERIES_STATE_TABLE)
@@ -131,6 +136,7 @@ class CatcherApp:
                 self.actions_topic,
                 self.deadletter_topic,
                 self.alarms_topic,
+                self.silences_topic,
                 self.series_topic,
                 self.requests_topic,
             )
@@ -162,12 +168,17 @@ class CatcherApp:
         if config.escalation_url:
             key = config.escalation_key.get_secret_value() if config.escalation_key else ""
             escalator = Escalator(config.escalation_url, key, self.context.http)
+        self.view = AlarmView(config, self.context.codec)
+        self.silences: TopicView[Silence] = TopicView(
+            config, config.silences_topic, _decode_silence
+        )
         self.alarms = AlarmEngine(
             rules,
             DurableTable(self.alarm_table),
             self._alarm_changed,
             escalator=escalator,
             policy=self.context.policy,
+            silences=self.silences,
         )
         self.planning = Planning(
             rules,
@@ -322,8 +333,13 @@ class CatcherApp:
         )
 
     def _wire_alarms(self) -> None:
-        self.view = AlarmView(self.config, self.context.codec)
-        self.api = AlarmApi(self.view, self._send_command, self.config.api_anonymous_user)
+        self.api = AlarmApi(
+            self.view,
+            self._send_command,
+            self.config.api_anonymous_user,
+            silences=self.silences,
+            save_silence=self._save_silence,
+        )
         self._web: web.AppRunner | None = None
         self.http_port = self.config.http_port
         self.love: LoveProducer | None = None
@@ -340,6 +356,7 @@ class CatcherApp:
         @self.faust.task
         async def serve_api() -> None:
             self.view.start()
+            self.silences.start()
             web_app = web.Application()
             web_app.add_routes(self.api.routes())
             self._web = web.AppRunner(web_app, access_log=None)
@@ -363,6 +380,7 @@ class CatcherApp:
         async def stop_api(_app: Any, *_args: Any, **_kwargs: Any) -> None:
             self._place_love(stop=True)
             await self.view.stop()
+            await self.silences.stop()
             if self._web is not None:
                 await self._web.cleanup()
 
@@ -430,6 +448,9 @@ class CatcherApp:
             logger.info("Stopped the LOVE producer here (another worker runs it)")
             self._love_task.cancel()
             self._love_task = None
+
+    async def _save_silence(self, silence: Silence) -> None:
+        await self._send_json(self.config.silences_topic, silence.id, silence.to_json())
 
     async def _send_command(self, command: AlarmCommand) -> None:
         await self._send_json(self.config.series_topic, command.series, command.to_json())

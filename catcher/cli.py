@@ -121,7 +121,7 @@ def worker(rules_path: Path | None) -> None:
             ensure_topics(
                 config,
                 [config.triggers_topic, config.actions_topic, config.deadletter_topic],
-                compacted=[config.alarms_topic],
+                compacted=[config.alarms_topic, config.silences_topic],
             )
         )
     app = create_app(config, rules)

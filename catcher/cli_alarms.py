@@ -25,7 +25,14 @@ def _config() -> Config:
         raise click.ClickException(str(exc)) from None
 
 
-def _call(method: str, path: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
+def _call(
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    conflict_ok: bool = False,
+    **params: Any,
+) -> Any:
     """One API call; an error answer becomes a clear message."""
     config = _config()
     headers = {}
@@ -50,7 +57,7 @@ def _call(method: str, path: str, body: dict[str, Any] | None = None, **params: 
         data = response.json()
     except ValueError:
         data = None
-    if response.is_error and response.status_code != httpx.codes.CONFLICT:
+    if response.is_error and not (conflict_ok and response.status_code == httpx.codes.CONFLICT):
         raise click.ClickException(f"HTTP {response.status_code}: {_detail(data, response)}")
     return data
 
@@ -121,7 +128,12 @@ def alarms_show(name: str) -> None:
 
 
 def _send(command: str, body: dict[str, Any]) -> None:
-    data = _call("POST", f"/alarms/{command}", {k: v for k, v in body.items() if v is not None})
+    data = _call(
+        "POST",
+        f"/alarms/{command}",
+        {k: v for k, v in body.items() if v is not None},
+        conflict_ok=True,
+    )
     for name in data.get("alarms", []):
         click.echo(f"{command}: sent to {name}")
     for refusal in data.get("refused", []):
@@ -167,3 +179,75 @@ def alarms_mute(pattern: str, duration: str, severity: str, comment: str) -> Non
 def alarms_unmute(pattern: str, comment: str) -> None:
     """Unmute the alarms whose names match PATTERN."""
     _send("unmute", {"name": pattern, "comment": comment})
+
+
+@alarms.group("silence")
+def silence() -> None:
+    """Silences: maintenance windows that mute matching alarms, present or future."""
+
+
+@silence.command("add")
+@click.option("--name", "pattern", help="Regular expression over whole alarm names.")
+@click.option("--tag", "tags", multiple=True, metavar="K=REGEX", help="Tag match; repeatable.")
+@click.option("--duration", help="How long, e.g. 2h (or give --until).")
+@click.option("--until", "ends_at", help="When it ends (ISO time).")
+@click.option("--starts", "starts_at", help="When it starts (ISO time; default now).")
+@click.option("--comment", required=True, help="Why (required).")
+def silence_add(
+    *,
+    pattern: str | None,
+    tags: tuple[str, ...],
+    duration: str | None,
+    ends_at: str | None,
+    starts_at: str | None,
+    comment: str,
+) -> None:
+    """Create a silence and print its id."""
+    matchers: dict[str, str] = {}
+    for item in tags:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not K=REGEX.", param_hint="--tag")
+        matchers[key] = value
+    body = {
+        "name": pattern,
+        "tags": matchers,
+        "duration": duration,
+        "ends_at": ends_at,
+        "starts_at": starts_at,
+        "comment": comment,
+    }
+    data = _call("POST", "/silences", {k: v for k, v in body.items() if v not in (None, {})})
+    click.echo(f"{data['id']} {data['state']} until {data['ends_at']}")
+
+
+@silence.command("list")
+@click.option("--state", type=click.Choice(["pending", "active", "expired"]))
+@click.option("--json", "as_json", is_flag=True, help="JSON, for programs.")
+def silence_list(state: str | None, as_json: bool) -> None:
+    """List silences."""
+    silences = _call("GET", "/silences", state=state)["silences"]
+    if as_json:
+        json.dump(silences, sys.stdout, indent=2)
+        click.echo()
+        return
+    if not silences:
+        click.echo("No silences.")
+        return
+    for s in silences:
+        match = " ".join(
+            ([f"name~{s['name']}"] if s["name"] else [])
+            + [f"{k}~{v}" for k, v in s["tags"].items()]
+        )
+        click.echo(
+            f"{s['id']}  {s['state']:<8} {s['starts_at']} → {s['ends_at']}  {match}"
+            f"  by {s['created_by']}: {s['comment']}"
+        )
+
+
+@silence.command("expire")
+@click.argument("silence_id")
+def silence_expire(silence_id: str) -> None:
+    """End a silence now."""
+    data = _call("DELETE", f"/silences/{silence_id}")
+    click.echo(f"{data['id']} expired")

@@ -23,6 +23,7 @@ from .constants import (
     DEADLETTER_SUFFIX,
     DEFAULT_TOPIC_PREFIX,
     SERIES_SUFFIX,
+    SILENCES_SUFFIX,
     TRIGGERS_SUFFIX,
 )
 from .exceptions import ConfigError
@@ -499,6 +500,11 @@ class Config(BaseSettings):
     def alarms_topic(self) -> str:
         """Alarm states, keyed by alarm name (compacted)."""
         return self.topic(ALARMS_SUFFIX)
+
+    @property
+    def silences_topic(self) -> str:
+        """Silences (maintenance windows), keyed by id (compacted)."""
+        return self.topic(SILENCES_SUFFIX)
 
     @property
     def series_topic(self) -> str:

@@ -10,6 +10,7 @@ __all__ = [
     "LEDGER_TABLE",
     "SERIES_STATE_TABLE",
     "SERIES_SUFFIX",
+    "SILENCES_SUFFIX",
     "TRIGGERS_SUFFIX",
 ]
 
@@ -20,6 +21,7 @@ TRIGGERS_SUFFIX = "triggers"
 ACTIONS_SUFFIX = "actions"
 DEADLETTER_SUFFIX = "deadletter"
 ALARMS_SUFFIX = "alarms"
+SILENCES_SUFFIX = "silences"
 SERIES_SUFFIX = "internal.series"
 """Internal topic: triggers re-keyed by rule and series, so that one worker owns a series."""
 ACTION_REQUESTS_SUFFIX = "internal.action-requests"

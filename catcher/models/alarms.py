@@ -34,6 +34,8 @@ __all__ = [
     "CommandKind",
     "DisplayState",
     "Escalation",
+    "Silence",
+    "SilenceState",
     "alarm_name",
     "escalation_event_id",
 ]
@@ -226,4 +228,75 @@ class AlarmCommand(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """The internal message's JSON."""
+        return self.model_dump(mode="json")
+
+
+class SilenceState(StrEnum):
+    """Where a silence is in its life."""
+
+    pending = "pending"
+    active = "active"
+    expired = "expired"
+
+
+class Silence(BaseModel):
+    """A maintenance window: mutes every alarm it matches, present or future.
+
+    ``name`` is a regular expression matched against whole alarm names; ``tags`` maps tag
+    names to regular expressions matched against whole tag values. A silence with neither
+    would silence everything, so at least one is required.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    name: str | None = Field(None, description="Regex over whole alarm names.")
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Tag name → regex over the whole tag value."
+    )
+    starts_at: datetime
+    ends_at: datetime
+    comment: str = Field(min_length=1, max_length=1000)
+    created_by: str = Field(min_length=1)
+    created_at: datetime
+    expired_at: datetime | None = Field(None, description="When it was expired by hand.")
+
+    @field_validator("name")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tag_regexes(cls, value: dict[str, str]) -> dict[str, str]:
+        for tag, pattern in value.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"tag {tag!r}: not a regular expression: {exc}") from None
+        return value
+
+    def state(self, now: datetime) -> SilenceState:
+        """Pending before it starts, expired after it ends or was expired, else active."""
+        end = min(self.ends_at, self.expired_at) if self.expired_at else self.ends_at
+        if now >= end:
+            return SilenceState.expired
+        return SilenceState.pending if now < self.starts_at else SilenceState.active
+
+    def matches(self, alarm: Alarm) -> bool:
+        """Whether the silence covers the alarm (whatever its time)."""
+        if self.name is not None and not re.fullmatch(self.name, alarm.name):
+            return False
+        return all(
+            tag in alarm.tags and re.fullmatch(pattern, alarm.tags[tag])
+            for tag, pattern in self.tags.items()
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form, as the silences topic holds it."""
         return self.model_dump(mode="json")

@@ -38,6 +38,7 @@ __all__ = [
     "mute",
     "resolved",
     "set_severity",
+    "silence",
     "unacknowledge",
     "unmute",
 ]
@@ -226,6 +227,21 @@ def mute(
     if comment:
         changes["comment"] = comment
     return _update(alarm, now, **changes)
+
+
+def silence(alarm: Alarm, silence_id: str, until: datetime, by: str, now: datetime) -> Alarm:
+    """Mute every severity until ``until`` because a silence covers the alarm."""
+    if alarm.silence_id == silence_id and alarm.unmute_at == until:
+        return alarm
+    return _update(
+        alarm,
+        now,
+        muted_severity=Severity.CRITICAL,
+        muted_by=by,
+        unmute_at=until,
+        escalate_at=None,
+        silence_id=silence_id,
+    )
 
 
 def unmute(alarm: Alarm, now: datetime, settings: AlarmSettings, comment: str = "") -> Alarm:

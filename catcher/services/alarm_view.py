@@ -1,15 +1,16 @@
-"""Every alarm, as the alarms topic says: what any worker answers reads from.
+"""Compacted topics as every worker sees them: the alarms and the silences.
 
-The view reads the compacted alarms topic from its beginning and then follows it, keeping
-the latest state of each alarm. Listeners are told after each batch of changes (the LOVE
-producer re-sends the whole map then). Reads never wait for the owner of an alarm.
+A view reads a compacted topic from its beginning and then follows it, keeping the latest
+value of each key. Listeners are told after each batch of changes (the LOVE producer
+re-sends the whole alarm map then). Reads never wait for the owner of an alarm.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,18 +24,26 @@ from ..models.alarms import Alarm
 from ..redact import brief
 from .alarms import alarm_from_avro
 
-__all__ = ["AlarmView"]
+__all__ = ["AlarmView", "TopicView"]
 
 logger = structlog.get_logger("catcher")
 
+T = TypeVar("T")
 
-class AlarmView:
-    """The latest state of every alarm, followed from the alarms topic."""
 
-    def __init__(self, config: Config, codec: AvroCodec) -> None:
+Decode = Callable[[bytes], Awaitable[T]]
+
+
+class TopicView(Generic[T]):
+    """The latest value of every key of a compacted topic, followed as it changes."""
+
+    def __init__(self, config: Config, topic: str, decode: Decode[T]) -> None:
         self._config = config
-        self._codec = codec
-        self.alarms: dict[str, Alarm] = {}
+        self._topic = topic
+        self._decode = decode
+        self.values: dict[str, T] = {}
+        self.version = 0
+        """Counts the batches of changes seen."""
         self.loaded = asyncio.Event()
         """Set once the topic has been read up to the end it had at the start."""
         self._listeners: list[Callable[[], None]] = []
@@ -46,7 +55,7 @@ class AlarmView:
 
     def start(self) -> None:
         """Follow the topic in the background (retrying while the broker is away)."""
-        self._task = asyncio.create_task(self._run(), name="alarm-view")
+        self._task = asyncio.create_task(self._run(), name=f"view:{self._topic}")
 
     async def stop(self) -> None:
         """Stop following."""
@@ -64,7 +73,8 @@ class AlarmView:
                 raise
             except Exception as exc:  # noqa: BLE001 - the view must outlive a broker outage
                 logger.warning(
-                    "Reading the alarms topic failed; will try again",
+                    "Reading a topic failed; will try again",
+                    topic=self._topic,
                     error=brief(str(exc)),
                     delay=delay,
                 )
@@ -72,7 +82,7 @@ class AlarmView:
                 delay = min(delay * 2, 30.0)
 
     async def _follow(self) -> None:
-        topic = self._config.alarms_topic
+        topic = self._topic
         consumer = AIOKafkaConsumer(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -98,6 +108,7 @@ class AlarmView:
                 if not pending:
                     self.loaded.set()
                 if changed:
+                    self.version += 1
                     for listener in self._listeners:
                         listener()
         except KafkaError as exc:
@@ -108,16 +119,30 @@ class AlarmView:
     async def _apply(self, key: bytes | None, value: bytes | None) -> bool:
         name = key.decode() if key else ""
         if value is None:
-            return self.alarms.pop(name, None) is not None
+            return self.values.pop(name, None) is not None
         try:
-            alarm = alarm_from_avro(await self._codec.decode("alarms", value))
+            self.values[name] = await self._decode(value)
         except Exception as exc:  # noqa: BLE001 - one bad record must not stop the view
             logger.warning(
-                "Skipped an alarms record that cannot be read", key=name, error=str(exc)
+                "Skipped a record that cannot be read", topic=self._topic, key=name, error=str(exc)
             )
             return False
-        self.alarms[alarm.name] = alarm
         return True
+
+
+class AlarmView(TopicView[Alarm]):
+    """The latest state of every alarm, followed from the alarms topic."""
+
+    def __init__(self, config: Config, codec: AvroCodec) -> None:
+        async def decode(value: bytes) -> Alarm:
+            return alarm_from_avro(await codec.decode("alarms", value))
+
+        super().__init__(config, config.alarms_topic, decode)
+
+    @property
+    def alarms(self) -> dict[str, Alarm]:
+        """Alarms by name."""
+        return self.values
 
 
 async def _wait_for_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

@@ -13,12 +13,20 @@ from __future__ import annotations
 import heapq
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from ..escalation import EscalationError, Escalator
-from ..models.alarms import Alarm, AlarmCommand, AlarmSettings, CommandKind, alarm_name
+from ..models.alarms import (
+    Alarm,
+    AlarmCommand,
+    AlarmSettings,
+    CommandKind,
+    Silence,
+    SilenceState,
+    alarm_name,
+)
 from ..models.enums import Severity
 from ..models.records import Trigger, utcnow
 from ..models.rules import RuleSet
@@ -35,6 +43,14 @@ Change = Callable[[Alarm, AlarmCommand | None], Awaitable[None]]
 
 Owns = Callable[[int], bool]
 
+
+class SilenceSource(Protocol):
+    """The silences every worker follows (:class:`~catcher.services.alarm_view.TopicView`)."""
+
+    values: dict[str, Silence]
+    version: int
+
+
 _DISABLED = AlarmSettings(enabled=False)
 
 
@@ -50,6 +66,7 @@ class AlarmEngine:
         *,
         escalator: Escalator | None = None,
         policy: RetryPolicy | None = None,
+        silences: SilenceSource | None = None,
     ) -> None:
         self._rules = rules
         self._table = table
@@ -58,6 +75,9 @@ class AlarmEngine:
         self._escalator = escalator
         self._policy = policy or RetryPolicy()
         self._due: list[tuple[datetime, str]] = []
+        self._silences = silences
+        self._silences_seen = -1
+        self._silences_due: datetime | None = None
         self._resolving: dict[str, tuple[datetime, int]] = {}
         """Alarms with an incident to resolve: when to try next, and failures so far."""
 
@@ -99,10 +119,10 @@ class AlarmEngine:
             return
         name = alarm_name(trigger.rule_id, trigger.tags)
         alarm = self.get(name) or Alarm(name=name, rule_id=trigger.rule_id, tags=trigger.tags)
-        changed = machine.set_severity(
-            alarm, trigger.severity, trigger.reason, self._clock(), settings
-        )
+        now = self._clock()
+        changed = machine.set_severity(alarm, trigger.severity, trigger.reason, now, settings)
         if changed is not alarm:
+            changed = self._with_silences(changed, now)
             await self._write(changed, partition)
 
     async def on_command(self, command: AlarmCommand, partition: int) -> Alarm | None:
@@ -126,6 +146,56 @@ class AlarmEngine:
         log.info("Applied an alarm command", comment=command.comment)
         return changed
 
+    def _covering(self, alarm: Alarm, now: datetime) -> Silence | None:
+        if self._silences is None:
+            return None
+        active = [
+            s
+            for s in self._silences.values.values()
+            if s.state(now) == SilenceState.active and s.matches(alarm)
+        ]
+        return min(active, key=lambda s: (s.created_at, s.id)) if active else None
+
+    def _with_silences(self, alarm: Alarm, now: datetime) -> Alarm:
+        """Mute the alarm while an active silence covers it; an operator's mute wins."""
+        covering = self._covering(alarm, now)
+        if covering is not None:
+            if alarm.muted and not alarm.silence_id:
+                return alarm
+            end = min(covering.ends_at, covering.expired_at or covering.ends_at)
+            by = f"silence by {covering.created_by}"
+            return machine.silence(alarm, covering.id, end, by, now)
+        if alarm.silence_id:
+            return machine.unmute(alarm, now, self.settings(alarm.rule_id))
+        return alarm
+
+    async def _apply_silences(self, owns: Owns, now: datetime) -> int:
+        """After the silences changed, or one started: re-check this worker's alarms."""
+        if self._silences is None:
+            return 0
+        starting = self._silences_due is not None and self._silences_due <= now
+        if self._silences.version == self._silences_seen and not starting:
+            return 0
+        self._silences_seen = self._silences.version
+        starts = [
+            s.starts_at
+            for s in self._silences.values.values()
+            if s.state(now) == SilenceState.pending
+        ]
+        self._silences_due = min(starts) if starts else None
+        changed = 0
+        for name, raw in self._table.items():
+            partition = int(raw.get("partition", 0))
+            if not owns(partition):
+                continue
+            alarm = Alarm.model_validate(raw)
+            updated = self._with_silences(alarm, now)
+            if updated is not alarm:
+                logger.info("A silence changed an alarm", alarm=name, silence=updated.silence_id)
+                await self._write(updated, partition)
+                changed += 1
+        return changed
+
     async def scan(self, owns: Owns) -> int:
         """Fire the timers that are due on this worker's partitions, page and resolve.
 
@@ -133,7 +203,7 @@ class AlarmEngine:
         every call to the escalation service.
         """
         now = self._clock()
-        done = 0
+        done = await self._apply_silences(owns, now)
         while self._due and self._due[0][0] <= now:
             _, name = heapq.heappop(self._due)
             raw = self._table.get(name)
@@ -142,6 +212,8 @@ class AlarmEngine:
             partition = int(raw.get("partition", 0))
             alarm = Alarm.model_validate(raw)
             changed = machine.fire_timers(alarm, now, self.settings(alarm.rule_id))
+            if changed is not alarm:  # a silence may cover it still after its mute ended
+                changed = self._with_silences(changed, now)
             if changed is not alarm:
                 await self._write(changed, partition)
                 done += 1

@@ -13,7 +13,7 @@ from support.tables import MemoryTable
 from catcher.avro import load_schema
 from catcher.escalation import Escalator
 from catcher.fakes.squadcast import FakeSquadCast
-from catcher.models.alarms import Alarm, AlarmCommand, CommandKind
+from catcher.models.alarms import Alarm, AlarmCommand, CommandKind, Silence
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
 from catcher.models.rules import Rule, RuleSet
@@ -244,3 +244,83 @@ async def test_without_an_escalation_url_the_failure_is_recorded_once() -> None:
     assert alarm is not None
     assert alarm.escalated_id == "Failed: CATCHER_ESCALATION_URL is not set."
     assert alarm.escalate_at is None
+
+
+class Silences:
+    """What the silences view gives the engine."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Silence] = {}
+        self.version = 0
+
+    def add(self, silence: Silence) -> None:
+        self.values[silence.id] = silence
+        self.version += 1
+
+
+def _silence(clock: Clock, **fields: object) -> Silence:
+    return Silence.model_validate(
+        {
+            "starts_at": clock.now,
+            "ends_at": clock.now + timedelta(hours=2),
+            "comment": "M1M3 maintenance",
+            "created_by": "ana",
+            "created_at": clock.now,
+            **fields,
+        }
+    )
+
+
+def test_silences_match_names_and_tags_and_have_states() -> None:
+    clock = Clock()
+    alarm = Alarm(name="m1m3-temperature:salIndex=1", rule_id="m1m3", tags={"salIndex": "1"})
+    assert _silence(clock, name="m1m3-.*").matches(alarm)
+    assert not _silence(clock, name="m1m3").matches(alarm)  # whole names only
+    assert _silence(clock, tags={"salIndex": "[12]"}).matches(alarm)
+    assert not _silence(clock, tags={"salIndex": "2"}).matches(alarm)
+    assert not _silence(clock, tags={"cscName": ".*"}).matches(alarm)
+    later = _silence(clock, starts_at=clock.now + timedelta(hours=1))
+    assert later.state(clock.now) == "pending"
+    assert later.state(clock.now + timedelta(hours=1)) == "active"
+    assert later.state(clock.now + timedelta(hours=2)) == "expired"
+    ended = _silence(clock, expired_at=clock.now + timedelta(minutes=1))
+    assert ended.state(clock.now + timedelta(minutes=1)) == "expired"
+    with pytest.raises(ValueError, match="not a regular expression"):
+        _silence(clock, name="(")
+
+
+@pytest.mark.asyncio
+async def test_a_silence_mutes_alarms_that_appear_later_and_lets_go_when_expired() -> None:
+    table, sent, clock, silences = MemoryTable(), Sent(), Clock(), Silences()
+    engine = AlarmEngine(RULES, DurableTable(table), sent, clock, silences=silences)
+    window = _silence(clock, name="m1m3-temperature:.*", starts_at=clock.now + timedelta(hours=1))
+    silences.add(window)
+    await engine.scan(lambda _p: True)
+    clock.now += timedelta(hours=1)
+    await engine.on_trigger(_trigger(Severity.CRITICAL), 0)  # appears during the silence
+    alarm = engine.get("m1m3-temperature:salIndex=1")
+    assert alarm is not None and alarm.silence_id == window.id
+    assert (alarm.muted_severity, alarm.muted_by) == (Severity.CRITICAL, "silence by ana")
+    assert alarm.unmute_at == window.ends_at
+    # An operator expires the silence early: the alarm is unmuted at the next scan.
+    silences.add(window.model_copy(update={"expired_at": clock.now}))
+    assert await engine.scan(lambda _p: True) == 1
+    alarm = engine.get("m1m3-temperature:salIndex=1")
+    assert alarm is not None and not alarm.muted and alarm.silence_id == ""
+
+
+@pytest.mark.asyncio
+async def test_a_silence_starting_later_mutes_existing_alarms_when_it_starts() -> None:
+    table, sent, clock, silences = MemoryTable(), Sent(), Clock(), Silences()
+    engine = AlarmEngine(RULES, DurableTable(table), sent, clock, silences=silences)
+    await engine.on_trigger(_trigger(Severity.WARNING), 0)
+    silences.add(_silence(clock, tags={"salIndex": "1"}, starts_at=clock.now + timedelta(hours=1)))
+    assert await engine.scan(lambda _p: True) == 0
+    clock.now += timedelta(hours=1)
+    assert await engine.scan(lambda _p: True) == 1
+    alarm = engine.get("m1m3-temperature:salIndex=1")
+    assert alarm is not None and alarm.muted
+    clock.now += timedelta(hours=2)  # the silence ends: the unmute timer fires
+    await engine.scan(lambda _p: True)
+    alarm = engine.get("m1m3-temperature:salIndex=1")
+    assert alarm is not None and not alarm.muted
