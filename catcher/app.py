@@ -254,6 +254,12 @@ class CatcherApp:
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def assigned(_app: Any, assigned: set[Any], **_kwargs: Any) -> None:
             self.ownership.assign((tp.topic, tp.partition) for tp in assigned)
+            logger.info(
+                "Partitions assigned",
+                triggers=sorted(
+                    tp.partition for tp in assigned if tp.topic == self.config.triggers_topic
+                ),
+            )
 
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:

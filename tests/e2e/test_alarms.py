@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from support.stack import Stack
 
 from catcher.fakes.love import FakeLoveManager
+from catcher.fakes.squadcast import FakeSquadCast
 from catcher.kafka import read_topic
 from catcher.models.enums import Severity
 
@@ -186,3 +188,197 @@ async def test_love_is_sent_the_alarm_map_and_gets_it_again_after_a_drop(stack: 
         assert "No LOVE producer" not in stack.workers[0].log
     finally:
         await love.stop()
+
+
+TIMED = """
+rules:
+  - id: m1m3-temperature
+    description: M1M3 temperature, one alarm per salIndex.
+    alarm:
+      auto_acknowledge_delay: 3s
+      escalate: {responder: m1m3-team, delay: 3s}
+"""
+
+
+def _api(stack: Stack) -> str:
+    port = _free_port()
+    stack.extra_env.update(CATCHER_HTTP_PORT=str(port), CATCHER_API_URL=f"http://127.0.0.1:{port}")
+    return f"http://127.0.0.1:{port}"
+
+
+async def _serving(stack: Stack, api: str) -> None:
+    """Wait until the worker's API answers."""
+
+    async def up() -> bool:
+        async with httpx.AsyncClient() as client:
+            try:
+                return (await client.get(f"{api}/alarms")).status_code == httpx.codes.OK
+            except httpx.ConnectError:
+                return False
+
+    await stack.wait_for(up, what="the API")
+
+
+def _looks(api: str, check: Callable[[dict[str, Any]], bool], name: str = NAME) -> Any:
+    async def look() -> dict[str, Any] | None:
+        alarm = await _alarm(api, name)
+        return alarm if alarm is not None and check(alarm) else None
+
+    return look
+
+
+async def test_timers_and_escalation_survive_a_sigkill_and_page_exactly_once(
+    stack: Stack,
+) -> None:
+    squadcast = await FakeSquadCast().start()
+    try:
+        api = _api(stack)
+        stack.extra_env.update(
+            CATCHER_ESCALATION_URL=squadcast.url, CATCHER_ESCALATION_KEY=squadcast.key
+        )
+        stack.write_rules(TIMED)
+        await stack.start_worker()
+        one, two = {"salIndex": "1"}, {"salIndex": "2"}
+        await stack.publish("m1m3-temperature", Severity.CRITICAL, tags=one, reason="25 C")
+        await stack.publish("m1m3-temperature", Severity.SERIOUS, tags=two, reason="18 C")
+        await stack.publish("m1m3-temperature", Severity.NONE, tags=two, reason="10 C")
+        other = "m1m3-temperature:salIndex=2"
+        await stack.wait_for(_looks(api, lambda a: a["state"] == "stale", other), what="stale")
+        await stack.wait_for(_looks(api, lambda a: a["escalate_at"] is not None), what="timer")
+        # Killed with both timers pending; they fire on the next worker.
+        stack.workers[0].kill()
+        await stack.start_worker()
+        await stack.wait_for(
+            _looks(api, lambda a: a["state"] == "nominal", other),
+            what="the stale alarm auto-acknowledged after the restart",
+        )
+        paged = await stack.wait_for(
+            _looks(api, lambda a: bool(a["escalated_id"])), what="the page after the restart"
+        )
+        assert list(squadcast.incidents) == [paged["escalated_id"]]
+        assert len(squadcast.posts("trigger")) == 1
+        incident = squadcast.incidents[paged["escalated_id"]]
+        assert incident["tags"] == {"responder": "m1m3-team", "alarm_name": NAME}
+        # Acknowledging resolves the incident once; a second kill pages nobody again.
+        code, _, err = await stack.cli("alarms", "ack", NAME, "--severity", "CRITICAL")
+        assert code == 0, err
+        await stack.wait_for(
+            _looks(api, lambda a: a["acknowledged"] and not a["escalated_id"]), what="resolved"
+        )
+
+        async def resolved() -> bool:
+            return bool(squadcast.posts("resolve"))
+
+        await stack.wait_for(resolved, what="the resolve")
+        stack.workers[1].kill()
+        await stack.start_worker()
+        await stack.wait_for(_looks(api, lambda a: a["acknowledged"]), what="the restart")
+        await asyncio.sleep(4)  # longer than the escalation delay: nothing may be paged
+        assert len(squadcast.posts("trigger")) == 1
+        assert squadcast.posts("resolve") == [
+            {"status": "resolve", "event_id": paged["escalated_id"]}
+        ]
+    finally:
+        await squadcast.stop()
+
+
+async def test_a_mute_ends_after_a_restart_and_a_silence_covers_a_later_alarm(
+    stack: Stack,
+) -> None:
+    api = _api(stack)
+    stack.write_rules(RULES)
+    await stack.start_worker()
+    await _serving(stack, api)
+    code, out, err = await stack.cli(
+        "alarms",
+        "silence",
+        "add",
+        "--name",
+        "m1m3-temperature:.*",
+        "--duration",
+        "1h",
+        "--comment",
+        "M1M3 maintenance",
+    )
+    assert code == 0, err
+    silence_id = out.split()[0]
+    assert " active until " in out
+    await stack.publish("m1m3-temperature", Severity.WARNING, tags={"salIndex": "1"})
+    alarm = await stack.wait_for(
+        _looks(api, lambda a: a["silence_id"] == silence_id), what="the silence applied"
+    )
+    assert (alarm["muted_severity"], alarm["muted_by"]) == ("CRITICAL", "silence by local")
+    code, out, err = await stack.cli("alarms", "silence", "expire", silence_id)
+    assert (code, out.strip()) == (0, f"{silence_id} expired"), err
+    await stack.wait_for(_looks(api, lambda a: not a["silence_id"]), what="the silence lifted")
+    code, out, _ = await stack.cli("alarms", "silence", "list", "--state", "expired")
+    assert silence_id in out
+    # A short mute, then a clean stop: the next worker ends it.
+    code, _, err = await stack.cli(
+        "alarms", "mute", NAME, "--duration", "3s", "--severity", "SERIOUS"
+    )
+    assert code == 0, err
+    await stack.wait_for(_looks(api, lambda a: a["muted_by"] == "local"), what="the mute")
+    stack.workers[0].stop()
+    await asyncio.sleep(3)
+    await stack.start_worker()
+    alarm = await stack.wait_for(
+        _looks(api, lambda a: a["muted_severity"] == "NONE"), what="unmuted after the restart"
+    )
+    assert alarm["unmute_at"] is None
+
+
+async def test_two_workers_either_answers_reads_and_commands_reach_the_owners(
+    stack: Stack,
+) -> None:
+    stack.partitions = 2
+    stack.write_rules(RULES)
+    apis = []
+    for _ in range(2):
+        apis.append(_api(stack))
+        await stack.start_worker()
+
+    def triggers_partitions(log: str) -> str:
+        lines = [line for line in log.splitlines() if "Partitions assigned" in line]
+        return lines[-1].split("triggers=")[-1] if lines else ""
+
+    async def both_own_one() -> bool:
+        return all(triggers_partitions(w.log) in ("[0]", "[1]") for w in stack.workers)
+
+    await stack.wait_for(both_own_one, timeout=90, what="one partition for each worker")
+    names = [f"m1m3-temperature:salIndex={n}" for n in range(1, 7)]
+    for n in range(1, 7):
+        await stack.publish("m1m3-temperature", Severity.SERIOUS, tags={"salIndex": str(n)})
+
+    async def everywhere(check: Callable[[dict[str, Any]], bool]) -> bool:
+        for api in apis:
+            for name in names:
+                alarm = await _alarm(api, name)
+                if alarm is None or not check(alarm):
+                    return False
+        return True
+
+    await stack.wait_for(
+        lambda: everywhere(lambda a: a["severity"] == "SERIOUS"), what="all alarms on both"
+    )
+    # One command through the first worker; the owners of both partitions apply it.
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            f"{apis[0]}/alarms/acknowledge",
+            json={"name": "m1m3-temperature:.*", "severity": "SERIOUS"},
+            headers={"X-Auth-Request-User": "ana"},
+        )
+    assert answer.status_code == httpx.codes.ACCEPTED, answer.text
+    assert sorted(answer.json()["alarms"]) == names
+    await stack.wait_for(
+        lambda: everywhere(lambda a: a["acknowledged_by"] == "ana"), what="acked everywhere"
+    )
+    config = stack.config
+    records = [
+        await stack.codec.decode("alarms", m.value)
+        for m in await read_topic(config, config.alarms_topic)
+    ]
+    assert sorted(r["name"] for r in records if r["command"] == "acknowledge") == names
+    applied = [w.log.count("Applied an alarm command") for w in stack.workers]
+    assert sum(applied) == len(names)
+    assert all(applied), applied  # each worker applied the commands of its own alarms
