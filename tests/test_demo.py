@@ -56,6 +56,13 @@ def test_demo_runs_actions_and_cleans_up() -> None:
         "The fake OCPS received 1 job(s); the fake Times Square computed 1 page(s); the fake"
         " noteburst received 1 notebook(s); the fake webhook received 3 POST(s)." in output
     )
+    life = output.split("as LOVE was sent it (csc Catcher, stream 'stream'):")[1].splitlines()
+    assert [" ".join(line.split()) for line in life[1:5]] == [
+        "severity WARNING max WARNING not acknowledged",
+        "severity CRITICAL max CRITICAL not acknowledged",
+        "severity CRITICAL max CRITICAL acknowledged by demo-operator",
+        "severity NONE max NONE not acknowledged",
+    ], output
     assert leftovers(match.group(1), match.group(2)) == []
 
 

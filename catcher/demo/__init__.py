@@ -1,11 +1,12 @@
 """``catcher demo``: the whole spine on an embedded broker, with fake services.
 
 It starts the embedded broker and, on loopback, fakes of the Schema Registry, the OCPS
-execution service, Times Square, noteburst and a webhook receiver, and the worker as a
-child process with the example rules. It then fires example triggers (WARNING, CRITICAL,
-recovery), prints the history as it arrives and, once every expected action has finished
-(or ``--duration`` has passed, or on Ctrl-C), the history table. Every process it started
-is stopped before it returns.
+execution service, Times Square, noteburst, a webhook receiver and LOVE-manager, and the
+worker as a child process with the example rules. It then fires example triggers
+(WARNING, CRITICAL, recovery), acknowledges the CRITICAL alarm through the worker's API as
+an operator would, prints the history as it arrives and, once every expected action has
+finished (or ``--duration`` has passed, or on Ctrl-C), the history table and the alarm's
+life as LOVE was sent it. Every process it started is stopped before it returns.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,9 +23,11 @@ from importlib import resources
 from pathlib import Path
 
 import click
+import httpx
 
 from ..broker import EmbeddedBroker, stop_process
 from ..config import KafkaConnectionSettings, load_config
+from ..fakes.love import FakeLoveManager
 from ..fakes.noteburst import FakeNoteburst
 from ..fakes.registry import FakeSchemaRegistry
 from ..fakes.times_square import FakePage, FakeTimesSquare
@@ -50,6 +54,80 @@ SCRIPT: list[tuple[Severity, float, str]] = [
 EXPECTED_FINISHED = 6
 """notify on WARNING, CRITICAL and the recovery; report, reprocess and page on CRITICAL."""
 TAGS = {"salIndex": "1", "day_obs": "20261123"}
+
+
+ALARM = f"{RULE_ID}:day_obs=20261123,salIndex=1"
+OPERATOR = "demo-operator"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _acknowledge(
+    api: str, worker: subprocess.Popen[bytes], elapsed: float, duration: float
+) -> None:
+    """Acknowledge the CRITICAL alarm as an operator does (``catcher alarms ack``)."""
+    deadline = asyncio.get_running_loop().time() + max(duration - elapsed, 1)
+    async with httpx.AsyncClient(timeout=10) as client:
+        while asyncio.get_running_loop().time() < deadline and worker.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                alarm = (await client.get(f"{api}/alarms/{ALARM}")).json()
+                if alarm.get("max_severity") == "CRITICAL":
+                    answer = await client.post(
+                        f"{api}/alarms/acknowledge",
+                        json={"name": ALARM, "severity": "CRITICAL", "comment": "On it."},
+                        headers={"X-Auth-Request-User": OPERATOR},
+                    )
+                    if answer.status_code == httpx.codes.ACCEPTED:
+                        click.echo(f"Acknowledged the CRITICAL alarm {ALARM} as {OPERATOR}")
+                        await _until_acknowledged(client, api, deadline)
+                        return
+            await asyncio.sleep(0.5)
+    click.echo("The alarm was not CRITICAL in time; not acknowledged.", err=True)
+
+
+async def _until_acknowledged(client: httpx.AsyncClient, api: str, deadline: float) -> None:
+    while asyncio.get_running_loop().time() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if (await client.get(f"{api}/alarms/{ALARM}")).json().get("acknowledged"):
+                return
+        await asyncio.sleep(0.3)
+
+
+async def _shown_in_love(
+    love: FakeLoveManager, severity: Severity, worker: subprocess.Popen[bytes], limit: float
+) -> None:
+    """Wait until LOVE was sent the alarm at ``severity`` (so each step is seen)."""
+    deadline = asyncio.get_running_loop().time() + max(limit, 5)
+    while asyncio.get_running_loop().time() < deadline and worker.poll() is None:
+        maps = love.alarm_maps()
+        fields = maps[-1].get(ALARM) if maps else None
+        if fields is not None and fields["severity"]["value"] == int(severity):
+            return
+        await asyncio.sleep(0.2)
+
+
+def _alarm_life(love: FakeLoveManager) -> list[str]:
+    """One line per distinct state of the demo's alarm in the maps LOVE received."""
+    lines: list[str] = []
+    for alarm_map in love.alarm_maps():
+        fields = alarm_map.get(ALARM)
+        if fields is None:
+            continue
+        severity = Severity(fields["severity"]["value"]).name
+        maximum = Severity(fields["maxSeverity"]["value"]).name
+        acked = (
+            f"acknowledged by {fields['acknowledgedBy']['value']}"
+            if fields["acknowledged"]["value"]
+            else "not acknowledged"
+        )
+        line = f"severity {severity:<8} max {maximum:<8} {acked}"
+        if not lines or lines[-1] != line:
+            lines.append(line)
+    return lines
 
 
 def _copy_rules(target: Path) -> Path:
@@ -81,6 +159,29 @@ def worker_environment(
     return env
 
 
+def _report(
+    seen: list[ActionEvent],
+    love: FakeLoveManager,
+    fakes: tuple[FakeUws, FakeTimesSquare, FakeNoteburst, FakeWebhook],
+) -> None:
+    """The history table, the alarm's life in LOVE, and what each fake received."""
+    uws, times_square, noteburst, webhook = fakes
+    click.echo("\nAction history (catcher history):")
+    click.echo(format_table(HISTORY_HEADERS, history_rows(seen)))
+    click.echo(f"\nThe alarm {ALARM}, as LOVE was sent it (csc Catcher, stream 'stream'):")
+    for line in _alarm_life(love):
+        click.echo(f"  {line}")
+    click.echo(
+        f"  ({len(love.alarm_maps())} alarm maps and {len(love.heartbeats())} heartbeats in all)"
+    )
+    click.echo(
+        f"\nThe fake OCPS received {uws.count('PUT')} job(s); the fake Times Square computed"
+        f" {sum(times_square.executions.values())} page(s); the fake noteburst received"
+        f" {noteburst.count('POST')} notebook(s); the fake webhook received"
+        f" {webhook.count('POST')} POST(s)."
+    )
+
+
 async def _demo(duration: float, workdir: Path) -> int:
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -97,6 +198,9 @@ async def _demo(duration: float, workdir: Path) -> int:
             )
         }
     ).start()
+    love = await FakeLoveManager().start()
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}"
     worker: subprocess.Popen[bytes] | None = None
     worker_log = (workdir / "worker.log").open("wb")
     try:
@@ -113,6 +217,9 @@ async def _demo(duration: float, workdir: Path) -> int:
             CATCHER_TIMES_SQUARE_URL=times_square.url,
             CATCHER_TIMES_SQUARE_TOKEN=times_square.token,
             CATCHER_LOG_LEVEL="INFO",
+            CATCHER_HTTP_PORT=str(port),
+            CATCHER_LOVE_URL=love.url,
+            CATCHER_LOVE_PASSWORD=love.password,
         )
         click.echo(f"Embedded broker on {broker.bootstrap_servers}; logs in {workdir}")
         worker = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
@@ -128,6 +235,8 @@ async def _demo(duration: float, workdir: Path) -> int:
             producer_max_batch_size=16,
         )
         for severity, value, reason in SCRIPT:
+            if severity == Severity.NONE:
+                await _acknowledge(api, worker, loop.time() - started, duration)
             trigger = Trigger.create(
                 RULE_ID,
                 severity,
@@ -138,7 +247,7 @@ async def _demo(duration: float, workdir: Path) -> int:
             )
             await publish_trigger(config, trigger)
             click.echo(f"Fired {severity.name:<8} trigger {trigger.trigger_id}")
-            await asyncio.sleep(0.5)
+            await _shown_in_love(love, severity, worker, duration - (loop.time() - started))
         seen: list[ActionEvent] = []
         while loop.time() - started < duration:
             if worker.poll() is not None:
@@ -159,19 +268,13 @@ async def _demo(duration: float, workdir: Path) -> int:
             await asyncio.sleep(1.0)
         else:
             click.echo(f"Stopped after {duration:g} s; not every action has finished.", err=True)
-        click.echo("\nAction history (catcher history):")
-        click.echo(format_table(HISTORY_HEADERS, history_rows(seen)))
-        click.echo(
-            f"\nThe fake OCPS received {uws.count('PUT')} job(s); the fake Times Square computed"
-            f" {sum(times_square.executions.values())} page(s); the fake noteburst received"
-            f" {noteburst.count('POST')} notebook(s); the fake webhook received"
-            f" {webhook.count('POST')} POST(s)."
-        )
+        _report(seen, love, (uws, times_square, noteburst, webhook))
         return 0
     finally:
         if worker is not None:
             await loop.run_in_executor(None, stop_process, worker)
         worker_log.close()
+        await love.stop()
         for fake in (times_square, uws, webhook, noteburst, registry):
             await fake.stop()
         broker.stop()
