@@ -209,6 +209,7 @@ class AlarmCommand(BaseModel):
     comment: str = ""
     command_id: str = Field(min_length=1, description="Echoed in the command's record.")
     time: datetime
+    refused: str = Field("", description="Set by the owner when it refused the command.")
 
     @field_validator("name")
     @classmethod

@@ -138,6 +138,8 @@ class AlarmEngine:
             changed = _apply(command, alarm, now, settings)
         except machine.AlarmCommandError as exc:
             log.warning("Refused an alarm command", reason=str(exc))
+            # Recorded with the unchanged state, so that every command is on the topic.
+            await self._publish(alarm, command.model_copy(update={"refused": str(exc)}))
             return alarm
         if command.comment and changed.comment != command.comment:
             changed = changed.model_copy(update={"comment": command.comment, "updated": now})
@@ -329,6 +331,7 @@ def alarm_avro(alarm: Alarm, command: AlarmCommand | None) -> dict[str, Any]:
         "time": alarm.updated or utcnow(),
         "command": command.command.value if command else None,
         "command_user": command.user if command else None,
+        "command_refused": command.refused or None if command else None,
     }
 
 

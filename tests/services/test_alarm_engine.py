@@ -108,7 +108,11 @@ async def test_commands_are_applied_and_recorded_even_when_refused_or_unchanged(
         _command(CommandKind.acknowledge, clock, severity=Severity.WARNING), 0
     )
     assert refused is not None and not refused.acknowledged
-    assert len(sent.records) == 1  # a refused command changes and sends nothing
+    # A refused command changes nothing, and is recorded with the reason.
+    assert sent.records[-1][0] == refused
+    record = sent.records[-1][1]
+    assert record is not None and record.refused.startswith("m1m3-temperature:salIndex=1:")
+    assert "below its maximum severity CRITICAL" in record.refused
     acked = await engine.on_command(_command(CommandKind.acknowledge, clock, comment="looking"), 0)
     assert acked is not None and acked.acknowledged and acked.acknowledged_by == "ana"
     assert sent.records[-1][1] is not None and sent.records[-1][0].comment == "looking"
@@ -118,7 +122,7 @@ async def test_commands_are_applied_and_recorded_even_when_refused_or_unchanged(
     )
     assert muted is not None and muted.muted_severity == Severity.CRITICAL
     assert await engine.on_command(_command(CommandKind.unmute, clock), 0) is not None
-    assert [c.command for _, c in sent.records[1:] if c] == ["acknowledge", "mute", "unmute"]
+    assert [c.command for _, c in sent.records[2:] if c] == ["acknowledge", "mute", "unmute"]
 
 
 @pytest.mark.asyncio
