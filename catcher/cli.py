@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from .avro import AvroCodec
 from .cli_alarms import alarms
 from .config import Config, LogProfile, load_config
 from .exceptions import CatcherError, RuleError
+from .kafka import TopicFollower
 from .logs import configure_logging
 from .models.enums import ActionState, Severity, TriggerSource
 from .models.records import ActionEvent, Trigger, isoformat, utcnow
@@ -35,6 +37,9 @@ from .services.operator import (
     request_cancel,
     wait_for_final_state,
 )
+from .services.replay import Only
+from .services.replay import select as select_replay
+from .services.replay import send as send_replay
 
 __all__ = ["main"]
 
@@ -193,7 +198,7 @@ def trigger(
     click.echo(record.trigger_id)
 
 
-def _since(text: str) -> datetime:
+def _since(text: str, hint: str = "--since") -> datetime:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
@@ -201,7 +206,7 @@ def _since(text: str) -> datetime:
             return utcnow() - parse_duration(text)
         except ValueError:
             raise click.BadParameter(
-                f"{text!r} is neither an ISO time nor a duration such as 1h.", param_hint="--since"
+                f"{text!r} is neither an ISO time nor a duration such as 1h.", param_hint=hint
             ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=utcnow().tzinfo)
 
@@ -219,10 +224,15 @@ def _since_option(default: str) -> Any:
 @click.option("--rule", "rule_id", help="Only this rule.")
 @_since_option("1d")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines, for programs.")
-def history(rule_id: str | None, since: str, as_json: bool) -> None:
+@click.option("--follow", "-f", is_flag=True, help="Then print new events as they arrive.")
+def history(rule_id: str | None, since: str, as_json: bool, follow: bool) -> None:
     """Print the action history from the actions topic."""
     config = _config()
     start = _since(since)
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            _run(_follow_history(config, start, rule_id, as_json))
+        return
     events = [
         e
         for e in _run(read_history(config, start))
@@ -236,6 +246,136 @@ def history(rule_id: str | None, since: str, as_json: bool) -> None:
         click.echo(f"No action history since {isoformat(start)}.", err=True)
         return
     click.echo(format_table(HISTORY_HEADERS, history_rows(events)))
+
+
+async def _follow_history(
+    config: Config, start: datetime, rule_id: str | None, as_json: bool
+) -> None:
+    """The history since ``start``, then each new event as it arrives (until Ctrl-C)."""
+
+    def show(event: ActionEvent) -> None:
+        if rule_id is not None and event.rule_id != rule_id:
+            return
+        if as_json:
+            click.echo(json.dumps(event.model_dump(mode="json")))
+        else:
+            click.echo("  ".join(str(c) for c in history_rows([event])[0]).rstrip())
+
+    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
+    follower = await TopicFollower(config, config.actions_topic).start()
+    try:
+        for event in await read_history(config, start):
+            if event.time >= start:
+                show(event)
+        if not as_json:
+            click.echo("Following the history; Ctrl-C to stop.", err=True)
+        while True:
+            for message in await follower.next(1.0):
+                show(ActionEvent.model_validate(await codec.decode("actions", message.value)))
+    finally:
+        await follower.stop()
+
+
+@main.command()
+@_since_option("1d")
+@click.option("--until", help="Only triggers at or before this ISO time, or this long ago.")
+@click.option("--rule", "rule_ids", multiple=True, help="Only this rule; repeatable.")
+@click.option("--action", "action_name", help="Only the actions with this name.")
+@click.option(
+    "--only",
+    type=click.Choice([o.value for o in Only]),
+    default=Only.failed.value,
+    show_default=True,
+    help="Select actions by their last state.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would be replayed; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: JSON lines.")
+@click.option("--force", is_flag=True, help="Run again under a new generation (.g<n>).")
+@click.option("--reason", default="", help="Why (required with --force); recorded.")
+@click.option("--by", "by", default=None, help="Who replays (default: $USER).")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying over 20 actions.")
+def replay(
+    *,
+    since: str,
+    until: str | None,
+    rule_ids: tuple[str, ...],
+    action_name: str | None,
+    only: str,
+    dry_run: bool,
+    as_json: bool,
+    force: bool,
+    reason: str,
+    by: str | None,
+    yes: bool,
+) -> None:
+    """Re-run what happened: the actions of past triggers, by time, rule and outcome.
+
+    Without --force, each selected action is delivered again under its own id: the
+    worker skips what finished and continues what did not. With --force, they run again
+    under a new generation. Edges and cooldowns are never decided again.
+    """
+    if force and not reason.strip() and not dry_run:
+        raise click.UsageError("--force needs --reason: say why the actions run again.")
+    config = _config()
+    start = _since(since)
+    end = _since(until, "--until") if until else None
+    if end is not None and end < start:
+        raise click.BadParameter("--until is before --since.", param_hint="--until")
+    items = _run(
+        select_replay(
+            config,
+            since=start,
+            until=end,
+            only=Only(only),
+            rules=rule_ids,
+            action=action_name,
+            force=force,
+        )
+    )
+    if not items:
+        click.echo(f"Nothing to replay: no {only} actions of triggers since {isoformat(start)}.")
+        return
+    if as_json and dry_run:
+        for item in items:
+            click.echo(json.dumps(item.to_json(force=force)))
+        return
+    rows = [
+        (
+            isoformat(i.trigger.time) or "",
+            i.trigger.rule_id,
+            i.action_name,
+            i.last_state.value,
+            i.what(force=force),
+        )
+        for i in items
+    ]
+    click.echo(format_table(("trigger time", "rule", "action", "last state", "replay"), rows))
+    if dry_run:
+        click.echo(f"Dry run: {len(items)} action(s) would be replayed; nothing was sent.")
+        return
+    if len(items) > CONFIRM_ABOVE and not yes:
+        click.confirm(f"Replay {len(items)} actions?", abort=True)
+    who = by or os.environ.get("USER") or "unknown"
+    with click.progressbar(
+        length=len(items), label="Replaying", file=sys.stderr, show_pos=True
+    ) as bar:
+        last = [0]
+
+        def advance(n: int) -> None:
+            bar.update(n - last[0])
+            last[0] = n
+
+        sent = _run(
+            send_replay(config, items, force=force, by=who, reason=reason, progress=advance)
+        )
+    click.echo(
+        f"Sent {sent} action(s) to the worker"
+        + (" to run again." if force else "; it skips those that finished.")
+        + " Follow them with `catcher history --follow`."
+    )
+
+
+CONFIRM_ABOVE = 20
 
 
 @main.group()

@@ -18,6 +18,7 @@ __all__ = [
     "DeadLetter",
     "InternalMessage",
     "LedgerEntry",
+    "ReplayInfo",
     "SeriesState",
     "Trigger",
     "TriggerMessage",
@@ -189,8 +190,18 @@ class TriggerMessage(BaseModel):
         return {"kind": self.kind, "trigger": self.trigger.to_json()}
 
 
+class ReplayInfo(BaseModel):
+    """Who replayed an action, and why (``catcher replay``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1)
+    reason: str = ""
+    forced: bool = Field(False, description="A re-run under a new generation.")
+
+
 class ActionRequest(BaseModel):
-    """An action the planner decided to start (internal action-request topic)."""
+    """An action the planner decided to start, or a replay (internal action-request topic)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -198,15 +209,19 @@ class ActionRequest(BaseModel):
     action_id: str
     action_name: str
     trigger: Trigger
+    replay: ReplayInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
+        data: dict[str, Any] = {
             "kind": self.kind,
             "action_id": self.action_id,
             "action_name": self.action_name,
             "trigger": self.trigger.to_json(),
         }
+        if self.replay is not None:
+            data["replay"] = self.replay.model_dump()
+        return data
 
 
 class CancelRequest(BaseModel):

@@ -23,6 +23,17 @@ __all__ = ["Admission"]
 logger = structlog.get_logger("catcher")
 
 
+def _started(request: ActionRequest) -> str:
+    trigger = request.trigger
+    text = f"Started by a {trigger.severity.name} trigger ({trigger.source.value})."
+    replay = request.replay
+    if replay is None:
+        return text
+    how = f"Re-run (generation {trigger.generation})" if replay.forced else "Replayed"
+    why = f": {replay.reason}" if replay.reason else ""
+    return f"{how} by {replay.by}{why}. {text}"
+
+
 class Admission:
     """Turns action requests into ledger entries and running actions."""
 
@@ -69,13 +80,12 @@ class Admission:
             trigger=request.trigger,
             partition=partition,
             state=ActionState.queued,
-            message=f"Started by a {request.trigger.severity.name} trigger"
-            f" ({request.trigger.source.value}).",
+            message=_started(request),
         )
         max_age = (action.max_age if action else None) or self._max_trigger_age
         age = utcnow() - request.trigger.time
-        if age <= max_age:
-            return entry
+        if age <= max_age or (request.replay is not None and request.replay.forced):
+            return entry  # a forced replay runs an old trigger's action on purpose
         logger.warning("Expired an action whose trigger is too old", action_id=entry.action_id)
         rounded = timedelta(seconds=round(age.total_seconds()))
         return entry.model_copy(
