@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+import mode
 import structlog
 from aiohttp import web
 
@@ -37,7 +38,8 @@ from .escalation import Escalator
 from .exceptions import RecordError
 from .factory import ProcessContext
 from .love import LoveProducer
-from .models.alarms import Alarm, AlarmCommand, Silence
+from .metrics import METRICS
+from .models.alarms import Alarm, AlarmCommand, DisplayState, Silence
 from .models.enums import DeadLetterStage
 from .models.records import (
     ActionRequest,
@@ -95,6 +97,8 @@ def _json(value: Any) -> Any:
 
 class CatcherApp:
     """The Faust application with Catcher's agents, tables and background runner."""
+
+    _web: web.AppRunner | None
 
     def __init__(self, config: Config, rules: RuleSet) -> None:
         self.config = config
@@ -246,6 +250,7 @@ class CatcherApp:
         self._wire_agents()
         self._wire_lifecycle()
         self._wire_alarms()
+        self._register_gauges()
         self._wire_ownership()
 
     def _wire_ownership(self) -> None:
@@ -322,6 +327,8 @@ class CatcherApp:
         by_key: dict[Any, list[Any]] = {}
         for event in events:
             by_key.setdefault(event.message.key, []).append(event.message)
+        if events:
+            METRICS.consumed.labels(events[0].message.topic).inc(len(events))
 
         async def in_order(messages: list[Any]) -> None:
             for message in messages:
@@ -338,6 +345,50 @@ class CatcherApp:
             self.requests_topic, "catcher.requests", DeadLetterStage.execute, self._on_request
         )
 
+    async def start_web(self) -> None:
+        """Serve the HTTP API, health, readiness and metrics; follow alarms and silences.
+
+        Started with the worker, before the group join and table recovery, so that the
+        probes answer (``/ready`` with 503) while the worker recovers.
+        """
+        self.view.start()
+        self.silences.start()
+        web_app = web.Application()
+        web_app.add_routes(self.api.routes())
+        web_app.add_routes(
+            [
+                web.get("/health", self._health),
+                web.get("/ready", self._readiness),
+                web.get("/metrics", self._metrics),
+            ]
+        )
+        self._web = web.AppRunner(web_app, access_log=None)
+        await self._web.setup()
+        site = web.TCPSite(self._web, "0.0.0.0", self.config.http_port)  # noqa: S104
+        try:
+            await site.start()
+        except OSError as exc:  # alarms and actions go on without the API
+            logger.error(  # noqa: TRY400 - the reason is enough, no traceback
+                "Cannot serve the HTTP API", port=self.config.http_port, error=str(exc)
+            )
+            return
+        server = site._server  # noqa: SLF001 - the port chosen when CATCHER_HTTP_PORT is 0
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
+        logger.info("Serving the HTTP API", port=self.http_port)
+        if self.love is None:
+            logger.info("No LOVE producer: CATCHER_LOVE_URL is not set")
+
+    def web_service(self) -> mode.Service:
+        """The HTTP server as a service for ``faust.Worker`` (started after the app)."""
+        catcher = self
+
+        class WebServer(mode.Service):
+            async def on_start(self) -> None:
+                await catcher.start_web()
+
+        return WebServer()
+
     def _wire_alarms(self) -> None:
         self.api = AlarmApi(
             self.view,
@@ -346,7 +397,7 @@ class CatcherApp:
             silences=self.silences,
             save_silence=self._save_silence,
         )
-        self._web: web.AppRunner | None = None
+        self._web = None
         self.http_port = self.config.http_port
         self.love: LoveProducer | None = None
         self._love_task: asyncio.Task[None] | None = None
@@ -358,29 +409,6 @@ class CatcherApp:
                 lambda: self.view.alarms,
             )
             self.view.on_change(self.love.changed)
-
-        @self.faust.task
-        async def serve_api() -> None:
-            self.view.start()
-            self.silences.start()
-            web_app = web.Application()
-            web_app.add_routes(self.api.routes())
-            self._web = web.AppRunner(web_app, access_log=None)
-            await self._web.setup()
-            site = web.TCPSite(self._web, "0.0.0.0", self.config.http_port)  # noqa: S104
-            try:
-                await site.start()
-            except OSError as exc:  # alarms and actions go on without the API
-                logger.error(  # noqa: TRY400 - the reason is enough, no traceback
-                    "Cannot serve the HTTP API", port=self.config.http_port, error=str(exc)
-                )
-                return
-            server = site._server  # noqa: SLF001 - the port chosen when CATCHER_HTTP_PORT is 0
-            sockets = getattr(server, "sockets", None) or []
-            self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
-            logger.info("Serving the HTTP API", port=self.http_port)
-            if self.love is None:
-                logger.info("No LOVE producer: CATCHER_LOVE_URL is not set")
 
         @self.faust.on_before_shutdown.connect  # type: ignore[arg-type]
         async def stop_api(_app: Any, *_args: Any, **_kwargs: Any) -> None:
@@ -454,6 +482,81 @@ class CatcherApp:
             logger.info("Stopped the LOVE producer here (another worker runs it)")
             self._love_task.cancel()
             self._love_task = None
+
+    # -- operations: health, readiness, metrics -------------------------------------------------
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _readiness(self, _request: web.Request) -> web.Response:
+        reason = self._not_ready()
+        if reason:
+            return web.json_response({"ready": False, "reason": reason}, status=503)
+        return web.json_response({"ready": True})
+
+    def _not_ready(self) -> str:
+        """Why the worker is not ready, or an empty string."""
+        if self.faust.rebalancing:
+            return "Rebalancing: partitions are being assigned."
+        if not self.ownership.assigned():
+            return "No partitions assigned yet."
+        recovery = self.faust.tables.recovery  # type: ignore[attr-defined]
+        if not recovery.completed.is_set():
+            return "Recovering the tables from their changelogs."
+        return ""
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=METRICS.render(), content_type="text/plain", charset="utf-8")
+
+    def _register_gauges(self) -> None:
+        METRICS.gauge(
+            "catcher_ledger_entries",
+            "Ledger entries this worker holds.",
+            lambda: {(): float(self.ledger.sizes()[0])},
+        )
+        METRICS.gauge(
+            "catcher_unfinished_actions",
+            "Actions this worker holds that have not finished.",
+            lambda: {(): float(self.ledger.sizes()[1])},
+        )
+        METRICS.gauge(
+            "catcher_alarms",
+            "Alarms by display state (from the alarms topic).",
+            self._alarm_counts,
+            labels=("state",),
+        )
+        METRICS.gauge(
+            "catcher_consumer_lag",
+            "Records not yet read, by topic and partition.",
+            self._lag,
+            labels=("topic", "partition"),
+        )
+
+    def _alarm_counts(self) -> dict[tuple[str, ...], float]:
+        counts: dict[tuple[str, ...], float] = {(s.value,): 0.0 for s in DisplayState}
+        for alarm in list(self.view.alarms.values()):
+            counts[(alarm.display_state.value,)] += 1
+        return counts
+
+    def _lag(self) -> dict[tuple[str, ...], float]:
+        consumer: Any = self.faust.consumer
+        lags: dict[tuple[str, ...], float] = {}
+        inputs = {
+            t.get_topic_name()
+            for t in (self.triggers_topic, self.series_topic, self.requests_topic)
+        }
+        for tp in list(consumer.assignment()):
+            if tp.topic not in inputs:
+                continue
+            try:
+                end = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001, S112 - no fetch yet: no figure
+                continue
+            read = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust keeps no public one
+            done = read + 1 if read is not None else consumer._committed_offset.get(tp) or 0  # noqa: SLF001
+            if end is not None:
+                lags[(tp.topic, str(tp.partition))] = float(max(end - done, 0))
+        return lags
 
     async def _save_silence(self, silence: Silence) -> None:
         await self._send_json(self.config.silences_topic, silence.id, silence.to_json())

@@ -22,7 +22,7 @@ from .cli_alarms import alarms
 from .config import Config, LogProfile, load_config
 from .exceptions import CatcherError, RuleError
 from .kafka import TopicFollower
-from .logs import configure_logging
+from .logs import configure_logging, stdlib_logging_config
 from .models.enums import ActionState, Severity, TriggerSource
 from .models.records import ActionEvent, Trigger, isoformat, utcnow
 from .models.rules import RuleSet, parse_duration
@@ -131,7 +131,12 @@ def worker(rules_path: Path | None) -> None:
         )
     app = create_app(config, rules)
     worker = faust.Worker(
-        app.faust, loglevel=config.log_level.lower(), redirect_stdouts=False, quiet=True
+        app.faust,
+        app.web_service(),
+        loglevel=config.log_level.lower(),
+        redirect_stdouts=False,
+        quiet=True,
+        logging_config=stdlib_logging_config(config.log_profile, config.log_level),
     )
     # Faust's terminal spinner sets the root logger to DEBUG at WARNING and above, so that
     # every debug call of aiokafka and Faust builds a record only to drop it.

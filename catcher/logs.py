@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -15,7 +16,7 @@ from structlog.tracebacks import ExceptionDictTransformer
 from .config import LogProfile
 from .redact import mask_event
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "stdlib_logging_config"]
 
 
 def configure_logging(profile: LogProfile, level: str = "INFO") -> None:
@@ -50,3 +51,44 @@ def configure_logging(profile: LogProfile, level: str = "INFO") -> None:
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # the CLI quiets it; a worker not
+
+
+def stdlib_logging_config(profile: LogProfile, level: str) -> dict[str, Any] | None:
+    """``logging.config`` of the standard library loggers (Faust, mode, aiokafka).
+
+    In production every line is a JSON object with the keys of Catcher's own lines
+    (``timestamp``, ``level``, ``message``, plus ``logger``), secrets masked and tracebacks
+    without locals; in development Faust keeps its own format (None).
+    """
+    if profile != LogProfile.production:
+        return None
+    formatter = {
+        "()": structlog.stdlib.ProcessorFormatter,
+        "foreign_pre_chain": [
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        "processors": [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
+            structlog.processors.EventRenamer("message"),
+            mask_event,
+            structlog.processors.JSONRenderer(),
+        ],
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": formatter},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+                "level": level.upper(),
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["default"]},
+        "loggers": {name: {"level": "WARNING"} for name in ("httpx", "httpcore")},
+    }

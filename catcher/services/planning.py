@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from ..metrics import METRICS
 from ..models.alarms import AlarmCommand
 from ..models.enums import ActionState
 from ..models.records import (
@@ -79,6 +80,7 @@ class Planning:
         rule = self._rules.get(trigger.rule_id)
         if rule is None:  # checked at intake; rules are fixed for the life of the process
             return
+        METRICS.trigger_age.observe(max((utcnow() - trigger.time).total_seconds(), 0.0))
         raw = self._state.get(trigger.series)
         result = plan(rule, trigger, SeriesState.model_validate(raw) if raw else None)
         log = logger.bind(rule_id=trigger.rule_id, trigger_id=trigger.trigger_id)

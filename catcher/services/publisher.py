@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from ..avro import AvroCodec
+from ..metrics import METRICS
+from ..models.enums import ActionState
 from ..models.records import ActionEvent, DeadLetter, LedgerEntry
 from ..redact import mask
 from .guard import keep_trying
@@ -46,11 +48,19 @@ class Publisher:
         """Record one state change of an action (registered secrets masked)."""
         if event.message:
             event = event.model_copy(update={"message": mask(event.message)})
+        METRICS.action_events.labels(event.action_type, event.state.value).inc()
+        if event.state == ActionState.submitting:
+            METRICS.attempts.labels(event.action_type).inc()
+        elif event.state == ActionState.retrying:
+            METRICS.retries.labels(event.action_type).inc()
         value = await self._codec.encode("actions", event.to_avro())
         await self._send(self._actions_topic, event.action_id.encode(), value)
 
     async def entry_changed(self, entry: LedgerEntry) -> None:
         """Record the ledger entry's new state."""
+        if entry.state == ActionState.submitting and entry.attempt == 1:
+            latency = (entry.updated - entry.trigger.time).total_seconds()
+            METRICS.start_latency.labels(entry.action_type).observe(max(latency, 0.0))
         await self.action_event(ActionEvent.from_entry(entry))
 
     async def action_failed(self, letter: DeadLetter, entry: LedgerEntry) -> None:
@@ -91,6 +101,7 @@ class Publisher:
             letter = letter.truncated(room)
             value = await self._codec.encode("deadletter", letter.to_avro())
         await self._send(self._deadletter_topic, key, value)
+        METRICS.dead_letters.labels(letter.stage.value).inc()
         logger.warning(
             "Sent a record to the dead letter topic",
             stage=letter.stage.value,

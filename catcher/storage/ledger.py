@@ -85,6 +85,10 @@ class Ledger:
         for action_id, raw in self._table.items():
             self._index(action_id, raw)
 
+    def sizes(self) -> tuple[int, int]:
+        """Entries held, and how many of them are unfinished (for the metrics)."""
+        return len(self._table), len(self._unfinished)
+
     def unfinished(self) -> Iterator[LedgerEntry]:
         """Entries of actions that have not finished."""
         for action_id in list(self._unfinished):

@@ -35,6 +35,9 @@ class DurableTable:
         """The value of a key, or None."""
         return self._table.data.get(key)
 
+    def __len__(self) -> int:
+        return len(self._table.data)
+
     def items(self) -> list[tuple[str, Any]]:
         """Every (key, value) this worker holds (a copy)."""
         return [(k, v) for k, v in list(self._table.data.items()) if v is not None]
@@ -72,6 +75,10 @@ class Ownership:
     def owns(self, topic: str, partition: int) -> bool:
         """Whether this worker holds the partition now."""
         return partition in self._assigned.get(topic, ())
+
+    def assigned(self) -> bool:
+        """Whether this worker holds any partition."""
+        return any(self._assigned.values())
 
     def on_revoke(self, listener: RevokeListener) -> None:
         """Call ``listener(topic, partitions)`` whenever partitions are revoked."""
