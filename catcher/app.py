@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import faust
@@ -269,12 +269,12 @@ class CatcherApp:
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:
             self.ownership.revoke((tp.topic, tp.partition) for tp in revoked)
-            self._place_love()
+            self._place_singletons()
 
         @app.on_rebalance_complete.connect  # type: ignore[arg-type]
         async def rewind_uncommitted(_app: Any, **_kwargs: Any) -> None:
             await self._rewind_uncommitted()
-            self._place_love()
+            self._place_singletons()
 
     async def _rewind_uncommitted(self) -> None:
         """Read from the beginning the input partitions that have no committed offset.
@@ -400,7 +400,7 @@ class CatcherApp:
         self._web = None
         self.http_port = self.config.http_port
         self.love: LoveProducer | None = None
-        self._love_task: asyncio.Task[None] | None = None
+        self._singletons: dict[str, asyncio.Task[None]] = {}
         if self.config.love_url:
             password = self.config.love_password
             self.love = LoveProducer(
@@ -412,7 +412,7 @@ class CatcherApp:
 
         @self.faust.on_before_shutdown.connect  # type: ignore[arg-type]
         async def stop_api(_app: Any, *_args: Any, **_kwargs: Any) -> None:
-            self._place_love(stop=True)
+            self._place_singletons(stop=True)
             await self.view.stop()
             await self.silences.stop()
             if self._web is not None:
@@ -435,20 +435,6 @@ class CatcherApp:
             ids = await keep_trying("Registering the Avro schemas", self.context.codec.register)
             logger.info("Registered schemas", subjects=ids, rules=len(self.rules))
 
-        if self.config.mirror_enabled:
-
-            @app.task
-            async def run_mirror() -> None:
-                from .services.mirror import Mirror  # noqa: PLC0415
-
-                async def start() -> Mirror:
-                    return Mirror.from_config(
-                        self.config, self.context.codec, self._send, self.context.http
-                    )
-
-                mirror = await keep_trying("Starting the mirror", start)
-                await mirror.run(self.config.mirror_interval, asyncio.Event())
-
         @self.ledger_table.on_recover
         async def index_ledger() -> None:
             self.ledger.rebuild_index()
@@ -468,20 +454,6 @@ class CatcherApp:
         await self.ledger.republish(self._owns_partition)
         self.runner.resume()
         await self.ledger.prune(self.config.ledger_retention, self._owns_partition)
-
-    def _place_love(self, *, stop: bool = False) -> None:
-        """Run the LOVE producer on the one worker holding partition 0 of the triggers."""
-        if self.love is None:
-            return
-        wanted = not stop and self.ownership.owns(self.config.triggers_topic, 0)
-        running = self._love_task is not None and not self._love_task.done()
-        if wanted and not running:
-            logger.info("Running the LOVE producer on this worker", url=self.config.love_url)
-            self._love_task = asyncio.create_task(self.love.run(), name="love-producer")
-        elif not wanted and running and self._love_task is not None:
-            logger.info("Stopped the LOVE producer here (another worker runs it)")
-            self._love_task.cancel()
-            self._love_task = None
 
     # -- operations: health, readiness, metrics -------------------------------------------------
 
@@ -560,6 +532,38 @@ class CatcherApp:
 
     async def _save_silence(self, silence: Silence) -> None:
         await self._send_json(self.config.silences_topic, silence.id, silence.to_json())
+
+    def _place_singletons(self, *, stop: bool = False) -> None:
+        """Run the LOVE producer and the mirror on one worker only.
+
+        That worker holds partition 0 of the triggers topic; where it is gone, they stop.
+        """
+        here = not stop and self.ownership.owns(self.config.triggers_topic, 0)
+        jobs: dict[str, Callable[[], Coroutine[Any, Any, None]] | None] = {
+            "love-producer": self.love.run if self.love is not None else None,
+            "mirror": self._run_mirror if self.config.mirror_enabled else None,
+        }
+        for name, job in jobs.items():
+            task = self._singletons.get(name)
+            running = task is not None and not task.done()
+            if job is not None and here and not running:
+                logger.info("Running a singleton job on this worker", job=name)
+                self._singletons[name] = asyncio.create_task(job(), name=name)
+            elif running and not here and task is not None:
+                logger.info("Stopped a singleton job here (another worker runs it)", job=name)
+                task.cancel()
+                del self._singletons[name]
+
+    async def _run_mirror(self) -> None:
+        from .services.mirror import Mirror  # noqa: PLC0415
+
+        async def start() -> Mirror:
+            return Mirror.from_config(
+                self.config, self.context.codec, self._send, self.context.http
+            )
+
+        mirror = await keep_trying("Starting the mirror", start)
+        await mirror.run(self.config.mirror_interval, asyncio.Event())
 
     async def _send_command(self, command: AlarmCommand) -> None:
         await self._send_json(self.config.series_topic, command.series, command.to_json())

@@ -126,7 +126,7 @@ def worker(rules_path: Path | None) -> None:
             ensure_topics(
                 config,
                 [config.triggers_topic, config.actions_topic, config.deadletter_topic],
-                compacted=[config.alarms_topic, config.silences_topic],
+                compacted=[config.alarms_topic, config.silences_topic, config.mirror_topic],
             )
         )
     app = create_app(config, rules)
@@ -670,7 +670,7 @@ def mirror(once: bool) -> None:
         from .kafka import ensure_topics, make_producer  # noqa: PLC0415
 
         if config.create_topics:
-            await ensure_topics(config, [config.triggers_topic])
+            await ensure_topics(config, [config.triggers_topic], compacted=[config.mirror_topic])
         producer = make_producer(config)
         await producer.start()
 

@@ -22,6 +22,7 @@ from .constants import (
     ALARMS_SUFFIX,
     DEADLETTER_SUFFIX,
     DEFAULT_TOPIC_PREFIX,
+    MIRROR_SUFFIX,
     SERIES_SUFFIX,
     SILENCES_SUFFIX,
     TRIGGERS_SUFFIX,
@@ -330,11 +331,6 @@ class Config(BaseSettings):
     mirror_lookback: float = Field(
         600.0, gt=0, description="How far back each poll looks for late rows, seconds."
     )
-    mirror_checkpoint: Path | None = Field(
-        None,
-        description="Checkpoint file of the mirror (default: mirror-checkpoint.json in"
-        " CATCHER_DATA_DIR; mount a volume to keep it across restarts).",
-    )
     mirror_enabled: bool = Field(False, description="Run the mirror inside the worker too.")
     poll_interval: float = Field(
         10.0, gt=0, description="Seconds between two polls of a running job."
@@ -472,11 +468,6 @@ class Config(BaseSettings):
         ]
         return [s.get_secret_value() for s in found if s is not None]
 
-    @property
-    def mirror_checkpoint_path(self) -> Path:
-        """Where the mirror keeps its checkpoint."""
-        return self.mirror_checkpoint or self.data_dir / "mirror-checkpoint.json"
-
     def topic(self, suffix: str) -> str:
         """Full name of one of Catcher's topics."""
         return f"{self.topic_prefix}.{suffix}"
@@ -500,6 +491,11 @@ class Config(BaseSettings):
     def alarms_topic(self) -> str:
         """Alarm states, keyed by alarm name (compacted)."""
         return self.topic(ALARMS_SUFFIX)
+
+    @property
+    def mirror_topic(self) -> str:
+        """The mirror's checkpoint (compacted, one key)."""
+        return self.topic(MIRROR_SUFFIX)
 
     @property
     def silences_topic(self) -> str:

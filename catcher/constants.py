@@ -8,6 +8,7 @@ __all__ = [
     "DEADLETTER_SUFFIX",
     "DEFAULT_TOPIC_PREFIX",
     "LEDGER_TABLE",
+    "MIRROR_SUFFIX",
     "SERIES_STATE_TABLE",
     "SERIES_SUFFIX",
     "SILENCES_SUFFIX",
@@ -22,6 +23,7 @@ ACTIONS_SUFFIX = "actions"
 DEADLETTER_SUFFIX = "deadletter"
 ALARMS_SUFFIX = "alarms"
 SILENCES_SUFFIX = "silences"
+MIRROR_SUFFIX = "internal.mirror"
 SERIES_SUFFIX = "internal.series"
 """Internal topic: triggers re-keyed by rule and series, so that one worker owns a series."""
 ACTION_REQUESTS_SUFFIX = "internal.action-requests"

@@ -4,11 +4,13 @@ No InfluxDB source connector is deployable at Rubin, so Catcher carries the rows
 reads them with InfluxQL over ``/query``, which InfluxDB 1.x (Sasquatch) and 2.x (v1
 compatibility) both answer, and publishes each row once, keyed by its ``trigger_id``.
 
-A checkpoint file remembers the latest row time and the ids published within the lookback.
-Each poll reads back ``lookback`` before that time, so rows written late are still found,
-and skips the ids it has published. The checkpoint is written after the records are
-acknowledged: a crash in between publishes those rows again, which the worker absorbs (the
-same trigger_id maps onto the same ledger entries).
+A checkpoint remembers the latest row time and the ids published within the lookback. Each
+poll reads back ``lookback`` before that time, so rows written late are still found, and
+skips the ids it has published. The checkpoint lives on a compacted Kafka topic
+(``<prefix>.internal.mirror``), not in a file, so the mirror needs no volume and survives
+being rescheduled. It is written after the records are acknowledged: a crash in between
+publishes those rows again, which the worker absorbs (the same trigger_id maps onto the
+same ledger entries).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,11 +30,12 @@ import structlog
 from ..avro import AvroCodec
 from ..config import Config
 from ..exceptions import MirrorError
+from ..kafka import read_topic
 from ..models.enums import Severity, TriggerSource
 from ..models.records import Trigger
 from ..redact import brief
 
-__all__ = ["Checkpoint", "Mirror", "row_to_trigger"]
+__all__ = ["Checkpoint", "KafkaCheckpoints", "Mirror", "row_to_trigger"]
 
 logger = structlog.get_logger("catcher")
 
@@ -49,24 +51,19 @@ class Checkpoint:
     published: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path) -> Checkpoint:
-        """Read the checkpoint file, or start empty when there is none."""
+    def from_json(cls, data: bytes) -> Checkpoint:
+        """A checkpoint from its JSON form."""
         try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return cls()
-        except (OSError, ValueError) as exc:
-            raise MirrorError(f"Cannot read the mirror checkpoint {path}: {exc}") from exc
-        return cls(int(data.get("high_water_ns", 0)), dict(data.get("published", {})))
+            value = json.loads(data)
+            return cls(int(value.get("high_water_ns", 0)), dict(value.get("published", {})))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise MirrorError(f"The mirror checkpoint cannot be read: {exc}") from exc
 
-    def save(self, path: Path) -> None:
-        """Write the checkpoint atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_text(
-            json.dumps({"high_water_ns": self.high_water_ns, "published": self.published})
-        )
-        temporary.replace(path)
+    def to_json(self) -> bytes:
+        """The JSON form."""
+        return json.dumps(
+            {"high_water_ns": self.high_water_ns, "published": self.published}
+        ).encode()
 
     def forget_before(self, time_ns: int) -> None:
         """Drop ids of rows older than ``time_ns``: no poll reads that far back again."""
@@ -106,6 +103,32 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+CHECKPOINT_KEY = b"mirror"
+
+
+class KafkaCheckpoints:
+    """The checkpoint on its compacted topic: the latest value of one key."""
+
+    def __init__(self, config: Config, send: Send) -> None:
+        self._config = config
+        self._send = send
+
+    async def load(self) -> Checkpoint:
+        """The latest checkpoint written, or an empty one."""
+        latest: bytes | None = None
+        try:
+            for message in await read_topic(self._config, self._config.mirror_topic):
+                if message.key == CHECKPOINT_KEY:
+                    latest = message.value
+        except ConnectionError as exc:
+            raise MirrorError(f"Cannot read the mirror checkpoint: {exc}") from exc
+        return Checkpoint.from_json(latest) if latest else Checkpoint()
+
+    async def save(self, checkpoint: Checkpoint) -> None:
+        """Write the checkpoint (acknowledged by the broker on return)."""
+        await self._send(self._config.mirror_topic, CHECKPOINT_KEY, checkpoint.to_json())
+
+
 class Mirror:
     """Polls the trigger bucket and publishes new rows."""
 
@@ -120,7 +143,7 @@ class Mirror:
             bucket=config.trigger_bucket,
             measurement=config.trigger_measurement,
             lookback_s=config.mirror_lookback,
-            checkpoint_path=config.mirror_checkpoint_path,
+            checkpoints=KafkaCheckpoints(config, send),
             codec=codec,
             send=send,
             topic=config.triggers_topic,
@@ -135,7 +158,7 @@ class Mirror:
         bucket: str,
         measurement: str,
         lookback_s: float,
-        checkpoint_path: Path,
+        checkpoints: KafkaCheckpoints,
         codec: AvroCodec,
         send: Send,
         topic: str,
@@ -148,7 +171,7 @@ class Mirror:
         self._retention = retention or "autogen"
         self._measurement = measurement
         self._lookback_ns = int(lookback_s * 1e9)
-        self._checkpoint_path = checkpoint_path
+        self._checkpoints = checkpoints
         self._codec = codec
         self._send = send
         self._topic = topic
@@ -160,7 +183,7 @@ class Mirror:
             self._auth = httpx.BasicAuth(user, password)
         elif token:
             self._headers["Authorization"] = f"Token {token}"
-        self.checkpoint = Checkpoint.load(checkpoint_path)
+        self.checkpoint: Checkpoint | None = None
 
     async def _rows(self, since_ns: int) -> list[tuple[dict[str, str], dict[str, Any]]]:
         # Identifiers are quoted and escaped; the time is an int: nothing else is spliced in.
@@ -195,6 +218,8 @@ class Mirror:
 
     async def poll_once(self) -> int:
         """Publish the rows not yet published; returns how many were."""
+        if self.checkpoint is None:
+            self.checkpoint = await self._checkpoints.load()
         checkpoint = self.checkpoint
         since = max(checkpoint.high_water_ns - self._lookback_ns, 0)
         rows = sorted(await self._rows(since), key=lambda item: int(item[1]["time"]))
@@ -216,7 +241,7 @@ class Mirror:
         if rows:
             checkpoint.high_water_ns = max(checkpoint.high_water_ns, int(rows[-1][1]["time"]))
         checkpoint.forget_before(checkpoint.high_water_ns - self._lookback_ns)
-        checkpoint.save(self._checkpoint_path)
+        await self._checkpoints.save(checkpoint)
         if published:
             logger.info("Mirrored trigger rows", published=published)
         return published

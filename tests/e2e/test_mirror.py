@@ -49,7 +49,6 @@ def use_mirror(stack: Stack, influxdb: InfluxDB, tmp_path: Path, **settings: str
     stack.extra_env.update(
         CATCHER_MIRROR_URL=influxdb.url,
         CATCHER_TRIGGER_BUCKET=f"{database}/autogen",
-        CATCHER_MIRROR_CHECKPOINT=str(tmp_path / "checkpoint.json"),
         **settings,
     )
     return database
@@ -76,7 +75,8 @@ async def test_rows_are_published_once_across_restarts(
     code, out, err = await stack.cli("mirror", "--once")
     assert code == 0, err
     assert out.strip() == "Published 2 trigger(s)."
-    # A restart: nothing new, nothing again.
+    # A restart in a new, empty directory: nothing new, nothing again.
+    stack.extra_env["CATCHER_DATA_DIR"] = str(tmp_path / "elsewhere")
     code, out, err = await stack.cli("mirror", "--once")
     assert (code, out.strip()) == (0, "Published 0 trigger(s)."), err
     # A new row, and a late one older than the newest row but inside the lookback.
@@ -118,7 +118,6 @@ async def test_rows_older_than_the_lookback_are_not_read_again(
 async def test_unreachable_influxdb_is_a_clear_error(stack: Stack, tmp_path: Path) -> None:
     stack.extra_env.update(
         CATCHER_MIRROR_URL=f"http://127.0.0.1:{free_port()}",
-        CATCHER_MIRROR_CHECKPOINT=str(tmp_path / "checkpoint.json"),
     )
     code, _, err = await stack.cli("mirror", "--once")
     assert code == 1
