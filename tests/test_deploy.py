@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from catcher.config import Config, load_config
+from catcher.config import Config, KafkaConnectionSettings, load_config
 from catcher.factory import check_rules_against_config
 from catcher.models.rules import RuleSet
 
@@ -46,6 +46,21 @@ def test_compose_configures_catcher_with_real_settings(monkeypatch: pytest.Monke
     assert config.kafka.bootstrap_servers == "kafka:9092"
     volume = compose["services"]["catcher"]["volumes"][0]
     assert volume.split(":")[1] == environment["CATCHER_RULES_PATH"]
+
+
+def test_compose_kafka_ui_reads_as_sasquatch_configures_it() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    ui = compose["services"]["kafka-ui"]["environment"]
+    assert ui["KAFKA_CLUSTERS_0_SCHEMAREGISTRY"] == "http://schema-registry:8081"
+    assert ui["KAFKA_CLUSTERS_0_DEFAULTVALUESERDE"] == "SchemaRegistry"
+    assert ui["KAFKA_CLUSTERS_0_DEFAULTKEYSERDE"] == "String"
+    assert ui["KAFKA_CLUSTERS_0_READONLY"] == "true"
+    worker = compose["services"]["catcher"]
+    port = worker["environment"]["CATCHER_HTTP_PORT"]
+    assert any(str(p).endswith(f":{port}") for p in worker["ports"])
+    known_kafka = {f"KAFKA_{name.upper()}" for name in KafkaConnectionSettings.model_fields}
+    kafka = {k for k in worker["environment"] if k.startswith("KAFKA_")}
+    assert kafka <= known_kafka
 
 
 def test_dockerfile_ships_the_schemas_and_runs_the_worker() -> None:

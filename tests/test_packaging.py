@@ -138,6 +138,9 @@ def test_an_installed_copy_compiles_rules_and_encodes_records(
     cli = python("-m", "catcher", "rules", "compile", str(rules))
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.startswith("// ---- packaged-rule.flux\n")
+    version = python("-m", "catcher", "--version")
+    assert version.returncode == 0, version.stderr
+    assert version.stdout.split()[-1] == "0.1.0"
 
 
 def test_an_editable_install_reads_the_tree_from_anywhere(tmp_path: Path) -> None:
