@@ -302,6 +302,16 @@ class Config(BaseSettings):
         None,
         description="File holding the escalation key (instead of CATCHER_ESCALATION_KEY).",
     )
+    efd_url: str = Field(
+        "http://sasquatch-influxdb.sasquatch:8086",
+        description="InfluxDB 1.x of the EFD, read by `catcher backtest` (InfluxQL /query).",
+    )
+    efd_database: str = Field("efd", description="Database of the EFD's telemetry.")
+    efd_username: str | None = Field(None, description="User name for the EFD, if it needs one.")
+    efd_password: SecretStr | None = Field(None, description="Password for the EFD.")
+    efd_password_file: Path | None = Field(
+        None, description="File holding the EFD password (instead of CATCHER_EFD_PASSWORD)."
+    )
     api_url: str = Field(
         "http://localhost:8080",
         description="Base URL of a worker's HTTP API, for `catcher alarms` (behind Gafaelfawr:"
@@ -415,6 +425,7 @@ class Config(BaseSettings):
             "api_token",
             "love_password",
             "escalation_key",
+            "efd_password",
         ):
             path: Path | None = getattr(self, f"{field}_file")
             if path is None:
@@ -464,6 +475,7 @@ class Config(BaseSettings):
             self.api_token,
             self.love_password,
             self.escalation_key,
+            self.efd_password,
             self.kafka.sasl_password,
         ]
         return [s.get_secret_value() for s in found if s is not None]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from support.influxdb import InfluxDB
 from support.proxy import CuttableProxy
 from support.stack import Stack
 
@@ -103,3 +104,13 @@ async def stack(
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    """One real InfluxDB 1.x server for the session (each test uses its own database)."""
+    server = InfluxDB(tmp_path_factory.mktemp("influxdb")).start()
+    try:
+        yield server
+    finally:
+        server.stop()

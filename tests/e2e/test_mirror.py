@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,6 @@ from catcher.models.records import Trigger
 pytestmark = pytest.mark.e2e
 
 NS = 1_000_000_000
-
-
-@pytest.fixture(scope="module")
-def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
-    server = InfluxDB(tmp_path_factory.mktemp("influxdb")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def row(rule: str, sal_index: str, when_ns: int, severity: str = "WARNING") -> str:

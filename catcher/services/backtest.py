@@ -1,0 +1,221 @@
+"""Backtest: a rule over a past interval of the EFD, before it is deployed.
+
+The rule's source is read from InfluxDB 1.x with InfluxQL (``/query``), every scheduled
+evaluation in the interval is computed with :mod:`catcher.semantics`, and the planner says
+which actions would have run (edges, severities, cooldowns), exactly as the worker would
+decide them for the same triggers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from ..exceptions import CatcherError
+from ..models.enums import Severity, TriggerSource
+from ..models.records import SeriesState, Trigger, isoformat, series_key
+from ..models.rules import Condition, Rule
+from ..redact import brief
+from ..semantics import Sample, deadman, evaluate
+from .planner import plan
+
+__all__ = ["BacktestError", "Change", "Result", "read_source", "run_backtest", "schedule"]
+
+
+class BacktestError(CatcherError):
+    """The EFD could not be read, or the rule cannot be backtested."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change of a series' severity, or an evaluation that would have started actions."""
+
+    time: datetime
+    tags: dict[str, str]
+    value: float
+    previous: Severity
+    severity: Severity
+    actions: list[str]
+    suppressed: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """For programs."""
+        return {
+            "time": isoformat(self.time),
+            "series": series_key(self.tags),
+            "tags": self.tags,
+            "value": self.value,
+            "previous": self.previous.name,
+            "severity": self.severity.name,
+            "actions": self.actions,
+            "suppressed": self.suppressed,
+        }
+
+
+@dataclass
+class Series:
+    """One series' samples and evaluations."""
+
+    tags: dict[str, str]
+    samples: list[Sample]
+    evaluations: list[tuple[datetime, float, Severity]] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    """What the rule would have done."""
+
+    rule: Rule
+    start: datetime
+    end: datetime
+    series: dict[str, Series]
+    changes: list[Change]
+
+    @property
+    def actions(self) -> list[tuple[datetime, str, str]]:
+        """(time, series, action) of every action that would have run."""
+        return [(c.time, series_key(c.tags), name) for c in self.changes for name in c.actions]
+
+
+def schedule(start: datetime, end: datetime, every: timedelta) -> list[datetime]:
+    """The task's run times in ``(start, end]``.
+
+    Multiples of ``every`` since the epoch, as InfluxDB schedules a task (its ``now()`` is
+    the scheduled time).
+    """
+    step = every.total_seconds()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    first = int((start - epoch).total_seconds() // step) + 1
+    times = []
+    n = first
+    while (at := epoch + timedelta(seconds=n * step)) <= end:
+        times.append(at)
+        n += 1
+    return times
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _query(condition: Condition, start: datetime, end: datetime) -> str:
+    source = condition.source
+    where = [f"time >= {int(start.timestamp() * 1e9)}", f"time < {int(end.timestamp() * 1e9)}"]
+    where += [f"{_quote(k)} = {_literal(v)}" for k, v in sorted(source.tags.items())]
+    group = f" GROUP BY {', '.join(_quote(t) for t in source.group_by)}" if source.group_by else ""
+    return (
+        f"SELECT {_quote(source.field)} FROM {_quote(source.measurement)}"  # noqa: S608 - quoted
+        f" WHERE {' AND '.join(where)}{group}"
+    )
+
+
+async def read_source(  # noqa: PLR0917 - the query's parts, in the order they are read
+    http: httpx.AsyncClient,
+    url: str,
+    database: str,
+    condition: Condition,
+    start: datetime,
+    end: datetime,
+    auth: httpx.BasicAuth | None = None,
+) -> dict[str, Series]:
+    """The samples of the rule's source in ``[start, end)``, by series."""
+    query = _query(condition, start, end)
+    try:
+        response = await http.get(
+            url.rstrip("/") + "/query",
+            params={"db": database, "epoch": "ns", "q": query},
+            auth=auth or httpx.USE_CLIENT_DEFAULT,
+        )
+    except httpx.HTTPError as exc:
+        raise BacktestError(f"Cannot reach the EFD at {url}: {brief(str(exc))}") from None
+    if response.status_code != httpx.codes.OK:
+        raise BacktestError(
+            f"The EFD answered HTTP {response.status_code}: {brief(response.text)}"
+        )
+    found: dict[str, Series] = {}
+    for result in response.json().get("results", []):
+        if "error" in result:
+            raise BacktestError(f"The EFD could not run the query: {result['error']}")
+        for raw in result.get("series", []):
+            tags = {k: v for k, v in (raw.get("tags") or {}).items() if v != ""}
+            column = raw["columns"].index(condition.source.field)
+            samples = [
+                (datetime.fromtimestamp(row[0] / 1e9, tz=UTC), float(row[column]))
+                for row in raw["values"]
+                if row[column] is not None and not isinstance(row[column], str | bool)
+            ]
+            series = found.setdefault(series_key(tags), Series(tags, []))
+            series.samples.extend(samples)
+    return found
+
+
+def run_backtest(
+    rule: Rule,
+    series: dict[str, Series],
+    start: datetime,
+    end: datetime,
+    progress: Callable[[int], None] = lambda _n: None,
+) -> Result:
+    """Evaluate every scheduled window of every series and plan the actions."""
+    condition = rule.condition
+    if condition is None:
+        raise BacktestError(f"Rule {rule.id!r} has no condition: it only fires by hand.")
+    times = schedule(start, end, rule.schedule.every)
+    changes: list[Change] = []
+    for one in series.values():
+        one.samples.sort(key=lambda s: s[0])
+        changes.extend(_series_changes(rule, condition, one, times))
+        progress(len(times))
+    changes.sort(key=lambda c: (c.time, series_key(c.tags)))
+    return Result(rule, start, end, series, changes)
+
+
+def _series_changes(
+    rule: Rule, condition: Condition, series: Series, times: Iterable[datetime]
+) -> list[Change]:
+    changes = []
+    previous = Severity.NONE
+    state: SeriesState | None = None
+    for at in times:
+        if condition.thresholds is not None:
+            found = evaluate(
+                series.samples,
+                at,
+                condition.window,
+                condition.aggregate,
+                condition.thresholds,
+                previous=previous,
+            )
+        else:
+            assert condition.deadman is not None  # the rule's validation
+            found = deadman(series.samples, at, condition.deadman)
+        if found is None:
+            continue
+        series.evaluations.append((at, found.value, found.severity))
+        trigger = Trigger.create(
+            rule.id,
+            found.severity,
+            reason=f"{condition.aggregate} is {found.value:g}",
+            source=TriggerSource.flux,
+            time=at,
+            tags=series.tags,
+            value=found.value,
+        )
+        result = plan(rule, trigger, state)
+        state = result.state
+        run = result.to_run
+        suppressed = [d.action_name for d in result.decisions if not d.run]
+        if found.severity != previous or run or suppressed:
+            changes.append(
+                Change(at, series.tags, found.value, previous, found.severity, run, suppressed)
+            )
+        previous = found.severity
+    return changes
