@@ -24,6 +24,7 @@ import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
 from typing import Any
 
 import faust
@@ -33,7 +34,7 @@ from aiohttp import web
 
 from .api import AlarmApi
 from .config import Config, KafkaSecurityProtocol
-from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE
+from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
 from .escalation import Escalator
 from .exceptions import RecordError
 from .factory import ProcessContext
@@ -44,6 +45,7 @@ from .models.enums import DeadLetterStage
 from .models.records import (
     ActionRequest,
     CancelRequest,
+    Trigger,
     TriggerMessage,
     parse_internal,
 )
@@ -56,6 +58,7 @@ from .services.intake import Intake
 from .services.planning import Planning
 from .services.publisher import Publisher
 from .services.runner import ActionRunner
+from .services.stream import StreamEngine
 from .storage.ledger import Ledger
 from .storage.tables import DurableTable, Ownership
 
@@ -201,6 +204,17 @@ class CatcherApp:
             self.planning,
         )
         self.admission = Admission(rules, self.ledger, self.runner, config.max_trigger_age)
+        self.stream: StreamEngine | None = None
+        stream_rules = [
+            r for r in rules.rules.values() if r.engine(config.default_engine) == "stream"
+        ]
+        if stream_rules:
+            self.stream = StreamEngine(
+                stream_rules,
+                DurableTable(self._table(STREAM_STATE_TABLE)),
+                self._emit_trigger,
+                timedelta(seconds=config.stream_grace),
+            )
         self._wire()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -250,6 +264,7 @@ class CatcherApp:
         self._wire_agents()
         self._wire_lifecycle()
         self._wire_alarms()
+        self._wire_stream()
         self._register_gauges()
         self._wire_ownership()
 
@@ -335,6 +350,32 @@ class CatcherApp:
                 await self.guard.run(message, stage, functools.partial(handler, message))
 
         await asyncio.gather(*(in_order(messages) for messages in by_key.values()))
+
+    async def _emit_trigger(self, trigger: Trigger) -> None:
+        value = await self.context.codec.encode("triggers", trigger.to_avro())
+        await self._send(self.config.triggers_topic, trigger.key, value)
+
+    async def _on_telemetry(self, message: Any) -> None:
+        if self.stream is None or not isinstance(message.value, bytes):
+            raise RecordError("A telemetry record has no value.")
+        record = await self.context.codec.decode_any(message.value)
+        await self.stream.on_record(message.topic, record, message.partition)
+
+    def _wire_stream(self) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        telemetry = self.faust.topic(*stream.topics, key_serializer="raw", value_serializer="raw")
+        self._agent(telemetry, "catcher.telemetry", DeadLetterStage.decode, self._on_telemetry)
+
+        @self.faust.timer(1.0)
+        async def close_windows() -> None:
+            if self._ready():
+                await keep_trying("Closing stream windows", self._stream_tick)
+
+    async def _stream_tick(self) -> None:
+        if self.stream is not None:
+            await self.stream.tick(self.ownership.owns)
 
     def _wire_agents(self) -> None:
         self._agent(

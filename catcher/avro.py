@@ -138,6 +138,21 @@ class AvroCodec:
             self._writers[schema_id] = fastavro.parse_schema(found.raw_schema)
         return self._writers[schema_id]
 
+    async def decode_any(self, data: bytes) -> dict[str, Any]:
+        """A record of any registered schema (telemetry), read with its writer's schema."""
+        schema_id, body = split_wire(data)
+        writer = await self._writer_schema(schema_id)
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(body), writer, None)
+        except Exception as exc:  # fastavro raises many types on bad input
+            raise RecordError(
+                f"Avro body does not decode with schema id {schema_id}:"
+                f" {type(exc).__name__}: {brief(str(exc), 200)}"
+            ) from exc
+        if not isinstance(record, dict):
+            raise RecordError(f"Schema id {schema_id} does not describe a record.")
+        return record
+
     async def decode(self, kind: RecordKind, data: bytes) -> dict[str, Any]:
         """One record from Confluent wire bytes, read into Catcher's current schema."""
         schema_id, body = split_wire(data)

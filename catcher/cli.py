@@ -533,6 +533,21 @@ def rules_validate(paths: Sequence[Path]) -> None:
     click.echo(f"{count} rule(s) valid.")
 
 
+def _say_skipped(stream: list[str], manual: list[str]) -> None:
+    if stream:
+        click.echo(
+            f"Skipped {len(stream)} stream rule(s) (the worker evaluates them on the telemetry"
+            f" stream): {', '.join(stream)}.",
+            err=True,
+        )
+    if manual:
+        click.echo(
+            f"Skipped {len(manual)} rule(s) without a condition (they fire only by hand, with"
+            f" catcher trigger): {', '.join(manual)}.",
+            err=True,
+        )
+
+
 @rules.command("compile")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -554,18 +569,17 @@ def rules_compile(paths: Sequence[Path], out_dir: Path | None) -> None:
     )
     compiled: dict[str, str] = {}
     manual: list[str] = []
+    stream: list[str] = []
     for path in paths:
         for rule in _rules(path).rules.values():
-            if rule.condition is not None:
+            engine = rule.engine(config.default_engine)
+            if engine == "flux":
                 compiled[rule.id] = compile_rule(rule, options)
+            elif engine == "stream":
+                stream.append(rule.id)
             else:
                 manual.append(rule.id)
-    if manual:
-        click.echo(
-            f"Skipped {len(manual)} rule(s) without a condition (they fire only by hand, with"
-            f" catcher trigger): {', '.join(manual)}.",
-            err=True,
-        )
+    _say_skipped(stream, manual)
     if not compiled:
         raise click.ClickException(
             "No rule has a condition, so there is nothing to compile. Add a `condition`"
@@ -596,7 +610,14 @@ def _sync_plan(rules_path: Path | None, prune: bool) -> tuple[Any, list[Any]]:
         trigger_bucket=config.trigger_bucket,
         trigger_measurement=config.trigger_measurement,
     )
-    desired = desired_tasks(_rules(config.rules_path), options)
+    rules = _rules(config.rules_path)
+    desired = desired_tasks(rules, options, config.default_engine)
+    stream = [r.id for r in rules.rules.values() if r.engine(config.default_engine) == "stream"]
+    if stream:
+        click.echo(
+            f"Ignored {len(stream)} stream rule(s), which need no task: {', '.join(stream)}.",
+            err=True,
+        )
     sync = TaskSync(config)
     try:
         return sync, sync.plan(desired, prune=prune)

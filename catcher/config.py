@@ -11,7 +11,7 @@ import tempfile
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -355,6 +355,16 @@ class Config(BaseSettings):
         gt=0,
         description="Seconds between two scans for unfinished actions, history events to"
         " send again and ledger entries past their retention.",
+    )
+    default_engine: Literal["flux", "stream"] = Field(
+        "flux",
+        description="Who evaluates a condition that names no engine: Flux tasks on InfluxDB,"
+        " or the worker on the telemetry stream.",
+    )
+    stream_grace: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds a stream rule's window stays open after its end for late samples.",
     )
     alarm_scan_interval: float = Field(
         1.0,

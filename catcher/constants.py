@@ -12,6 +12,7 @@ __all__ = [
     "SERIES_STATE_TABLE",
     "SERIES_SUFFIX",
     "SILENCES_SUFFIX",
+    "STREAM_STATE_TABLE",
     "TRIGGERS_SUFFIX",
 ]
 
@@ -31,4 +32,5 @@ ACTION_REQUESTS_SUFFIX = "internal.action-requests"
 
 LEDGER_TABLE = "ledger"
 ALARM_TABLE = "alarms"
+STREAM_STATE_TABLE = "stream-state"
 SERIES_STATE_TABLE = "series-state"

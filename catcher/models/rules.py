@@ -444,6 +444,11 @@ class Condition(BaseModel):
     aggregate: Aggregate = Field("mean", description="How the window's points become one value.")
     thresholds: Thresholds | None = None
     deadman: Deadman | None = None
+    engine: Literal["flux", "stream"] | None = Field(
+        None,
+        description="Who evaluates the condition: a Flux task on InfluxDB, or the worker on"
+        " the telemetry stream (default: CATCHER_DEFAULT_ENGINE).",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
@@ -509,6 +514,12 @@ class Rule(BaseModel):
                 )
             seen.add(action.name)
         return self
+
+    def engine(self, default: str = "flux") -> str | None:
+        """Who evaluates the rule: ``flux``, ``stream``, or None for a rule fired by hand."""
+        if self.condition is None:
+            return None
+        return self.condition.engine or default
 
     def action(self, name: str) -> AnyAction | None:
         """The action with this name, if the rule has it."""

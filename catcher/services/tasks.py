@@ -49,12 +49,14 @@ class Change:
         }
 
 
-def desired_tasks(rules: RuleSet, options: CompileOptions) -> dict[str, tuple[str, str]]:
-    """Task name → (rule id, Flux) for every rule with a condition."""
+def desired_tasks(
+    rules: RuleSet, options: CompileOptions, default_engine: str = "flux"
+) -> dict[str, tuple[str, str]]:
+    """Task name → (rule id, Flux) for every rule a Flux task evaluates."""
     return {
         task_name(rule): (rule.id, compile_rule(rule, options))
         for rule in rules.rules.values()
-        if rule.condition is not None
+        if rule.engine(default_engine) == "flux"
     }
 
 
