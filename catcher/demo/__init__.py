@@ -13,16 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
+import fastavro
 import httpx
 
 from ..broker import EmbeddedBroker, stop_process
@@ -33,6 +39,7 @@ from ..fakes.registry import FakeSchemaRegistry
 from ..fakes.times_square import FakePage, FakeTimesSquare
 from ..fakes.uws import FakeUws
 from ..fakes.webhook import FakeWebhook
+from ..kafka import ensure_topics, make_producer
 from ..models.enums import Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger
 from ..services.operator import (
@@ -51,8 +58,24 @@ SCRIPT: list[tuple[Severity, float, str]] = [
     (Severity.CRITICAL, 72.0, "Actuator 3 temperature 72.0 C is above the 70 C critical level."),
     (Severity.NONE, 48.0, "Actuator 3 temperature 48.0 C is back below the warning level."),
 ]
-EXPECTED_FINISHED = 6
-"""notify on WARNING, CRITICAL and the recovery; report, reprocess and page on CRITICAL."""
+EXPECTED_FINISHED = 7
+"""notify on WARNING, CRITICAL and the recovery; report, reprocess and page on CRITICAL;
+the stream rule's notify on its first WARNING window."""
+STREAM_TOPIC = "lsst.sal.MTHexapod.electrical"
+STREAM_ALARM = "demo-hexapod-stream:salIndex=1"
+TELEMETRY_SCHEMA = {
+    "type": "record",
+    "name": "electrical",
+    "namespace": "lsst.sal.MTHexapod",
+    "doc": "Synthetic hexapod telemetry for the demo.",
+    "fields": [
+        {"name": "private_efdStamp", "type": "double", "doc": "UTC unix seconds."},
+        {"name": "salIndex", "type": "long", "doc": "SAL index of the hexapod."},
+        {"name": "motorTemperature0", "type": "double", "doc": "Motor temperature (C)."},
+    ],
+}
+# Telemetry at 4 Hz for 8 s: warm, then hot past 60 C (WARNING), then cool again.
+PROFILE = [52.0, 55.0, 63.0, 66.0, 58.0, 54.0, 53.0, 52.0]
 TAGS = {"salIndex": "1", "day_obs": "20261123"}
 
 
@@ -98,23 +121,27 @@ async def _until_acknowledged(client: httpx.AsyncClient, api: str, deadline: flo
 
 
 async def _shown_in_love(
-    love: FakeLoveManager, severity: Severity, worker: subprocess.Popen[bytes], limit: float
+    love: FakeLoveManager,
+    severity: Severity,
+    worker: subprocess.Popen[bytes],
+    limit: float,
+    name: str = ALARM,
 ) -> None:
     """Wait until LOVE was sent the alarm at ``severity`` (so each step is seen)."""
     deadline = asyncio.get_running_loop().time() + max(limit, 5)
     while asyncio.get_running_loop().time() < deadline and worker.poll() is None:
         maps = love.alarm_maps()
-        fields = maps[-1].get(ALARM) if maps else None
+        fields = maps[-1].get(name) if maps else None
         if fields is not None and fields["severity"]["value"] == int(severity):
             return
         await asyncio.sleep(0.2)
 
 
-def _alarm_life(love: FakeLoveManager) -> list[str]:
-    """One line per distinct state of the demo's alarm in the maps LOVE received."""
+def _alarm_life(love: FakeLoveManager, name: str = ALARM) -> list[str]:
+    """One line per distinct state of an alarm in the maps LOVE received."""
     lines: list[str] = []
     for alarm_map in love.alarm_maps():
-        fields = alarm_map.get(ALARM)
+        fields = alarm_map.get(name)
         if fields is None:
             continue
         severity = Severity(fields["severity"]["value"]).name
@@ -128,6 +155,35 @@ def _alarm_life(love: FakeLoveManager) -> list[str]:
         if not lines or lines[-1] != line:
             lines.append(line)
     return lines
+
+
+async def _feed_telemetry(config: Any, registry_url: str) -> None:
+    """Synthetic telemetry for the stream rule, in the Confluent wire format, near now."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.post(
+            f"{registry_url}/subjects/{STREAM_TOPIC}-value/versions",
+            json={"schema": json.dumps(TELEMETRY_SCHEMA)},
+        )
+    schema_id = int(answer.json()["id"])
+    parsed = fastavro.parse_schema(TELEMETRY_SCHEMA)
+    producer = make_producer(config)
+    await producer.start()
+    try:
+        start = (time.time() // 2) * 2 + 2
+        for second, value in enumerate(PROFILE):
+            for quarter in range(4):
+                stamp = start + second + quarter / 4
+                body = io.BytesIO()
+                body.write(struct.pack(">bI", 0, schema_id))
+                record = {"private_efdStamp": stamp, "salIndex": 1, "motorTemperature0": value}
+                fastavro.schemaless_writer(body, parsed, record)
+                await producer.send_and_wait(STREAM_TOPIC, body.getvalue(), key=b"1")
+    finally:
+        await producer.stop()
+    click.echo(
+        f"Fed {len(PROFILE) * 4} telemetry samples to {STREAM_TOPIC} for the stream rule"
+        " demo-hexapod-stream (peaking at 66 C)"
+    )
 
 
 def _copy_rules(target: Path) -> Path:
@@ -170,6 +226,9 @@ def _report(
     click.echo(format_table(HISTORY_HEADERS, history_rows(seen)))
     click.echo(f"\nThe alarm {ALARM}, as LOVE was sent it (csc Catcher, stream 'stream'):")
     for line in _alarm_life(love):
+        click.echo(f"  {line}")
+    click.echo(f"\nThe alarm {STREAM_ALARM}, raised from the telemetry stream:")
+    for line in _alarm_life(love, STREAM_ALARM):
         click.echo(f"  {line}")
     click.echo(
         f"  ({len(love.alarm_maps())} alarm maps and {len(love.heartbeats())} heartbeats in all)"
@@ -220,8 +279,14 @@ async def _demo(duration: float, workdir: Path) -> int:
             CATCHER_HTTP_PORT=str(port),
             CATCHER_LOVE_URL=love.url,
             CATCHER_LOVE_PASSWORD=love.password,
+            CATCHER_STREAM_GRACE="1",
         )
         click.echo(f"Embedded broker on {broker.bootstrap_servers}; logs in {workdir}")
+        # The telemetry topic exists before the worker subscribes to it, with one partition.
+        await ensure_topics(
+            load_config(kafka=KafkaConnectionSettings(bootstrap_servers=broker.bootstrap_servers)),
+            [STREAM_TOPIC],
+        )
         worker = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
             [sys.executable, "-m", "catcher", "worker"],
             env=env,
@@ -248,6 +313,7 @@ async def _demo(duration: float, workdir: Path) -> int:
             await publish_trigger(config, trigger)
             click.echo(f"Fired {severity.name:<8} trigger {trigger.trigger_id}")
             await _shown_in_love(love, severity, worker, duration - (loop.time() - started))
+        await _feed_telemetry(config, registry.url)
         seen: list[ActionEvent] = []
         while loop.time() - started < duration:
             if worker.poll() is not None:
@@ -268,6 +334,10 @@ async def _demo(duration: float, workdir: Path) -> int:
             await asyncio.sleep(1.0)
         else:
             click.echo(f"Stopped after {duration:g} s; not every action has finished.", err=True)
+        # The stream's alarm: WARNING while hot, back to NONE once the cool windows close.
+        await _shown_in_love(
+            love, Severity.NONE, worker, duration - (loop.time() - started), STREAM_ALARM
+        )
         _report(seen, love, (uws, times_square, noteburst, webhook))
         return 0
     finally:
