@@ -132,3 +132,30 @@ def test_the_examples_compile(tmp_path: Path) -> None:
         "example-camera-heartbeat.flux",
         "example-m1m3-glycol-temperature.flux",
     ]
+
+
+def test_rules_compile_skips_stream_rules_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    condition = (
+        "    condition:\n{engine}"
+        "      source: {{measurement: m, field: f}}\n"
+        "      thresholds: {{warning: 1}}\n"
+    )
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n"
+        "  - id: on-stream\n    description: d\n"
+        + condition.format(engine="      engine: stream\n")
+        + "  - id: on-flux\n    description: d\n"
+        + condition.format(engine="")
+    )
+    result = CliRunner().invoke(main, ["rules", "compile", str(rules)])
+    assert result.exit_code == 0, result.output
+    assert "Skipped 1 stream rule(s)" in result.output and "on-stream" in result.output
+    assert "// ---- on-flux.flux" in result.output
+    assert "// ---- on-stream.flux" not in result.output
+    monkeypatch.setenv("CATCHER_DEFAULT_ENGINE", "stream")
+    result = CliRunner().invoke(main, ["rules", "compile", str(rules)])
+    assert result.exit_code == 1
+    assert "Skipped 2 stream rule(s)" in result.output
