@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .models.enums import Severity
-from .models.rules import Deadman, Thresholds
+from .models.rules import Condition, Deadman, Thresholds
 
-__all__ = ["Evaluation", "aggregate", "deadman", "evaluate", "level_of"]
+__all__ = ["Evaluation", "aggregate", "deadman", "evaluate", "evaluate_condition", "level_of"]
 
 Sample = tuple[datetime, float]
 
@@ -125,3 +125,24 @@ def deadman(samples: Sequence[Sample], at: datetime, rule: Deadman) -> Evaluatio
     silent = last < at - rule.timeout
     seconds = (at - last).total_seconds()
     return Evaluation(seconds, Severity(rule.severity) if silent else Severity.NONE)
+
+
+def evaluate_condition(
+    condition: Condition,
+    samples: Sequence[Sample],
+    at: datetime,
+    previous: Severity = Severity.NONE,
+) -> Evaluation | None:
+    """A condition's evaluation at ``at``: its thresholds over the window, or its deadman."""
+    if condition.thresholds is not None:
+        return evaluate(
+            samples,
+            at,
+            condition.window,
+            condition.aggregate,
+            condition.thresholds,
+            previous=previous,
+        )
+    if condition.deadman is None:
+        raise ValueError("A condition has thresholds or a deadman.")
+    return deadman(samples, at, condition.deadman)

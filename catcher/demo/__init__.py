@@ -17,7 +17,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -31,7 +30,7 @@ import click
 import fastavro
 import httpx
 
-from ..broker import EmbeddedBroker, stop_process
+from ..broker import EmbeddedBroker, free_port, stop_process
 from ..config import KafkaConnectionSettings, load_config
 from ..fakes.love import FakeLoveManager
 from ..fakes.noteburst import FakeNoteburst
@@ -81,12 +80,6 @@ TAGS = {"salIndex": "1", "day_obs": "20261123"}
 
 ALARM = f"{RULE_ID}:day_obs=20261123,salIndex=1"
 OPERATOR = "demo-operator"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _acknowledge(
@@ -258,7 +251,7 @@ async def _demo(duration: float, workdir: Path) -> int:
         }
     ).start()
     love = await FakeLoveManager().start()
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}"
     worker: subprocess.Popen[bytes] | None = None
     worker_log = (workdir / "worker.log").open("wb")

@@ -20,7 +20,7 @@ from ..models.enums import Severity, TriggerSource
 from ..models.records import SeriesState, Trigger, isoformat, series_key
 from ..models.rules import Condition, Rule
 from ..redact import brief
-from ..semantics import Sample, deadman, evaluate
+from ..semantics import Sample, evaluate_condition
 from .planner import plan
 
 __all__ = ["BacktestError", "Change", "Result", "read_source", "run_backtest", "schedule"]
@@ -185,18 +185,7 @@ def _series_changes(
     previous = Severity.NONE
     state: SeriesState | None = None
     for at in times:
-        if condition.thresholds is not None:
-            found = evaluate(
-                series.samples,
-                at,
-                condition.window,
-                condition.aggregate,
-                condition.thresholds,
-                previous=previous,
-            )
-        else:
-            assert condition.deadman is not None  # the rule's validation
-            found = deadman(series.samples, at, condition.deadman)
+        found = evaluate_condition(condition, series.samples, at, previous)
         if found is None:
             continue
         series.evaluations.append((at, found.value, found.severity))

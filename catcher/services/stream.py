@@ -32,7 +32,7 @@ import structlog
 from ..models.enums import Severity, TriggerSource
 from ..models.records import Trigger, series_key, utcnow
 from ..models.rules import Rule
-from ..semantics import deadman, evaluate
+from ..semantics import evaluate_condition
 from ..storage.tables import DurableTable
 
 __all__ = ["EVENT_TIME", "StreamEngine"]
@@ -137,18 +137,7 @@ class StreamEngine:
         previous = Severity(state["severity"])
         emitted = 0
         for at in times:
-            if condition.thresholds is not None:
-                found = evaluate(
-                    samples,
-                    at,
-                    condition.window,
-                    condition.aggregate,
-                    condition.thresholds,
-                    previous=previous,
-                )
-            else:
-                assert condition.deadman is not None
-                found = deadman(samples, at, condition.deadman)
+            found = evaluate_condition(condition, samples, at, previous)
             if found is None:
                 continue
             trigger = Trigger.create(

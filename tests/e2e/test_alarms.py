@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import httpx
 import pytest
 from support.stack import Stack
 
+from catcher.broker import free_port
 from catcher.fakes.love import FakeLoveManager
 from catcher.fakes.squadcast import FakeSquadCast
 from catcher.kafka import read_topic
@@ -29,12 +29,6 @@ rules:
 NAME = "m1m3-temperature:salIndex=1"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _alarm(api: str, name: str = NAME, **headers: str) -> dict[str, Any] | None:
     async with httpx.AsyncClient() as client:
         try:
@@ -45,7 +39,7 @@ async def _alarm(api: str, name: str = NAME, **headers: str) -> dict[str, Any] |
 
 
 async def test_an_alarm_is_raised_acknowledged_muted_and_recorded(stack: Stack) -> None:
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}"
     stack.extra_env.update(CATCHER_HTTP_PORT=str(port), CATCHER_API_URL=api)
     stack.write_rules(RULES)
@@ -137,7 +131,7 @@ async def test_an_alarm_is_raised_acknowledged_muted_and_recorded(stack: Stack) 
 async def test_love_is_sent_the_alarm_map_and_gets_it_again_after_a_drop(stack: Stack) -> None:
     love = await FakeLoveManager().start()
     try:
-        port = _free_port()
+        port = free_port()
         api = f"http://127.0.0.1:{port}"
         stack.extra_env.update(
             CATCHER_HTTP_PORT=str(port),
@@ -201,7 +195,7 @@ rules:
 
 
 def _api(stack: Stack) -> str:
-    port = _free_port()
+    port = free_port()
     stack.extra_env.update(CATCHER_HTTP_PORT=str(port), CATCHER_API_URL=f"http://127.0.0.1:{port}")
     return f"http://127.0.0.1:{port}"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections import Counter
 
 import httpx
@@ -10,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.stack import Stack, finished
 
+from catcher.broker import free_port
 from catcher.models.enums import Severity
 from catcher.models.records import make_action_id
 
@@ -28,14 +28,8 @@ rules:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_ready_after_recovery_and_metrics_that_match_the_history(stack: Stack) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     stack.extra_env.update(CATCHER_HTTP_PORT=str(port))
     stack.write_rules(RULES)
