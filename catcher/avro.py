@@ -141,29 +141,25 @@ class AvroCodec:
     async def decode_any(self, data: bytes) -> dict[str, Any]:
         """A record of any registered schema (telemetry), read with its writer's schema."""
         schema_id, body = split_wire(data)
-        writer = await self._writer_schema(schema_id)
-        try:
-            record = fastavro.schemaless_reader(io.BytesIO(body), writer, None)
-        except Exception as exc:  # fastavro raises many types on bad input
-            raise RecordError(
-                f"Avro body does not decode with schema id {schema_id}:"
-                f" {type(exc).__name__}: {brief(str(exc), 200)}"
-            ) from exc
-        if not isinstance(record, dict):
-            raise RecordError(f"Schema id {schema_id} does not describe a record.")
-        return record
+        return _read(schema_id, body, await self._writer_schema(schema_id), None, "record")
 
     async def decode(self, kind: RecordKind, data: bytes) -> dict[str, Any]:
         """One record from Confluent wire bytes, read into Catcher's current schema."""
         schema_id, body = split_wire(data)
         writer = await self._writer_schema(schema_id)
-        try:
-            record = fastavro.schemaless_reader(io.BytesIO(body), writer, self._parsed[kind])
-        except Exception as exc:  # fastavro raises many types on bad input
-            raise RecordError(
-                f"Avro body does not decode with schema id {schema_id} as a {kind} record:"
-                f" {type(exc).__name__}: {brief(str(exc), 200)}"
-            ) from exc
-        if not isinstance(record, dict):
-            raise RecordError(f"Schema id {schema_id} does not describe a {kind} record.")
-        return record
+        return _read(schema_id, body, writer, self._parsed[kind], f"{kind} record")
+
+
+def _read(schema_id: int, body: bytes, writer: Any, reader: Any, what: str) -> dict[str, Any]:
+    """The Avro body as a record (``what`` names it in errors)."""
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(body), writer, reader)
+    except Exception as exc:  # fastavro raises many types on bad input
+        suffix = f" as a {what}" if reader is not None else ""
+        raise RecordError(
+            f"Avro body does not decode with schema id {schema_id}{suffix}:"
+            f" {type(exc).__name__}: {brief(str(exc), 200)}"
+        ) from exc
+    if not isinstance(record, dict):
+        raise RecordError(f"Schema id {schema_id} does not describe a {what}.")
+    return record
