@@ -9,7 +9,8 @@
         one agent and a table named "table" (so its changelog is APP_ID-table-changelog),
         recovered at start; prints {"first": t} when the first record of TOPIC arrives.
 
-Both use the same Faust settings as Catcher's worker (at_least_once, memory store).
+All use the same Faust settings as Catcher's worker (at_least_once, memory store, and
+idempotent producers unless BENCH_IDEMPOTENCE=0, as for a broker without them).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import time
 import faust
 import httpx
 
+from catcher.faust_transport import IdempotentTransport
+
 
 def _say(data: dict[str, float]) -> None:
     """One JSON line on the real stdout (Faust redirects print to its logger)."""
@@ -30,7 +33,7 @@ def _say(data: dict[str, float]) -> None:
 
 
 def _app(name: str, broker: str, batch_size: int) -> faust.App:
-    return faust.App(
+    app = faust.App(
         name,
         broker=f"kafka://{broker}",
         store="memory://",
@@ -42,6 +45,9 @@ def _app(name: str, broker: str, batch_size: int) -> faust.App:
         broker_session_timeout=10,
         broker_heartbeat_interval=1,
     )
+    if os.environ.get("BENCH_IDEMPOTENCE", "1") == "1":
+        app.transport = IdempotentTransport(app.conf.broker_consumer, app)
+    return app
 
 
 def count(broker: str, topic_name: str, n: int, batch_size: int) -> None:

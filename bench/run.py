@@ -1,9 +1,10 @@
 """Catcher's worker against bare Faust on this machine's test broker: one command, one run.
 
-    python bench/run.py [--triggers 5000] [--fill 20000] [--batch-size 16384|16]
+    python bench/run.py [--triggers 5000] [--fill 20000] [--broker kafka|tansu]
 
-Starts the embedded broker (tansu), a fake Schema Registry and a webhook receiver on
-loopback, then measures, each against a baseline measured in the same run:
+Starts Apache Kafka (one KRaft node, as the tests do: tests/support/kafka.py), a fake
+Schema Registry and a webhook receiver on loopback, then measures, each against a baseline
+measured in the same run:
 
 - planning: triggers that start nothing, per second, against a bare Faust agent that only
   counts the same number of records;
@@ -20,8 +21,9 @@ loopback, then measures, each against a baseline measured in the same run:
   against the bare Faust app holding the same table.
 
 Not run in CI: the figures are ratios, so that a shared, noisy machine still compares
-like with like. ``--batch-size 16`` is the one-record-batch workaround the tests use for
-the broker's end-offset defect; production settings are the default.
+like with like. Production's client settings are the default (idempotent producers,
+16 KiB batches). ``--broker tansu`` runs on the demo's embedded broker instead, with the
+settings it needs (no idempotence, one record per batch) for Catcher and the baselines.
 """
 
 from __future__ import annotations
@@ -43,12 +45,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from catcher.avro import AvroCodec
 from catcher.broker import EmbeddedBroker, stop_process
-from catcher.demo import worker_environment
+from catcher.demo import EMBEDDED_BROKER_ENV, worker_environment
 from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from support.kafka import KafkaBroker  # noqa: E402 - the tests' launcher of Apache Kafka
+
 RULES = """
 rules:
   - id: bench
@@ -113,7 +118,13 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.work = Path(tempfile.mkdtemp(prefix="catcher-bench-"))
-        self.broker = EmbeddedBroker(log_path=self.work / "broker.log").start()
+        self.kafka = args.broker == "kafka"
+        self.broker: KafkaBroker | EmbeddedBroker
+        if self.kafka:
+            self.broker = KafkaBroker(self.work / "kafka").start()
+        else:
+            self.broker = EmbeddedBroker(log_path=self.work / "broker.log").start()
+            args.batch_size = 16  # its end offsets are wrong after batched writes
         self.bootstrap = self.broker.bootstrap_servers
         self.results: list[tuple[str, str, str, str]] = []
         self.extra: list[str] = []
@@ -130,7 +141,7 @@ class Bench:
     def producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
-            enable_idempotence=False,
+            enable_idempotence=self.kafka,
             max_batch_size=self.args.batch_size,
             linger_ms=5,
         )
@@ -150,14 +161,8 @@ class Bench:
     async def produce_to_partitions(
         self, topic: str, records: list[tuple[int, bytes, bytes]]
     ) -> None:
-        """Produce (partition, key, value) records as they are, one per batch.
-
-        Set-up, not measured: one-record batches avoid the test broker's end-offset defect,
-        which would leave a table's recovery waiting for offsets that never come.
-        """
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, enable_idempotence=False, max_batch_size=16
-        )
+        """Produce (partition, key, value) records as they are (set-up, not measured)."""
+        producer = self.producer()
         await producer.start()
         try:
             futures = [
@@ -197,7 +202,11 @@ class Bench:
             stderr=(self.work / f"baseline-{args[0]}.log").open("ab"),
             text=True,
             cwd=self.work,
-            env={**os.environ, "BENCH_LOG_LEVEL": log_level},
+            env={
+                **os.environ,
+                "BENCH_LOG_LEVEL": log_level,
+                "BENCH_IDEMPOTENCE": "1" if self.kafka else "0",
+            },
         )
 
     def worker(self, prefix: str, registry: str, hook: str) -> subprocess.Popen[bytes]:
@@ -209,10 +218,14 @@ class Bench:
             rules,
             CATCHER_TOPIC_PREFIX=prefix,
             CATCHER_APP_ID=prefix.replace(".", "-"),
-            CATCHER_PRODUCER_MAX_BATCH_SIZE=str(self.args.batch_size),
             CATCHER_LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             CATCHER_DATA_DIR=str(self.work / "data"),
             BENCH_WEBHOOK_URL=hook,
+            **(
+                {"CATCHER_PRODUCER_MAX_BATCH_SIZE": str(self.args.batch_size)}
+                if self.kafka
+                else EMBEDDED_BROKER_ENV
+            ),
         )
         log = (self.work / f"{prefix}.log").open("ab")
         return subprocess.Popen(
@@ -275,7 +288,8 @@ async def main(args: argparse.Namespace) -> None:
     hook = await receiver.start()
     n = args.triggers
     print(
-        f"Broker {bench.bootstrap}, batch size {args.batch_size}, {n} triggers; work {bench.work}"
+        f"Broker {args.broker} on {bench.bootstrap}, batch size {args.batch_size},"
+        f" {n} triggers; work {bench.work}"
     )
     try:
         prefix = "bench.catcher"
@@ -527,6 +541,12 @@ def cli() -> None:
     )
     parser.add_argument(
         "--batch-size", type=int, default=16384, help="producer batch size in bytes"
+    )
+    parser.add_argument(
+        "--broker",
+        choices=["kafka", "tansu"],
+        default="kafka",
+        help="Apache Kafka (default) or the demo's embedded broker",
     )
     asyncio.run(main(parser.parse_args()))
 

@@ -38,6 +38,7 @@ from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STA
 from .escalation import Escalator
 from .exceptions import RecordError
 from .factory import ProcessContext
+from .faust_transport import IdempotentTransport
 from .love import LoveProducer
 from .metrics import METRICS
 from .models.alarms import Alarm, AlarmCommand, DisplayState, Silence
@@ -125,6 +126,8 @@ class CatcherApp:
             web_enabled=False,
             datadir=str(config.data_dir / config.app_id),
         )
+        if config.producer_idempotence:
+            self.faust.transport = IdempotentTransport(self.faust.conf.broker_consumer, self.faust)
         self.triggers_topic = self._topic(config.triggers_topic)
         self.actions_topic = self._topic(config.actions_topic)
         self.deadletter_topic = self._topic(config.deadletter_topic)

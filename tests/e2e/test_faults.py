@@ -1,7 +1,7 @@
 """Exactly once under faults, each invariant broken on purpose (design.md).
 
-Real broker (behind a cuttable loopback proxy), real worker processes, fakes on loopback;
-every count at a fake is asserted exactly.
+Apache Kafka (behind a cuttable loopback proxy, and itself killed, stopped and compacting),
+real worker processes, fakes on loopback; every count at a fake is asserted exactly.
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from support.kafka import COMPACT_SOON
 from support.proxy import CuttableProxy
 from support.stack import Stack, WorkerProcess, finished, states
 
+from catcher.kafka import read_topic
 from catcher.models.enums import ActionState, DeadLetterStage, Severity, TriggerSource
 from catcher.models.records import ActionEvent, Trigger, make_action_id, utcnow
 from catcher.storage.ledger import CRASH_ENV
@@ -87,9 +90,7 @@ async def test_oversized_and_foreign_records_are_dead_lettered(stack: Stack) -> 
     worker = await stack.start_worker()
     # Larger than Catcher's own records may be (another producer's limit is higher).
     huge = b"\x00\x00\x00\x00\x09" + b"x" * 1_200_000
-    producer = AIOKafkaProducer(
-        bootstrap_servers=stack.bootstrap, enable_idempotence=False, max_request_size=2**21
-    )
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, max_request_size=2**21)
     await producer.start()
     try:
         await producer.send_and_wait(stack.config.triggers_topic, huge, key=b"huge")
@@ -212,8 +213,9 @@ async def test_a_rebalance_during_backoff_leaves_the_old_owner_silent(stack: Sta
         lambda ev: all("retrying" in states(ev, a) for a in actions), what="every retry"
     )
     second = await stack.start_worker()
+    # It takes over by its resume scan or by reading the action requests again.
     await stack.wait_for(
-        lambda: asyncio.sleep(0, "Resuming unfinished action" in second.log),
+        lambda: asyncio.sleep(0, "Attempt failed; will retry" in second.log),
         timeout=90,
         what="the second worker to take over some actions",
     )
@@ -368,3 +370,125 @@ async def test_secrets_stay_out_of_logs_history_and_dead_letters(stack: Stack) -
     assert all({"timestamp", "level", "message"} <= set(r) for r in records), lines[:5]
     loggers = {r.get("logger", "catcher").split(".")[0] for r in records}
     assert {"catcher", "faust", "aiokafka"} <= loggers, loggers
+
+
+# -- Faults only a real broker allows: Apache Kafka killed, stopped and compacting --------
+
+
+async def test_the_broker_killed_amid_2000_triggers_runs_every_action_once(stack: Stack) -> None:
+    assert stack.broker is not None
+    stack.write_rules(RULES)
+    worker = await stack.start_worker()
+    await _sentinel(stack)
+    triggers = _triggers(2000)
+    await stack.publish_many(triggers)
+    await _wait_keys(stack, 301)  # the sentinel and 300 actions
+    await asyncio.to_thread(stack.broker.kill)  # SIGKILL: no flush, no controlled shutdown
+    killed_at = len(_keys(stack))
+    await asyncio.to_thread(stack.broker.start)  # on its data, same ports
+    await _wait_keys(stack, 2001, timeout=300)
+    expected = {make_action_id(t.trigger_id, "notify") for t in triggers}
+
+    async def all_succeeded() -> dict[str, str] | None:
+        last = _last_states(await stack.history())
+        return last if all(last.get(a) == "succeeded" for a in expected) else None
+
+    await stack.wait_for(all_succeeded, timeout=120, what="every history to end")
+    keys = _keys(stack)
+    assert killed_at < 2001  # the broker died while actions were still to run
+    assert len(set(keys) & expected) == 2000  # each action ran: 2,000 distinct keys
+    assert set(keys) - expected == {k for k in keys if k.endswith(".mark")}  # and nothing else
+    events = await stack.history()
+    for action_id in expected:  # a POST is repeated only for an attempt recorded as such
+        posts = keys[action_id]
+        submitting = {e.attempt for e in events if e.action_id == action_id}
+        assert posts <= max(1, len(submitting)), action_id
+    assert len(stack.workers) == 1
+    worker.assert_alive()  # the worker rode it out, not restarted
+
+
+async def test_a_clean_broker_restart_loses_and_repeats_nothing(stack: Stack) -> None:
+    assert stack.broker is not None
+    stack.write_rules(RULES)
+    worker = await stack.start_worker()
+    before, after = _triggers(20), _triggers(20, start=20)
+    await stack.publish_many(before)
+    await _wait_keys(stack, 20)
+    await asyncio.to_thread(stack.broker.stop)  # SIGTERM: a controlled shutdown
+    await asyncio.to_thread(stack.broker.start)
+    await stack.publish_many(after)
+    await _sentinel(stack)
+    expected = {make_action_id(t.trigger_id, "notify") for t in before + after}
+    keys = _keys(stack)
+    assert {k: n for k, n in keys.items() if k in expected} == dict.fromkeys(expected, 1)
+    assert len(keys) == 41
+    worker.assert_alive()
+
+
+async def _compacted(stack: Stack, topic: str) -> tuple[int, int, int]:
+    """(records, distinct keys, end offset) of a changelog read from its beginning."""
+    records = await read_topic(stack.config, topic)
+    end = max((r.offset for r in records), default=-1) + 1
+    return len(records), len({r.key for r in records}), end
+
+
+async def test_changelogs_are_compacted_and_a_restart_reads_one_record_per_key(
+    stack: Stack,
+) -> None:
+    """The ledger and series changelogs, created as Strimzi would with quick compaction."""
+    stack.write_rules(RULES)
+    app_id = stack.config.app_id
+    ledger, series = f"{app_id}-ledger-changelog", f"{app_id}-series-state-changelog"
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(name, stack.partitions, 1, topic_configs=COMPACT_SOON)
+                for name in (ledger, series)
+            ]
+        )
+    finally:
+        await admin.close()
+    first = await stack.start_worker()
+    # 10 series, each WARNING then NONE five times: 100 series writes, 50 actions.
+    triggers = [
+        Trigger.create(
+            "fire", severity, reason="r", source=TriggerSource.manual, tags={"n": str(n)}
+        )
+        for _ in range(5)
+        for n in range(10)
+        for severity in (Severity.WARNING, Severity.NONE)
+    ]
+    await stack.publish_many(triggers)
+    await _wait_keys(stack, 50)
+    rounds = iter(range(1000))
+
+    async def compacted() -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+        await _sentinel(stack, next(rounds))  # new writes roll the segments before them
+        counts = await _compacted(stack, ledger), await _compacted(stack, series)
+        return counts if all(n <= keys + 8 for n, keys, _ in counts) else None
+
+    (_, ledger_keys, ledger_end), (_, series_keys, series_end) = await stack.wait_for(
+        compacted, timeout=120, what="the changelogs compacted"
+    )
+    assert ledger_end >= 3 * ledger_keys - 8  # three writes or more per finished action
+    assert series_end >= 100
+    assert series_keys <= 10 + 1 + ledger_keys - 50  # the fire series and the sentinels'
+    # A worker restarted now reads the compacted changelogs, about a record per live key,
+    # and knows every series and action: the same triggers again start nothing.
+    first.kill()
+    second = await stack.start_worker()
+    posts = len(stack.webhook.requests)
+    await stack.publish_many(triggers[-10:])  # the last state of each series: NONE
+    again = Trigger.create(
+        "fire", Severity.WARNING, reason="r", source=TriggerSource.manual, tags={"n": "0"}
+    )
+    await stack.publish_many([again])
+    await _sentinel(stack, 1000)
+    action = make_action_id(again.trigger_id, "notify")
+    await stack.wait_history(lambda ev: finished(ev, action), what="the new edge's action")
+    bodies = sorted(r.json()["text"] for r in stack.webhook.requests[posts:])
+    assert len(bodies) == 2  # the new edge and the sentinel, nothing from the old series
+    assert bodies[0] == again.trigger_id and bodies[1].startswith("sentinel")
+    second.assert_alive()

@@ -6,11 +6,15 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from support.stack import Stack, finished, states
 
+from catcher.kafka import _start_positions, ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity
 from catcher.models.records import make_action_id, utcnow
 
@@ -139,3 +143,35 @@ async def test_failed_actions_are_found_and_run_again_exactly_once(stack: Stack)
     assert code == 0 and out.startswith("Nothing to replay: no failed actions"), out
     code, _, err = await stack.cli("replay", "--force", "--yes")
     assert code != 0 and "--force needs --reason" in err
+
+
+async def test_since_starts_where_the_broker_finds_the_time(stack: Stack) -> None:
+    """`--since` (history, replay) seeks to the offset Kafka's time index answers."""
+    config = stack.config
+    topic = config.actions_topic
+    await ensure_topics(config, [topic])
+    now = int(time.time() * 1000)
+    stamps = [now - 3 * 3_600_000, now - 2 * 3_600_000, now - 60_000, now - 30_000]
+    producer = make_producer(config)
+    await producer.start()
+    try:
+        for n, stamp in enumerate(stamps):
+            await producer.send_and_wait(topic, b"v", key=str(n).encode(), timestamp_ms=stamp)
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **config.kafka.aiokafka_params())
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        hour_ago = datetime.fromtimestamp((now - 3_600_000) / 1000, UTC)
+        await _start_positions(consumer, [tp], hour_ago)
+        assert await consumer.position(tp) == 2  # found by time, not read from the start
+        await _start_positions(consumer, [tp], datetime.now(UTC) + timedelta(minutes=1))
+        assert await consumer.position(tp) == 4  # nothing as recent: the end
+        await _start_positions(consumer, [tp], None)
+        assert await consumer.position(tp) == 0
+    finally:
+        await consumer.stop()
+    records = await read_topic(config, topic, since=hour_ago)
+    assert [r.key for r in records] == [b"2", b"3"]

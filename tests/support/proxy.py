@@ -1,8 +1,9 @@
 """A loopback TCP proxy that a test can cut and restore, to take the broker off the network.
 
-The test broker keeps its data only in memory, so an outage is made by cutting the network
-between Catcher and the broker instead of stopping the broker. The broker advertises the
-proxy's address, so every client connection (bootstrap and per-node) passes through it.
+A cut is a network partition: the broker goes on running (its own restarts are
+``KafkaBroker.kill``, ``stop`` and ``start``) while no client reaches it. The broker
+advertises the proxy's address, so every client connection (bootstrap and per-node) passes
+through it.
 The proxy runs its own event loop in a thread, so it serves the tests' clients and the
 worker processes alike.
 """

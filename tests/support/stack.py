@@ -29,6 +29,7 @@ from catcher.kafka import ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import ActionEvent, DeadLetter, Trigger
 from catcher.services.operator import publish_trigger, read_history
+from support.kafka import KafkaBroker
 
 _counter = itertools.count()
 
@@ -92,6 +93,7 @@ class Stack:
     workers: list[WorkerProcess] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
     partitions: int = 1
+    broker: KafkaBroker | None = None
 
     @property
     def config(self) -> Config:
@@ -100,7 +102,6 @@ class Stack:
             schema_registry_url=self.registry.url,
             topic_prefix=self.prefix,
             app_id=self.prefix.replace(".", "-"),
-            producer_max_batch_size=16,
             rules_path=self.workdir / "rules",
             topic_partitions=self.partitions,
         )
