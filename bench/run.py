@@ -45,15 +45,18 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from catcher.avro import AvroCodec
 from catcher.broker import EmbeddedBroker, stop_process
+from catcher.config import KafkaConnectionSettings, load_config
 from catcher.demo import EMBEDDED_BROKER_ENV, worker_environment
 from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
+from catcher.services.operator import read_history
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from support.kafka import KafkaBroker  # noqa: E402 - the tests' launcher of Apache Kafka
 
+PREFIX = "bench.catcher"
 RULES = """
 rules:
   - id: bench
@@ -226,7 +229,7 @@ class Bench:
                 if self.kafka
                 else EMBEDDED_BROKER_ENV
             ),
-        )
+        ) | dict(self.args.set)
         log = (self.work / f"{prefix}.log").open("ab")
         return subprocess.Popen(
             [sys.executable, "-m", "catcher", "worker"], env=env, stdout=log, stderr=log
@@ -292,7 +295,7 @@ async def main(args: argparse.Namespace) -> None:
         f" {n} triggers; work {bench.work}"
     )
     try:
-        prefix = "bench.catcher"
+        prefix = PREFIX
         codec = AvroCodec(registry.url, prefix)
         await bench.topics(f"{prefix}.triggers", f"{prefix}.actions", f"{prefix}.deadletter")
         worker = bench.worker(prefix, registry.url, hook)
@@ -356,6 +359,7 @@ async def main(args: argparse.Namespace) -> None:
         ids = {t.key: t.trigger_id for t in triggers}
         lat = sorted(receiver.arrivals[ids[k]] - t for k, t in sent.items())
         p50, p99 = _pct(lat, 50), _pct(lat, 99)
+        await _latency_stages(bench, registry.url, triggers=triggers, sent=sent, receiver=receiver)
         bench.record(
             "latency at 100/s, p99 (s)",
             f"p50 {p50:.3f}, p99 {p99:.3f}",
@@ -444,6 +448,45 @@ async def main(args: argparse.Namespace) -> None:
         print(f"\n{line}")
 
 
+async def _latency_stages(
+    bench: Bench,
+    registry: str,
+    *,
+    triggers: list[Trigger],
+    sent: dict[bytes, float],
+    receiver: Receiver,
+) -> None:
+    """Where a firing trigger's time goes, from the history events' own times."""
+    config = load_config(
+        kafka=KafkaConnectionSettings(bootstrap_servers=bench.bootstrap),
+        schema_registry_url=registry,
+        topic_prefix=PREFIX,
+    )
+    wanted = {t.trigger_id: t.key for t in triggers}
+    times: dict[str, dict[str, float]] = {}
+    for event in await read_history(config):
+        if event.trigger_id in wanted:
+            times.setdefault(event.trigger_id, {})[event.state.value] = event.time.timestamp()
+    stages: dict[str, list[float]] = {
+        "produce → queued": [],
+        "queued → submitting": [],
+        "submitting → POST": [],
+    }
+    for trigger_id, key in wanted.items():
+        seen = times.get(trigger_id, {})
+        if "queued" in seen and "submitting" in seen and trigger_id in receiver.arrivals:
+            stages["produce → queued"].append(seen["queued"] - sent[key])
+            stages["queued → submitting"].append(seen["submitting"] - seen["queued"])
+            stages["submitting → POST"].append(receiver.arrivals[trigger_id] - seen["submitting"])
+    parts = [
+        f"{name} p50 {_pct(sorted(v), 50):.3f} s, p99 {_pct(sorted(v), 99):.3f} s"
+        for name, v in stages.items()
+        if v
+    ]
+    bench.extra.append("latency stages (history event times): " + "; ".join(parts))
+    print(f"  {bench.extra[-1]}", flush=True)
+
+
 def _pct(values: list[float], pct: float) -> float:
     return statistics.quantiles(values, n=100)[int(pct) - 1] if len(values) > 1 else values[0]
 
@@ -528,6 +571,13 @@ async def _read_all(bench: Bench, topic: str) -> list[tuple[int, bytes, bytes]]:
         await consumer.stop()
 
 
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("CATCHER_"):
+        raise argparse.ArgumentTypeError(f"expected CATCHER_NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def cli() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -541,6 +591,14 @@ def cli() -> None:
     )
     parser.add_argument(
         "--batch-size", type=int, default=16384, help="producer batch size in bytes"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        type=_setting,
+        default=[],
+        metavar="CATCHER_NAME=VALUE",
+        help="a setting for Catcher's worker (repeatable), e.g. CATCHER_BATCH_WAIT=0.01",
     )
     parser.add_argument(
         "--broker",

@@ -44,7 +44,7 @@ async def read_history(config: Config, since: datetime | None = None) -> list[Ac
     """The action events on the history topic written since ``since``, oldest first.
 
     The start is found through the broker's offsets for that time, never by reading the
-    topic from its beginning (unless the broker cannot look offsets up by time).
+    topic from its beginning.
     """
     codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
     events = []
