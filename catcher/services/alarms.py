@@ -32,6 +32,7 @@ from ..models.records import Trigger, utcnow
 from ..models.rules import RuleSet
 from ..retry import RetryPolicy
 from ..storage.tables import DurableTable
+from ..types import OwnsPartition
 from . import alarm_machine as machine
 
 __all__ = ["AlarmEngine", "Change"]
@@ -40,8 +41,6 @@ logger = structlog.get_logger("catcher")
 
 Change = Callable[[Alarm, AlarmCommand | None], Awaitable[None]]
 """Sends an alarm's new state (and the command that made it, if any) to the alarms topic."""
-
-Owns = Callable[[int], bool]
 
 
 class SilenceSource(Protocol):
@@ -171,7 +170,7 @@ class AlarmEngine:
             return machine.unmute(alarm, now, self.settings(alarm.rule_id))
         return alarm
 
-    async def _apply_silences(self, owns: Owns, now: datetime) -> int:
+    async def _apply_silences(self, owns: OwnsPartition, now: datetime) -> int:
         """After the silences changed, or one started: re-check this worker's alarms."""
         if self._silences is None:
             return 0
@@ -198,7 +197,7 @@ class AlarmEngine:
                 changed += 1
         return changed
 
-    async def scan(self, owns: Owns) -> int:
+    async def scan(self, owns: OwnsPartition) -> int:
         """Fire the timers that are due on this worker's partitions, page and resolve.
 
         Returns how many alarms changed or called out. Ownership is checked right before
@@ -229,7 +228,9 @@ class AlarmEngine:
             done += await self._resolve(name, now, owns)
         return done
 
-    async def _escalate(self, alarm: Alarm, partition: int, event_id: str, owns: Owns) -> None:
+    async def _escalate(
+        self, alarm: Alarm, partition: int, event_id: str, owns: OwnsPartition
+    ) -> None:
         log = logger.bind(alarm=alarm.name, event_id=event_id, responder=alarm.escalate_to)
         if not owns(partition):  # fenced: the new owner pages
             return
@@ -253,7 +254,7 @@ class AlarmEngine:
         log.warning("Escalated an unacknowledged CRITICAL alarm")
         await self._write(machine.escalation_sent(alarm, event_id, now), partition)
 
-    async def _resolve(self, name: str, now: datetime, owns: Owns) -> int:
+    async def _resolve(self, name: str, now: datetime, owns: OwnsPartition) -> int:
         raw = self._table.get(name)
         alarm = None if raw is None else Alarm.model_validate(raw)
         if alarm is None or not alarm.resolve_id:

@@ -10,7 +10,6 @@ Schema Registry that cannot be reached is left to the guard to retry.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +20,13 @@ from ..exceptions import RecordError, SchemaRegistryUnavailableError
 from ..models.enums import DeadLetterStage
 from ..models.records import Trigger, TriggerMessage
 from ..models.rules import RuleSet
+from ..types import SendJson
 from .guard import Unprocessable, describe
 
 if TYPE_CHECKING:
     from .planning import Planning
 
-__all__ = ["Intake", "SendJson"]
-
-SendJson = Callable[[str, str, dict[str, Any]], Awaitable[None]]
-"""Send (topic, key, JSON value) and return once the broker has the record."""
+__all__ = ["Intake"]
 
 
 class Intake:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,12 +33,12 @@ from ..kafka import read_topic
 from ..models.enums import Severity, TriggerSource
 from ..models.records import Trigger
 from ..redact import brief
+from ..types import Send
 
 __all__ = ["Checkpoint", "KafkaCheckpoints", "Mirror", "row_to_trigger"]
 
 logger = structlog.get_logger("catcher")
 
-Send = Callable[[str, bytes, bytes], Awaitable[None]]
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 

@@ -29,8 +29,8 @@ from ..models.records import (
 )
 from ..models.rules import RuleSet
 from ..storage.tables import DurableTable
+from ..types import SendJson
 from .alarms import AlarmEngine
-from .intake import SendJson
 from .planner import plan
 
 __all__ = ["Planning"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import structlog
 
 from ..avro import AvroCodec
@@ -11,12 +9,10 @@ from ..metrics import METRICS
 from ..models.enums import ActionState
 from ..models.records import ActionEvent, DeadLetter, LedgerEntry
 from ..redact import mask
+from ..types import Send
 from .guard import keep_trying
 
-__all__ = ["Publisher", "Send"]
-
-Send = Callable[[str, bytes, bytes], Awaitable[None]]
-"""Send (topic, key, value) and return once the broker has the record."""
+__all__ = ["Publisher"]
 
 logger = structlog.get_logger("catcher")
 

@@ -34,6 +34,7 @@ from ..models.records import Trigger, series_key, utcnow
 from ..models.rules import Rule
 from ..semantics import evaluate_condition
 from ..storage.tables import DurableTable
+from ..types import OwnsTopicPartition
 
 __all__ = ["EVENT_TIME", "StreamEngine"]
 
@@ -43,7 +44,6 @@ EVENT_TIME = "private_efdStamp"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Emit = Callable[[Trigger], Awaitable[None]]
-Owns = Callable[[str, int], bool]
 
 
 def _boundaries(after: datetime, until: datetime, every: timedelta) -> list[datetime]:
@@ -106,7 +106,7 @@ class StreamEngine:
                 emitted += await self._close(rule, key, state, time - self._grace, changed=True)
         return emitted
 
-    async def tick(self, owns: Owns) -> int:
+    async def tick(self, owns: OwnsTopicPartition) -> int:
         """Close the windows the owner's clock has passed (and run the deadmen)."""
         rules = {rule.id: rule for rule in self._rules}
         emitted = 0

@@ -28,6 +28,7 @@ import structlog
 
 from ..models.enums import ActionState
 from ..models.records import LedgerEntry, utcnow
+from ..types import OwnsPartition
 from .tables import ChangelogTable, DurableTable
 
 __all__ = ["CRASH_ENV", "Ledger"]
@@ -40,7 +41,6 @@ write of that state is acknowledged, before its history event is sent."""
 
 _TERMINAL = {s.value for s in ActionState if s.terminal}
 
-Owns = Callable[[int], bool]
 """Whether this worker holds a partition of the ledger."""
 
 
@@ -127,7 +127,7 @@ class Ledger:
             self._table.put_soon(entry.partition, entry.action_id, value)
         self._unpublished.discard(entry.action_id)
 
-    async def republish(self, owns: Owns) -> int:
+    async def republish(self, owns: OwnsPartition) -> int:
         """Send again the history events not known to be sent; returns how many."""
         sent = 0
         for action_id in list(self._unpublished):
@@ -146,7 +146,7 @@ class Ledger:
             sent += 1
         return sent
 
-    async def prune(self, retention: timedelta, owns: Owns) -> int:
+    async def prune(self, retention: timedelta, owns: OwnsPartition) -> int:
         """Tombstone finished entries older than ``retention``; returns how many."""
         cutoff = self._clock() - retention
         dropped = 0

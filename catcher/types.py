@@ -1,0 +1,24 @@
+"""Type aliases shared by the services, the storage and the wiring.
+
+The callables here are what the Faust wiring hands to the services, so that no service
+imports another only for a signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+__all__ = ["OwnsPartition", "OwnsTopicPartition", "Send", "SendJson"]
+
+Send = Callable[[str, bytes, bytes], Awaitable[None]]
+"""Send a record (topic, key, value) and wait for the broker's acknowledgement."""
+
+SendJson = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+"""Send a JSON record (topic, key, value) and wait for the broker's acknowledgement."""
+
+OwnsPartition = Callable[[int], bool]
+"""Whether this worker owns a partition of the topic the caller keeps its state by."""
+
+OwnsTopicPartition = Callable[[str, int], bool]
+"""Whether this worker owns a partition of a topic."""
