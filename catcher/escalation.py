@@ -11,18 +11,11 @@ from __future__ import annotations
 
 import httpx
 
+from .exceptions import EscalationError, is_retryable_status
 from .models.alarms import Alarm
 from .redact import brief
 
-__all__ = ["EscalationError", "Escalator"]
-
-
-class EscalationError(Exception):
-    """The incident was not accepted; ``retry`` says whether trying again may help."""
-
-    def __init__(self, message: str, *, retry: bool) -> None:
-        super().__init__(message)
-        self.retry = retry
+__all__ = ["Escalator"]
 
 
 class Escalator:
@@ -57,7 +50,7 @@ class Escalator:
             ) from None
         if response.status_code == httpx.codes.ACCEPTED:
             return
-        retry = response.status_code >= httpx.codes.INTERNAL_SERVER_ERROR or (
-            response.status_code == httpx.codes.TOO_MANY_REQUESTS
+        raise EscalationError(
+            f"HTTP {response.status_code}: {brief(response.text)}",
+            retry=is_retryable_status(response.status_code),
         )
-        raise EscalationError(f"HTTP {response.status_code}: {brief(response.text)}", retry=retry)

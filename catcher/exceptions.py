@@ -12,9 +12,16 @@ The tree::
     ├── BrokerError            the embedded broker could not be started
     ├── DeployError            a task could not be created, updated or deleted
     ├── MirrorError            the trigger bucket could not be read
+    ├── BacktestError          the EFD could not be read, or the rule cannot be backtested
+    ├── AlarmCommandError      an operator command cannot apply to an alarm (nothing changed)
+    ├── Unprocessable          a handler rejects its record: it is dead-lettered with the reason
+    ├── EscalationError        a page (incident) was not accepted; ``retry`` says if worth again
     └── ActionError            an action could not be carried out
         ├── RetryableActionError   worth another attempt (5xx, 429, connection, timeout)
         └── PermanentActionError   not worth another attempt (other 4xx, bad answer)
+
+Whether an HTTP answer is worth another attempt is decided once, by ``is_retryable_status``,
+for actions and pages alike.
 
 ``RuleError`` is also a ``ValueError``, so that pydantic validators may raise it.
 """
@@ -22,6 +29,7 @@ The tree::
 from __future__ import annotations
 
 import contextlib
+from enum import StrEnum
 
 import httpx
 
@@ -29,10 +37,13 @@ from .redact import brief
 
 __all__ = [
     "ActionError",
+    "AlarmCommandError",
+    "BacktestError",
     "BrokerError",
     "CatcherError",
     "ConfigError",
     "DeployError",
+    "EscalationError",
     "MirrorError",
     "PermanentActionError",
     "RecordError",
@@ -41,10 +52,17 @@ __all__ = [
     "RuleError",
     "SchemaRegistryError",
     "SchemaRegistryUnavailableError",
+    "Unprocessable",
+    "is_retryable_status",
 ]
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 """HTTP status codes that are worth another attempt; every other 4xx is final."""
+
+
+def is_retryable_status(status: int) -> bool:
+    """Whether an HTTP answer with this status is worth another attempt."""
+    return status in RETRYABLE_STATUS
 
 
 class CatcherError(Exception):
@@ -77,6 +95,45 @@ class SchemaRegistryUnavailableError(SchemaRegistryError):
 
 class BrokerError(CatcherError):
     """The embedded broker could not be started."""
+
+
+class BacktestError(CatcherError):
+    """The EFD could not be read, or the rule cannot be backtested."""
+
+
+class AlarmCommandError(CatcherError):
+    """An operator command that cannot apply to this alarm (nothing was changed)."""
+
+
+class Unprocessable(CatcherError):  # noqa: N818 - it names the record, not a failure of Catcher
+    """A handler rejects its record: it goes to the dead letter topic with this reason.
+
+    ``stage`` is the ``DeadLetterStage`` the record was rejected at.
+    """
+
+    def __init__(
+        self,
+        stage: StrEnum,
+        reason: str,
+        error_type: str,
+        *,
+        rule_id: str | None = None,
+        trigger_id: str | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.reason = reason
+        self.error_type = error_type
+        self.rule_id = rule_id
+        self.trigger_id = trigger_id
+
+
+class EscalationError(CatcherError):
+    """The incident was not accepted; ``retry`` says whether trying again may help."""
+
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 class DeployError(CatcherError):
@@ -131,6 +188,6 @@ def http_status_error(service: str, response: httpx.Response) -> ActionError:
     body = brief(response.text)
     message = f"{service} answered HTTP {response.status_code}"
     message += f": {body}" if body else "."
-    if response.status_code in RETRYABLE_STATUS:
+    if is_retryable_status(response.status_code):
         return RetryableActionError(message)
     return PermanentActionError(message)

@@ -23,13 +23,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..exceptions import CatcherError
+from ..exceptions import AlarmCommandError
 from ..models.alarms import Alarm, AlarmSettings, escalation_event_id
 from ..models.enums import Severity
 
 __all__ = [
     "AUTOMATIC",
-    "AlarmCommandError",
     "acknowledge",
     "escalation_due",
     "escalation_failed",
@@ -45,10 +44,6 @@ __all__ = [
 
 AUTOMATIC = "automatic"
 """The user recorded for changes made by a timer."""
-
-
-class AlarmCommandError(CatcherError):
-    """An operator command that cannot apply to this alarm (nothing was changed)."""
 
 
 def _update(alarm: Alarm, now: datetime, **changes: Any) -> Alarm:

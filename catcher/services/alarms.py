@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from ..escalation import EscalationError, Escalator
+from ..escalation import Escalator
+from ..exceptions import AlarmCommandError, EscalationError
 from ..models.alarms import (
     Alarm,
     AlarmCommand,
@@ -135,7 +136,7 @@ class AlarmEngine:
         now = self._clock()
         try:
             changed = _apply(command, alarm, now, settings)
-        except machine.AlarmCommandError as exc:
+        except AlarmCommandError as exc:
             log.warning("Refused an alarm command", reason=str(exc))
             # Recorded with the unchanged state, so that every command is on the topic.
             await self._publish(alarm, command.model_copy(update={"refused": str(exc)}))
@@ -296,7 +297,7 @@ def _apply(command: AlarmCommand, alarm: Alarm, now: datetime, settings: AlarmSe
         return machine.unacknowledge(alarm, now, settings)
     if kind == CommandKind.mute:
         if command.duration is None:
-            raise machine.AlarmCommandError(f"{alarm.name}: a mute needs a duration.")
+            raise AlarmCommandError(f"{alarm.name}: a mute needs a duration.")
         return machine.mute(
             alarm, command.duration, command.severity or Severity.CRITICAL, command.user, now
         )

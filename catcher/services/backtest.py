@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from ..exceptions import CatcherError
+from ..exceptions import BacktestError
 from ..models.enums import Severity, TriggerSource
 from ..models.records import SeriesState, Trigger, isoformat, series_key
 from ..models.rules import Condition, Rule
@@ -23,11 +23,7 @@ from ..redact import brief
 from ..semantics import Sample, evaluate_condition
 from .planner import plan
 
-__all__ = ["BacktestError", "Change", "Result", "read_source", "run_backtest", "schedule"]
-
-
-class BacktestError(CatcherError):
-    """The EFD could not be read, or the rule cannot be backtested."""
+__all__ = ["Change", "Result", "read_source", "run_backtest", "schedule"]
 
 
 @dataclass(frozen=True)

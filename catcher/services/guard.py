@@ -24,12 +24,12 @@ import structlog
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from pydantic import ValidationError
 
-from ..exceptions import SchemaRegistryUnavailableError
+from ..exceptions import SchemaRegistryUnavailableError, Unprocessable
 from ..models.enums import DeadLetterStage
 from ..models.records import DeadLetter
 from ..redact import brief
 
-__all__ = ["Backoff", "Guard", "Unprocessable", "describe", "is_transient", "keep_trying"]
+__all__ = ["Backoff", "Guard", "describe", "is_transient", "keep_trying"]
 
 logger = structlog.get_logger("catcher")
 
@@ -81,26 +81,6 @@ async def keep_trying(
             logger.warning(
                 "Work failed; trying again", work=what, error=describe(exc), delay=delay
             )
-
-
-class Unprocessable(Exception):  # noqa: N818 - it names the record, not an error of Catcher
-    """A handler rejects its record: it goes to the dead letter topic with this reason."""
-
-    def __init__(
-        self,
-        stage: DeadLetterStage,
-        reason: str,
-        error_type: str,
-        *,
-        rule_id: str | None = None,
-        trigger_id: str | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.stage = stage
-        self.reason = reason
-        self.error_type = error_type
-        self.rule_id = rule_id
-        self.trigger_id = trigger_id
 
 
 DeadLetterWriter = Callable[[DeadLetter], Awaitable[None]]

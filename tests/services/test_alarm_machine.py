@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from catcher.exceptions import AlarmCommandError
 from catcher.models.alarms import Alarm, AlarmSettings, DisplayState, Escalation, alarm_name
 from catcher.models.enums import Severity
 from catcher.services import alarm_machine as m
@@ -103,7 +104,7 @@ def test_none_while_acknowledged_resets_to_nominal() -> None:
 
 def test_acknowledging_below_the_maximum_is_an_error_and_changes_nothing() -> None:
     alarm = m.set_severity(raised(CRITICAL), WARNING, "cooler", at(1), PLAIN)
-    with pytest.raises(m.AlarmCommandError, match="below its maximum severity CRITICAL"):
+    with pytest.raises(AlarmCommandError, match="below its maximum severity CRITICAL"):
         m.acknowledge(alarm, SERIOUS, "ana", at(2), PLAIN)
 
 
@@ -231,7 +232,7 @@ def test_a_critical_alarm_muted_at_critical_does_not_start_escalation() -> None:
     ],
 )
 def test_invalid_mutes_are_errors(duration: timedelta, severity: Severity, message: str) -> None:
-    with pytest.raises(m.AlarmCommandError, match=message):
+    with pytest.raises(AlarmCommandError, match=message):
         m.mute(raised(WARNING), duration, severity, "ana", at(1))
 
 

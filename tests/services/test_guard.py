@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
-from catcher.exceptions import SchemaRegistryUnavailableError
+from catcher.exceptions import SchemaRegistryUnavailableError, Unprocessable
 from catcher.models.enums import DeadLetterStage
 from catcher.models.records import DeadLetter
-from catcher.services.guard import Backoff, Guard, Unprocessable, is_transient
+from catcher.services.guard import Backoff, Guard, is_transient
 
 
 @dataclass

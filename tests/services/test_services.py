@@ -13,6 +13,7 @@ from support.tables import MemoryTable
 
 from catcher.actions.base import Executor, Submission
 from catcher.avro import AvroCodec
+from catcher.exceptions import Unprocessable
 from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.models.enums import ActionState, DeadLetterStage, Severity, TriggerSource
 from catcher.models.records import (
@@ -30,7 +31,6 @@ from catcher.models.records import (
 from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
 from catcher.services.admission import Admission
-from catcher.services.guard import Unprocessable
 from catcher.services.intake import Intake
 from catcher.services.planning import Planning
 from catcher.services.runner import ActionRunner
