@@ -33,7 +33,7 @@ import structlog
 from aiohttp import web
 
 from .api import AlarmApi
-from .config import Config, KafkaSecurityProtocol
+from .config import Config
 from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
 from .escalation import Escalator
 from .exceptions import RecordError
@@ -68,24 +68,6 @@ __all__ = ["CatcherApp", "create_app"]
 logger = structlog.get_logger("catcher")
 
 
-def _credentials(config: Config) -> Any:
-    kafka = config.kafka
-    context = kafka.ssl_context()
-    if kafka.security_protocol in (
-        KafkaSecurityProtocol.SASL_PLAINTEXT,
-        KafkaSecurityProtocol.SASL_SSL,
-    ):
-        return faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
-            mechanism=kafka.sasl_mechanism.value,
-            ssl_context=context,
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None
-
-
 async def _decode_silence(value: bytes) -> Silence:
     return Silence.model_validate_json(value)
 
@@ -111,7 +93,7 @@ class CatcherApp:
         self.faust = faust.App(
             config.app_id,
             broker=config.kafka.faust_broker_url(),
-            broker_credentials=_credentials(config),
+            broker_credentials=config.kafka.faust_credentials(),
             store="memory://",
             processing_guarantee="at_least_once",
             autodiscover=False,

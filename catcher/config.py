@@ -165,6 +165,25 @@ class KafkaConnectionSettings(BaseSettings):
         hosts = [h.strip() for h in self.bootstrap_servers.split(",") if h.strip()]
         return "kafka://" + ";".join(hosts)
 
+    def faust_credentials(self) -> Any:
+        """Faust's credentials for these settings (SASL, TLS), or None for plaintext."""
+        import faust  # noqa: PLC0415 - only the worker needs Faust; the CLI starts faster
+
+        context = self.ssl_context()
+        if self.security_protocol in (
+            KafkaSecurityProtocol.SASL_PLAINTEXT,
+            KafkaSecurityProtocol.SASL_SSL,
+        ):
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password.get_secret_value() if self.sasl_password else None,
+                mechanism=self.sasl_mechanism.value,
+                ssl_context=context,
+            )
+        if context is not None:
+            return faust.SSLCredentials(context)
+        return None
+
 
 class RetrySettings(BaseSettings):
     """The one retry policy for calls to external services."""

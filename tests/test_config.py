@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import faust
 import pytest
 
 from catcher.config import load_config
@@ -31,6 +32,15 @@ def test_sasl_scram_from_kafka_access_variables(monkeypatch: pytest.MonkeyPatch)
     assert params["sasl_plain_password"] == "s3cret-pw"
     assert config.kafka.faust_broker_url() == "kafka://sasquatch-kafka-bootstrap:9092"
     assert "s3cret-pw" not in repr(config)
+    credentials = config.kafka.faust_credentials()
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert (credentials.username, credentials.password) == ("catcher", "s3cret-pw")
+    assert credentials.mechanism.value == "SCRAM-SHA-512"
+    assert credentials.ssl_context is None  # SASL_PLAINTEXT: no TLS
+
+
+def test_plaintext_has_no_faust_credentials() -> None:
+    assert load_config().kafka.faust_credentials() is None
 
 
 def test_sasl_needs_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
