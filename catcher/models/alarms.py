@@ -25,7 +25,7 @@ from pydantic import (
 
 from .durations import Duration
 from .enums import Severity
-from .records import series_key
+from .records import series_id, series_key
 
 __all__ = [
     "Alarm",
@@ -225,7 +225,7 @@ class AlarmCommand(BaseModel):
     @property
     def series(self) -> str:
         """The series key the alarm belongs to (the key of its trigger's series)."""
-        return f"{self.rule_id}|{series_key(self.tags)}"
+        return series_id(self.rule_id, self.tags)
 
     def to_json(self) -> dict[str, Any]:
         """The internal message's JSON."""

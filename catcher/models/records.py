@@ -26,6 +26,7 @@ __all__ = [
     "make_action_id",
     "make_trigger_id",
     "parse_internal",
+    "series_id",
     "series_key",
     "utcnow",
 ]
@@ -52,6 +53,15 @@ def isoformat(time: datetime | None) -> str | None:
 def series_key(tags: dict[str, str]) -> str:
     """Canonical text of a series' tags: ``k=v`` pairs sorted by key, comma-separated."""
     return ",".join(f"{k}={tags[k]}" for k in sorted(tags))
+
+
+def series_id(rule_id: str, tags: dict[str, str]) -> str:
+    """A rule's series: ``rule|k=v,...``, the key that makes one worker own a series.
+
+    Triggers, alarm commands and the stream engine's state are keyed by it, so that a
+    command reaches the worker that owns its alarm.
+    """
+    return f"{rule_id}|{series_key(tags)}"
 
 
 def make_trigger_id(rule_id: str, time: datetime, tags: dict[str, str]) -> str:
@@ -130,7 +140,7 @@ class Trigger(BaseModel):
     @property
     def series(self) -> str:
         """Key of the rule and series this trigger belongs to."""
-        return f"{self.rule_id}|{series_key(self.tags)}"
+        return series_id(self.rule_id, self.tags)
 
     @property
     def key(self) -> bytes:

@@ -30,7 +30,7 @@ from typing import Any
 import structlog
 
 from ..models.enums import Severity, TriggerSource
-from ..models.records import Trigger, series_key, utcnow
+from ..models.records import Trigger, series_id, utcnow
 from ..models.rules import Rule
 from ..semantics import evaluate_condition
 from ..storage.tables import DurableTable
@@ -95,7 +95,7 @@ class StreamEngine:
             if sample is None:
                 continue
             tags, time, value = sample
-            key = f"{rule.id}|{series_key(tags)}"
+            key = series_id(rule.id, tags)
             async with self._lock(key):  # records of one series may come in one batch
                 stored = self._table.get(key)
                 state = _copy(stored) if stored else _new_state(rule, tags, topic, partition, time)

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from catcher.models.alarms import AlarmCommand
 from catcher.models.enums import Severity, TriggerSource
-from catcher.models.records import Trigger, make_action_id, make_trigger_id
+from catcher.models.records import Trigger, make_action_id, make_trigger_id, series_id
 
 TIME = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -39,3 +40,22 @@ def test_trigger_avro_round_trip_and_series() -> None:
     assert trigger.series == "r|salIndex=1"
     naive = Trigger.from_avro({**record, "time": TIME.replace(tzinfo=None)})
     assert naive.time == TIME
+
+
+def test_a_trigger_and_a_command_for_its_alarm_name_the_same_series() -> None:
+    tags = {"salIndex": "2", "axis": "x"}
+    trigger = Trigger.create(
+        "r", Severity.WARNING, reason="r", source=TriggerSource.manual, tags=tags
+    )
+    command = AlarmCommand.model_validate(
+        {
+            "command": "acknowledge",
+            "rule_id": "r",
+            "tags": dict(reversed(tags.items())),
+            "name": "n",
+            "user": "u",
+            "command_id": "c",
+            "time": TIME,
+        }
+    )
+    assert trigger.series == command.series == series_id("r", tags) == "r|axis=x,salIndex=2"
