@@ -190,9 +190,7 @@ class CatcherApp:
         )
         self.admission = Admission(rules, self.ledger, self.runner, config.max_trigger_age)
         self.stream: StreamEngine | None = None
-        stream_rules = [
-            r for r in rules.rules.values() if r.engine(config.default_engine) == "stream"
-        ]
+        stream_rules = rules.by_engine("stream", config.default_engine)
         if stream_rules:
             self.stream = StreamEngine(
                 stream_rules,

@@ -612,7 +612,7 @@ def _sync_plan(rules_path: Path | None, prune: bool) -> tuple[Any, list[Any]]:
     )
     rules = _rules(config.rules_path)
     desired = desired_tasks(rules, options, config.default_engine)
-    stream = [r.id for r in rules.rules.values() if r.engine(config.default_engine) == "stream"]
+    stream = [r.id for r in rules.by_engine("stream", config.default_engine)]
     if stream:
         click.echo(
             f"Ignored {len(stream)} stream rule(s), which need no task: {', '.join(stream)}.",

@@ -585,6 +585,15 @@ class RuleSet:
         """The rule with this id, if any."""
         return self.rules.get(rule_id)
 
+    def action(self, rule_id: str, name: str) -> AnyAction | None:
+        """A rule's action by name; None when the rule or the action is gone."""
+        rule = self.rules.get(rule_id)
+        return rule.action(name) if rule else None
+
+    def by_engine(self, engine: str, default: str) -> list[Rule]:
+        """The rules that ``engine`` evaluates (``default`` for rules that do not say)."""
+        return [rule for rule in self.rules.values() if rule.engine(default) == engine]
+
     @staticmethod
     def load_file(path: Path) -> list[Rule]:
         """Rules of one YAML file; raises RuleError with every problem in it."""

@@ -71,8 +71,7 @@ class Admission:
         self._runner.ensure(entry)
 
     def _new_entry(self, request: ActionRequest, partition: int) -> LedgerEntry:
-        rule = self._rules.get(request.trigger.rule_id)
-        action = rule.action(request.action_name) if rule else None
+        action = self._rules.action(request.trigger.rule_id, request.action_name)
         entry = LedgerEntry(
             action_id=request.action_id,
             action_name=request.action_name,

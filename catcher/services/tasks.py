@@ -55,8 +55,7 @@ def desired_tasks(
     """Task name → (rule id, Flux) for every rule a Flux task evaluates."""
     return {
         task_name(rule): (rule.id, compile_rule(rule, options))
-        for rule in rules.rules.values()
-        if rule.engine(default_engine) == "flux"
+        for rule in rules.by_engine("flux", default_engine)
     }
 
 

@@ -50,6 +50,11 @@ rules:
     assert notebook.on.edge == Edge.rising
     assert notebook.notebook == tmp_path / "nb.ipynb"
     assert notebook.notebook_content["nbformat"] == 4
+    assert rules.action("m1m3.temp", "noteburst") is notebook
+    assert rules.action("m1m3.temp", "gone") is None
+    assert rules.action("gone", "webhook") is None
+    assert rules.by_engine("flux", "flux") == []  # no condition: run by hand only
+    assert rules.by_engine("stream", "stream") == []
 
 
 def test_error_names_file_rule_and_field(tmp_path: Path) -> None:
