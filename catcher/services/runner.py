@@ -194,9 +194,10 @@ class ActionRunner:
         limit = self._limits.get(entry.action_type) or contextlib.nullcontext()
         async with limit:
             self._fence(entry)  # right before the call, after waiting for a turn
-            return await asyncio.wait_for(
-                method(action, entry), timeout=self._policy.attempt_timeout
-            )
+            # asyncio.timeout, not wait_for: wait_for can swallow a cancellation that
+            # arrives as the call ends, and a cancelled action would then poll on.
+            async with asyncio.timeout(self._policy.attempt_timeout):
+                return await method(action, entry)
 
     async def _attempt(self, entry: LedgerEntry, method: ServiceCall, action: Any) -> _Outcome:
         """One call, its failure sorted into retryable or final."""
@@ -219,8 +220,7 @@ class ActionRunner:
             raise _Fenced
 
     def _resolve(self, entry: LedgerEntry) -> tuple[Any, Executor[Any] | None]:
-        rule = self._rules.get(entry.trigger.rule_id)
-        action = rule.action(entry.action_name) if rule else None
+        action = self._rules.action(entry.trigger.rule_id, entry.action_name)
         return action, self._executors.get(entry.action_type)
 
     async def _cancel(
