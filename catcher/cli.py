@@ -122,14 +122,11 @@ def worker(rules_path: Path | None) -> None:
         raise click.ClickException(
             f"Cannot create CATCHER_DATA_DIR {config.data_dir}: {exc.strerror}."
         ) from None
-    if config.create_topics:
-        _run(
-            ensure_topics(
-                config,
-                [config.triggers_topic, config.actions_topic, config.deadletter_topic],
-                compacted=[config.alarms_topic, config.silences_topic, config.mirror_topic],
-            )
+    if config.create_topics:  # before Faust subscribes, so that none is missed at first
+        plain, compacted = config.worker_topics(
+            stream=bool(rules.by_engine("stream", config.default_engine))
         )
+        _run(ensure_topics(config, plain, compacted=compacted))
     app = create_app(config, rules)
     worker = faust.Worker(
         app.faust,

@@ -19,12 +19,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .constants import (
     ACTION_REQUESTS_SUFFIX,
     ACTIONS_SUFFIX,
+    ALARM_TABLE,
     ALARMS_SUFFIX,
     DEADLETTER_SUFFIX,
     DEFAULT_TOPIC_PREFIX,
+    LEDGER_TABLE,
     MIRROR_SUFFIX,
+    SERIES_STATE_TABLE,
     SERIES_SUFFIX,
     SILENCES_SUFFIX,
+    STREAM_STATE_TABLE,
     TRIGGERS_SUFFIX,
 )
 from .exceptions import ConfigError
@@ -557,6 +561,33 @@ class Config(BaseSettings):
     def action_requests_topic(self) -> str:
         """Internal topic of planned actions keyed by action_id."""
         return self.topic(ACTION_REQUESTS_SUFFIX)
+
+    def changelog_topic(self, table: str) -> str:
+        """The changelog topic of one of the worker's tables (Faust names it so)."""
+        return f"{self.app_id}-{table}-changelog"
+
+    def worker_topics(self, *, stream: bool) -> tuple[list[str], list[str]]:
+        """The topics the worker uses, as (plain, compacted); ``stream``: it runs stream rules.
+
+        Telemetry topics are not listed: they are the EFD's, never created by Catcher.
+        """
+        plain = [
+            self.triggers_topic,
+            self.actions_topic,
+            self.deadletter_topic,
+            self.series_topic,
+            self.action_requests_topic,
+        ]
+        tables = [SERIES_STATE_TABLE, LEDGER_TABLE, ALARM_TABLE]
+        if stream:
+            tables.append(STREAM_STATE_TABLE)
+        compacted = [
+            self.alarms_topic,
+            self.silences_topic,
+            self.mirror_topic,
+            *(self.changelog_topic(table) for table in tables),
+        ]
+        return plain, compacted
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:

@@ -20,9 +20,6 @@ __all__ = ["TopicFollower", "ensure_topics", "make_producer", "read_topic"]
 logger = structlog.get_logger("catcher")
 
 
-_COMPACT = {"cleanup.policy": "compact"}
-
-
 async def ensure_topics(
     config: Config, names: Iterable[str], compacted: Iterable[str] = ()
 ) -> list[str]:
@@ -52,9 +49,37 @@ async def ensure_topics(
                     ]
                 )
             logger.info("Created topics", topics=missing)
+            await _until_led(admin, missing)
         return missing
     finally:
         await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, topics: list[str], limit: float = 30.0) -> None:
+    """Wait until every partition of the topics has a leader in the broker's metadata.
+
+    A topic is created by the controller and reaches the brokers' metadata a moment later; a
+    consumer that subscribes in between ignores it until its next metadata refresh
+    (minutes), so its records would sit unread.
+    """
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        described = await admin.describe_topics(topics)
+        led = {
+            t["topic"]
+            for t in described
+            if t.get("error_code") == 0
+            and t.get("partitions")
+            and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+        }
+        if led >= set(topics):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConnectionError(
+                f"Topics created but without a leader after {limit:.0f} s:"
+                f" {', '.join(sorted(set(topics) - led))}."
+            )
+        await asyncio.sleep(0.1)
 
 
 def make_producer(config: Config) -> AIOKafkaProducer:

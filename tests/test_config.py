@@ -15,6 +15,24 @@ def test_defaults_and_topics(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.triggers_topic == "lsst.catcher.dev.triggers"
     assert config.actions_topic == "lsst.catcher.dev.actions"
     assert config.deadletter_topic == "lsst.catcher.dev.deadletter"
+    plain, compacted = config.worker_topics(stream=True)
+    assert plain == [
+        "lsst.catcher.dev.triggers",
+        "lsst.catcher.dev.actions",
+        "lsst.catcher.dev.deadletter",
+        "lsst.catcher.dev.internal.series",
+        "lsst.catcher.dev.internal.action-requests",
+    ]
+    assert compacted == [
+        "lsst.catcher.dev.alarms",
+        "lsst.catcher.dev.silences",
+        "lsst.catcher.dev.internal.mirror",
+        "catcher-series-state-changelog",
+        "catcher-ledger-changelog",
+        "catcher-alarms-changelog",
+        "catcher-stream-state-changelog",
+    ]
+    assert "catcher-stream-state-changelog" not in config.worker_topics(stream=False)[1]
     assert config.kafka.aiokafka_params() == {
         "bootstrap_servers": "localhost:9092",
         "security_protocol": "PLAINTEXT",
