@@ -768,11 +768,7 @@ def backtest(
     end = _since(until, "--until") if until else utcnow()
     if end <= start:
         raise click.BadParameter("--until is not after --since.", param_hint="--until")
-    before = max(
-        condition.window,
-        (condition.thresholds.held_for if condition.thresholds else None) or timedelta(0),
-        condition.deadman.lookback if condition.deadman else timedelta(0),
-    )
+    before = condition.history_needed()
     result = _run(_backtest(config, rule, start, end, before, quiet=as_json))
     if not result.series:
         click.echo(

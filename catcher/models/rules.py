@@ -458,6 +458,20 @@ class Condition(BaseModel):
             raise ValueError("window must be longer than zero")
         return self
 
+    def samples_span(self) -> timedelta:
+        """How far before an evaluation its samples count: the window or ``held_for``."""
+        held_for = self.thresholds.held_for if self.thresholds else None
+        return max(self.window, held_for or timedelta(0))
+
+    def history_needed(self) -> timedelta:
+        """How much data before the first evaluation a reader of the past must fetch.
+
+        The samples' span, or the deadman's lookback (how far back the last sample is
+        looked for), whichever is longer.
+        """
+        lookback = self.deadman.lookback if self.deadman else timedelta(0)
+        return max(self.samples_span(), lookback)
+
 
 class Schedule(BaseModel):
     """When a rule's task runs."""

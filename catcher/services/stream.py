@@ -154,10 +154,7 @@ class StreamEngine:
             await self._emit(trigger)
             emitted += 1
             previous = found.severity
-        keep = max(
-            condition.window,
-            (condition.thresholds.held_for if condition.thresholds else None) or timedelta(0),
-        )
+        keep = condition.samples_span()
         oldest = (times[-1] + rule.schedule.every - keep).timestamp()  # the next window's start
         kept = [s for s in state["samples"] if s[0] >= oldest]
         if condition.deadman is not None and state["samples"]:

@@ -7,7 +7,7 @@ import pytest
 
 from catcher.exceptions import RuleError
 from catcher.models.enums import Edge, Severity
-from catcher.models.rules import NoteburstAction, RuleSet, parse_duration
+from catcher.models.rules import Condition, NoteburstAction, RuleSet, parse_duration
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 
@@ -236,3 +236,22 @@ def test_condition_mistakes_are_explained(tmp_path: Path, condition: str, messag
         RuleSet.from_path(path)
     assert str(info.value).startswith(f"{path}: rule 'c': condition")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("condition", "span", "needed"),
+    [
+        ({"window": "5m", "thresholds": {"warning": 1}}, "5m", "5m"),
+        ({"window": "1m", "thresholds": {"warning": 1, "held_for": "10m"}}, "10m", "10m"),
+        ({"window": "1m", "deadman": {"timeout": "5m", "lookback": "1h"}}, "1m", "1h"),
+        ({"window": "2h", "deadman": {"timeout": "5m", "lookback": "1h"}}, "2h", "2h"),
+    ],
+)
+def test_how_much_history_a_condition_needs(
+    condition: dict[str, object], span: str, needed: str
+) -> None:
+    parsed = Condition.model_validate(
+        {"source": {"measurement": "lsst.sal.ESS.temperature", "field": "t"}, **condition}
+    )
+    assert parsed.samples_span() == parse_duration(span)
+    assert parsed.history_needed() == parse_duration(needed)
