@@ -43,13 +43,8 @@ from .love import LoveProducer
 from .metrics import METRICS
 from .models.alarms import Alarm, AlarmCommand, DisplayState, Silence
 from .models.enums import DeadLetterStage
-from .models.records import (
-    ActionRequest,
-    CancelRequest,
-    Trigger,
-    TriggerMessage,
-    parse_internal,
-)
+from .models.messages import parse_internal
+from .models.records import ActionRequest, CancelRequest, Trigger, TriggerMessage
 from .models.rules import RuleSet
 from .services.admission import Admission
 from .services.alarm_view import AlarmView, TopicView
@@ -601,14 +596,13 @@ class CatcherApp:
         await self.intake.handle(message.key, message.value, message.partition)
 
     async def _on_series(self, message: Any) -> None:
-        data = _json(message.value)
-        if isinstance(data, dict) and data.get("kind") == "alarm_command":
-            await self.planning.command(AlarmCommand.model_validate(data), message.partition)
-            return
-        internal = parse_internal(data)
-        if not isinstance(internal, TriggerMessage):
+        internal = parse_internal(_json(message.value))
+        if isinstance(internal, AlarmCommand):
+            await self.planning.command(internal, message.partition)
+        elif isinstance(internal, TriggerMessage):
+            await self.planning.handle(internal.trigger, message.partition)
+        else:
             raise RecordError(f"A {internal.kind} message does not belong on the series topic.")
-        await self.planning.handle(internal.trigger, message.partition)
 
     async def _on_request(self, message: Any) -> None:
         internal = parse_internal(_json(message.value))

@@ -12,7 +12,7 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -198,7 +198,7 @@ class AlarmCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field("alarm_command", pattern="^alarm_command$")
+    kind: Literal["alarm_command"] = "alarm_command"
     command: CommandKind
     name: str = Field(min_length=1)
     rule_id: str

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .enums import ActionState, DeadLetterStage, Severity, TriggerSource
 
@@ -16,7 +16,6 @@ __all__ = [
     "ActionRequest",
     "CancelRequest",
     "DeadLetter",
-    "InternalMessage",
     "LedgerEntry",
     "ReplayInfo",
     "SeriesState",
@@ -25,7 +24,6 @@ __all__ = [
     "isoformat",
     "make_action_id",
     "make_trigger_id",
-    "parse_internal",
     "series_id",
     "series_key",
     "utcnow",
@@ -246,30 +244,6 @@ class CancelRequest(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """JSON-ready form."""
         return self.model_dump(mode="json")
-
-
-InternalMessage = TriggerMessage | ActionRequest | CancelRequest
-"""What travels on the internal topics, told apart by ``kind``."""
-
-_INTERNAL: TypeAdapter[InternalMessage] = TypeAdapter(
-    Annotated[InternalMessage, Field(discriminator="kind")]
-)
-
-
-def _legacy_kind(data: dict[str, Any]) -> str:
-    """The kind of a message written before messages carried one."""
-    if data.pop("cancel", None) is True:
-        return "cancel"
-    return "action_request" if "action_id" in data else "trigger"
-
-
-def parse_internal(data: Any) -> InternalMessage:
-    """An internal message from its JSON form (raises pydantic's ValidationError)."""
-    if isinstance(data, dict) and "kind" not in data:
-        data = dict(data)
-        kind = _legacy_kind(data)
-        data = {"kind": kind, "trigger": data} if kind == "trigger" else {"kind": kind, **data}
-    return _INTERNAL.validate_python(data)
 
 
 class LedgerEntry(BaseModel):

@@ -15,7 +15,9 @@ from catcher.actions.base import Executor, Submission
 from catcher.avro import AvroCodec
 from catcher.exceptions import Unprocessable
 from catcher.fakes.registry import FakeSchemaRegistry
+from catcher.models.alarms import AlarmCommand
 from catcher.models.enums import ActionState, DeadLetterStage, Severity, TriggerSource
+from catcher.models.messages import parse_internal
 from catcher.models.records import (
     ActionEvent,
     ActionRequest,
@@ -25,7 +27,6 @@ from catcher.models.records import (
     Trigger,
     TriggerMessage,
     make_action_id,
-    parse_internal,
     utcnow,
 )
 from catcher.models.rules import Rule, RuleSet
@@ -77,7 +78,19 @@ def test_internal_messages_are_told_apart_by_kind() -> None:
     request = ActionRequest(action_id="t.a", action_name="a", trigger=trigger)
     cancel = CancelRequest(action_id="t.a", requested_by="me")
     message = TriggerMessage(trigger=trigger)
-    for original in (request, cancel, message):
+    command = AlarmCommand.model_validate(
+        {
+            "command": "mute",
+            "name": "r:salIndex=1",
+            "rule_id": "r",
+            "tags": {"salIndex": "1"},
+            "user": "ana",
+            "duration": "1h",
+            "command_id": "c1",
+            "time": utcnow(),
+        }
+    )
+    for original in (request, cancel, message, command):
         assert parse_internal(original.to_json()) == original
     # Messages written before they carried a kind are still read.
     assert parse_internal(trigger.to_json()) == message
@@ -85,7 +98,9 @@ def test_internal_messages_are_told_apart_by_kind() -> None:
     legacy = {"action_id": "t.a", "action_name": "a", "trigger": trigger.to_json()}
     assert parse_internal(legacy) == request
     with pytest.raises(ValidationError):
-        parse_internal({"kind": "alarm_command"})
+        parse_internal({"kind": "alarm_command"})  # an alarm command lacking its fields
+    with pytest.raises(ValidationError):
+        parse_internal({"kind": "something else"})
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,39 @@
+"""The internal topics' messages, told apart by ``kind``.
+
+The series topic carries triggers (planned by the series' owner) and operator commands for
+the series' alarm; the action-requests topic carries planned actions and cancellations.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, TypeAdapter
+
+from .alarms import AlarmCommand
+from .records import ActionRequest, CancelRequest, TriggerMessage
+
+__all__ = ["InternalMessage", "parse_internal"]
+
+InternalMessage = TriggerMessage | ActionRequest | CancelRequest | AlarmCommand
+"""What travels on the internal topics, told apart by ``kind``."""
+
+_INTERNAL: TypeAdapter[InternalMessage] = TypeAdapter(
+    Annotated[InternalMessage, Field(discriminator="kind")]
+)
+
+
+def _legacy_kind(data: dict[str, Any]) -> str:
+    """The kind of a message written before messages carried one."""
+    if data.pop("cancel", None) is True:
+        return "cancel"
+    return "action_request" if "action_id" in data else "trigger"
+
+
+def parse_internal(data: Any) -> InternalMessage:
+    """An internal message from its JSON form (raises pydantic's ValidationError)."""
+    if isinstance(data, dict) and "kind" not in data:
+        data = dict(data)
+        kind = _legacy_kind(data)
+        data = {"kind": kind, "trigger": data} if kind == "trigger" else {"kind": kind, **data}
+    return _INTERNAL.validate_python(data)
