@@ -32,7 +32,6 @@ import mode
 import structlog
 from aiohttp import web
 
-from .api import AlarmApi
 from .config import Config
 from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
 from .escalation import Escalator
@@ -57,6 +56,7 @@ from .services.runner import ActionRunner
 from .services.stream import StreamEngine
 from .storage.ledger import Ledger
 from .storage.tables import DurableTable, Ownership
+from .web.alarms import AlarmApi, user_middleware
 
 __all__ = ["CatcherApp", "create_app"]
 
@@ -372,7 +372,7 @@ class CatcherApp:
         """
         self.view.start()
         self.silences.start()
-        web_app = web.Application()
+        web_app = web.Application(middlewares=[user_middleware(self.config.api_anonymous_user)])
         web_app.add_routes(self.api.routes())
         web_app.add_routes(
             [
@@ -412,7 +412,6 @@ class CatcherApp:
         self.api = AlarmApi(
             self.view,
             self._send_command,
-            self.config.api_anonymous_user,
             silences=self.silences,
             save_silence=self._save_silence,
         )

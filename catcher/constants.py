@@ -14,6 +14,7 @@ __all__ = [
     "SILENCES_SUFFIX",
     "STREAM_STATE_TABLE",
     "TRIGGERS_SUFFIX",
+    "USER_HEADER",
 ]
 
 DEFAULT_TOPIC_PREFIX = "lsst.catcher"
@@ -34,3 +35,6 @@ LEDGER_TABLE = "ledger"
 ALARM_TABLE = "alarms"
 STREAM_STATE_TABLE = "stream-state"
 SERIES_STATE_TABLE = "series-state"
+
+USER_HEADER = "X-Auth-Request-User"
+"""The header Gafaelfawr sets to the authenticated user's name."""

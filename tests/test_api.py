@@ -11,11 +11,11 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from catcher.api import AlarmApi
 from catcher.config import load_config
 from catcher.models.alarms import Alarm, AlarmCommand, Silence
 from catcher.models.enums import Severity
 from catcher.services.alarm_view import AlarmView, TopicView
+from catcher.web.alarms import AlarmApi, user_middleware
 
 pytestmark = pytest.mark.asyncio
 
@@ -59,8 +59,8 @@ async def api() -> AsyncIterator[Api]:
     async def save(silence: Silence) -> None:
         saved.append(silence)
 
-    app = web.Application()
-    app.add_routes(AlarmApi(view, send, None, silences=silences, save_silence=save).routes())
+    app = web.Application(middlewares=[user_middleware(None)])
+    app.add_routes(AlarmApi(view, send, silences=silences, save_silence=save).routes())
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
@@ -70,11 +70,21 @@ async def api() -> AsyncIterator[Api]:
 
 
 async def test_a_request_without_a_user_is_refused(api: Api) -> None:
-    for method, path in (("GET", "/alarms"), ("POST", "/alarms/unmute"), ("GET", "/silences")):
+    for method, path in (
+        ("GET", "/alarms"),
+        ("GET", "/alarms/some-alarm"),
+        ("POST", "/alarms/unmute"),
+        ("GET", "/silences"),
+        ("POST", "/silences"),
+        ("DELETE", "/silences/some-id"),
+    ):
         answer = await api.call(method, path, user=None, json={"name": ".*"})
-        assert answer.status_code == httpx.codes.UNAUTHORIZED
+        assert answer.status_code == httpx.codes.UNAUTHORIZED, path
         assert "X-Auth-Request-User" in answer.json()["detail"]
     assert api.commands == []
+    assert api.saved == []
+    described = await api.call("GET", "/openapi.json", user=None)  # open to read
+    assert described.status_code == httpx.codes.OK
 
 
 async def test_reads_filter_by_state_rule_and_name(api: Api) -> None:

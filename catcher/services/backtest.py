@@ -19,8 +19,8 @@ from ..exceptions import BacktestError
 from ..models.enums import Severity, TriggerSource
 from ..models.records import SeriesState, Trigger, isoformat, series_key
 from ..models.rules import Condition, Rule
-from ..redact import brief
 from ..semantics import Sample, evaluate_condition
+from ..storage.influxdb import InfluxQL, quote_identifier, quote_literal
 from .planner import plan
 
 __all__ = ["Change", "Result", "read_source", "run_backtest", "schedule"]
@@ -94,21 +94,17 @@ def schedule(start: datetime, end: datetime, every: timedelta) -> list[datetime]
     return times
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _query(condition: Condition, start: datetime, end: datetime) -> str:
     source = condition.source
     where = [f"time >= {int(start.timestamp() * 1e9)}", f"time < {int(end.timestamp() * 1e9)}"]
-    where += [f"{_quote(k)} = {_literal(v)}" for k, v in sorted(source.tags.items())]
-    group = f" GROUP BY {', '.join(_quote(t) for t in source.group_by)}" if source.group_by else ""
+    where += [
+        f"{quote_identifier(k)} = {quote_literal(v)}" for k, v in sorted(source.tags.items())
+    ]
+    grouped = ", ".join(quote_identifier(t) for t in source.group_by)
+    group = f" GROUP BY {grouped}" if source.group_by else ""
+    field, measurement = quote_identifier(source.field), quote_identifier(source.measurement)
     return (
-        f"SELECT {_quote(source.field)} FROM {_quote(source.measurement)}"  # noqa: S608 - quoted
+        f"SELECT {field} FROM {measurement}"  # noqa: S608 - every part quoted or a number
         f" WHERE {' AND '.join(where)}{group}"
     )
 
@@ -123,33 +119,17 @@ async def read_source(  # noqa: PLR0917 - the query's parts, in the order they a
     auth: httpx.BasicAuth | None = None,
 ) -> dict[str, Series]:
     """The samples of the rule's source in ``[start, end)``, by series."""
-    query = _query(condition, start, end)
-    try:
-        response = await http.get(
-            url.rstrip("/") + "/query",
-            params={"db": database, "epoch": "ns", "q": query},
-            auth=auth or httpx.USE_CLIENT_DEFAULT,
-        )
-    except httpx.HTTPError as exc:
-        raise BacktestError(f"Cannot reach the EFD at {url}: {brief(str(exc))}") from None
-    if response.status_code != httpx.codes.OK:
-        raise BacktestError(
-            f"The EFD answered HTTP {response.status_code}: {brief(response.text)}"
-        )
+    client = InfluxQL(http, url, database, what="the EFD", error=BacktestError, auth=auth)
     found: dict[str, Series] = {}
-    for result in response.json().get("results", []):
-        if "error" in result:
-            raise BacktestError(f"The EFD could not run the query: {result['error']}")
-        for raw in result.get("series", []):
-            tags = {k: v for k, v in (raw.get("tags") or {}).items() if v != ""}
-            column = raw["columns"].index(condition.source.field)
-            samples = [
-                (datetime.fromtimestamp(row[0] / 1e9, tz=UTC), float(row[column]))
-                for row in raw["values"]
-                if row[column] is not None and not isinstance(row[column], str | bool)
-            ]
-            series = found.setdefault(series_key(tags), Series(tags, []))
-            series.samples.extend(samples)
+    for raw in await client.query(_query(condition, start, end)):
+        tags = {k: v for k, v in raw.tags.items() if v != ""}
+        column = raw.columns.index(condition.source.field)
+        samples = [
+            (datetime.fromtimestamp(row[0] / 1e9, tz=UTC), float(row[column]))
+            for row in raw.values
+            if row[column] is not None and not isinstance(row[column], str | bool)
+        ]
+        found.setdefault(series_key(tags), Series(tags, [])).samples.extend(samples)
     return found
 
 

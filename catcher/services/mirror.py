@@ -33,6 +33,7 @@ from ..kafka import read_topic
 from ..models.enums import Severity, TriggerSource
 from ..models.records import Trigger
 from ..redact import brief
+from ..storage.influxdb import InfluxQL, quote_identifier
 from ..types import Send
 
 __all__ = ["Checkpoint", "KafkaCheckpoints", "Mirror", "row_to_trigger"]
@@ -98,10 +99,6 @@ def row_to_trigger(tags: dict[str, str], row: dict[str, Any]) -> Trigger:
     )
 
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 CHECKPOINT_KEY = b"mirror"
 
 
@@ -165,8 +162,6 @@ class Mirror:
         token: str | None = None,
     ) -> None:
         database, _, retention = bucket.partition("/")
-        self._url = url.rstrip("/") + "/query"
-        self._database = database
         self._retention = retention or "autogen"
         self._measurement = measurement
         self._lookback_ns = int(lookback_s * 1e9)
@@ -174,46 +169,29 @@ class Mirror:
         self._codec = codec
         self._send = send
         self._topic = topic
-        self._client = client
-        self._headers: dict[str, str] = {}
-        self._auth: httpx.BasicAuth | None = None
+        headers: dict[str, str] = {}
+        auth: httpx.BasicAuth | None = None
         if token and ":" in token:
             user, _, password = token.partition(":")
-            self._auth = httpx.BasicAuth(user, password)
+            auth = httpx.BasicAuth(user, password)
         elif token:
-            self._headers["Authorization"] = f"Token {token}"
+            headers["Authorization"] = f"Token {token}"
+        self._influx = InfluxQL(
+            client, url, database, what="InfluxDB", error=MirrorError, auth=auth, headers=headers
+        )
         self.checkpoint: Checkpoint | None = None
 
     async def _rows(self, since_ns: int) -> list[tuple[dict[str, str], dict[str, Any]]]:
         # Identifiers are quoted and escaped; the time is an int: nothing else is spliced in.
         query = (
-            f"SELECT * FROM {_quote(self._retention)}.{_quote(self._measurement)}"  # noqa: S608
-            f" WHERE time >= {int(since_ns)} GROUP BY *"
+            f"SELECT * FROM {quote_identifier(self._retention)}"  # noqa: S608 - quoted
+            f".{quote_identifier(self._measurement)} WHERE time >= {int(since_ns)} GROUP BY *"
         )
-        try:
-            response = await self._client.get(
-                self._url,
-                params={"db": self._database, "epoch": "ns", "q": query},
-                headers=self._headers,
-                auth=self._auth or httpx.USE_CLIENT_DEFAULT,
-            )
-        except httpx.HTTPError as exc:
-            raise MirrorError(f"Cannot reach InfluxDB at {self._url}: {exc}") from exc
-        if response.status_code != httpx.codes.OK:
-            raise MirrorError(
-                f"InfluxDB answered HTTP {response.status_code}: {response.text.strip()[:300]}"
-            )
-        rows: list[tuple[dict[str, str], dict[str, Any]]] = []
-        for result in response.json().get("results", []):
-            if "error" in result:
-                raise MirrorError(f"InfluxDB could not run the query: {result['error']}")
-            for series in result.get("series", []):
-                columns = series["columns"]
-                rows.extend(
-                    (series.get("tags", {}), dict(zip(columns, values, strict=True)))
-                    for values in series["values"]
-                )
-        return rows
+        return [
+            (series.tags, row)
+            for series in await self._influx.query(query)
+            for row in series.rows()
+        ]
 
     async def poll_once(self) -> int:
         """Publish the rows not yet published; returns how many were."""

@@ -15,50 +15,33 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from .models.alarms import (
-    Alarm,
-    AlarmCommand,
-    CommandKind,
-    SeverityName,
-    Silence,
-    SilenceState,
-)
-from .models.durations import Duration
-from .models.enums import Severity
-from .models.records import utcnow
-from .services.alarm_view import AlarmView, TopicView
+from ..constants import USER_HEADER
+from ..exceptions import AlarmCommandError
+from ..models.alarms import Alarm, AlarmCommand, AlarmSettings, CommandKind, Silence, SilenceState
+from ..models.api import CommandBody, SilenceBody, alarm_json, silence_json
+from ..models.records import utcnow
+from ..services import alarm_machine
+from ..services.alarm_view import AlarmView, TopicView
+from .openapi import openapi_document
 
-__all__ = ["USER_HEADER", "AlarmApi", "CommandBody"]
+__all__ = ["AlarmApi", "user_middleware"]
 
 logger = structlog.get_logger("catcher")
 
-USER_HEADER = "X-Auth-Request-User"
+USER = web.RequestKey("user", str)
+"""The request's user, set by :func:`user_middleware`."""
+
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
+"""Paths answered without a user: probes, metrics and the API's description."""
 
 SendCommand = Callable[[AlarmCommand], Awaitable[None]]
 SaveSilence = Callable[[Silence], Awaitable[None]]
-
-
-class CommandBody(BaseModel):
-    """The body of ``POST /alarms/{command}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(
-        min_length=1, description="Regular expression matched against whole alarm names."
-    )
-    severity: SeverityName | None = Field(
-        None,
-        description="acknowledge: the severity acknowledged (not below the maximum severity);"
-        " mute: the highest severity muted.",
-    )
-    duration: Duration | None = Field(None, description="mute: how long, e.g. 30m or 2h.")
-    comment: str = Field("", max_length=1000, description="Why; recorded with the command.")
 
 
 _NEEDS: dict[CommandKind, tuple[str, ...]] = {
@@ -82,32 +65,6 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def silence_json(silence: Silence, now: datetime) -> dict[str, Any]:
-    """A silence as the API answers it, with its state now."""
-    return {**silence.to_json(), "state": silence.state(now).value}
-
-
-class SilenceBody(BaseModel):
-    """The body of ``POST /silences``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = Field(None, description="Regex over whole alarm names.")
-    tags: dict[str, str] = Field(
-        default_factory=dict, description="Tag name → regex over the whole tag value."
-    )
-    starts_at: datetime | None = Field(None, description="Default: now.")
-    ends_at: datetime | None = Field(None, description="When it ends (or give duration).")
-    duration: Duration | None = Field(None, description="How long, e.g. 2h.")
-    comment: str = Field(min_length=1, max_length=1000, description="Why (required).")
-
-    @model_validator(mode="after")
-    def _something_to_match(self) -> Self:
-        if self.name is None and not self.tags:
-            raise ValueError("give name or tags: a silence of everything is not allowed")
-        return self
-
-
 def _problem(status: int, detail: Any) -> web.Response:
     return web.json_response({"detail": detail}, status=status)
 
@@ -116,13 +73,26 @@ def _field_error(field: str, message: str) -> web.Response:
     return _problem(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
 
-def alarm_json(alarm: Alarm) -> dict[str, Any]:
-    """An alarm as the API answers it: severities by name, its display state."""
-    data = alarm.model_dump(mode="json", exclude={"resolve_id", "escalation_attempts"})
-    for key in ("severity", "max_severity", "muted_severity"):
-        data[key] = Severity(data[key]).name
-    data["state"] = alarm.display_state.value
-    return data
+def user_middleware(anonymous_user: str | None) -> Any:
+    """Answers 401 to a request without a user, but on :data:`OPEN_PATHS`.
+
+    The user is Gafaelfawr's header, or the anonymous user for local use; handlers read it
+    as ``request[USER]``.
+    """
+
+    @web.middleware
+    async def middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        user = request.headers.get(USER_HEADER) or anonymous_user
+        if user is None:
+            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
+        request[USER] = user
+        return await handler(request)
+
+    return middleware
 
 
 class AlarmApi:
@@ -132,14 +102,12 @@ class AlarmApi:
         self,
         view: AlarmView,
         send: SendCommand,
-        anonymous_user: str | None,
         *,
         silences: TopicView[Silence],
         save_silence: SaveSilence,
     ) -> None:
         self._view = view
         self._send = send
-        self._anonymous = anonymous_user
         self._silences = silences
         self._save_silence = save_silence
 
@@ -155,13 +123,8 @@ class AlarmApi:
             web.get("/openapi.json", self.openapi),
         ]
 
-    def _user(self, request: web.Request) -> str | None:
-        return request.headers.get(USER_HEADER) or self._anonymous
-
     async def list_alarms(self, request: web.Request) -> web.Response:
         """``GET /alarms?state=&rule=&name=``."""
-        if self._user(request) is None:
-            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
         state = request.query.get("state")
         rule = request.query.get("rule")
         pattern = request.query.get("name")
@@ -180,8 +143,6 @@ class AlarmApi:
 
     async def show_alarm(self, request: web.Request) -> web.Response:
         """``GET /alarms/{name}``."""
-        if self._user(request) is None:
-            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
         alarm = self._view.alarms.get(request.match_info["name"])
         if alarm is None:
             return _problem(404, f"No alarm named {request.match_info['name']!r}.")
@@ -215,9 +176,7 @@ class AlarmApi:
     async def _parse(
         self, request: web.Request
     ) -> tuple[str, CommandKind, CommandBody, re.Pattern[str]]:
-        user = self._user(request)
-        if user is None:
-            raise _Problem(_problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr."))
+        user = request[USER]
         try:
             kind = CommandKind(request.match_info["command"])
         except ValueError:
@@ -240,8 +199,6 @@ class AlarmApi:
 
     async def list_silences(self, request: web.Request) -> web.Response:
         """``GET /silences?state=pending|active|expired``."""
-        if self._user(request) is None:
-            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
         now = utcnow()
         state = request.query.get("state")
         silences = [
@@ -253,9 +210,7 @@ class AlarmApi:
 
     async def add_silence(self, request: web.Request) -> web.Response:
         """``POST /silences``: a new silence (answered 201 with it)."""
-        user = self._user(request)
-        if user is None:
-            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
+        user = request[USER]
         now = utcnow()
         try:
             silence = _new_silence(await request.read(), user, now)
@@ -268,9 +223,7 @@ class AlarmApi:
 
     async def expire_silence(self, request: web.Request) -> web.Response:
         """``DELETE /silences/{id}``: end a silence now."""
-        user = self._user(request)
-        if user is None:
-            return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
+        user = request[USER]
         silence = self._silences.values.get(request.match_info["id"])
         if silence is None:
             return _problem(404, f"No silence {request.match_info['id']!r}.")
@@ -316,15 +269,17 @@ def _new_silence(data: bytes, user: str, now: datetime) -> Silence:
 
 
 def _refusal(kind: CommandKind, body: CommandBody, alarm: Alarm) -> str:
-    if (
-        kind == CommandKind.acknowledge
-        and body.severity is not None
-        and body.severity < alarm.max_severity
-    ):
-        return (
-            f"cannot acknowledge at {body.severity.name}, below its maximum severity"
-            f" {alarm.max_severity.name}"
-        )
+    """Why the alarm's owner would refuse the command, by a dry run of the alarm machine.
+
+    Only an acknowledgement below the maximum severity is refused; the rule's settings do
+    not change that, so the machine's defaults serve.
+    """
+    if kind != CommandKind.acknowledge or body.severity is None:
+        return ""
+    try:
+        alarm_machine.acknowledge(alarm, body.severity, "api", utcnow(), AlarmSettings())
+    except AlarmCommandError as exc:
+        return str(exc).removeprefix(f"{alarm.name}: ")
     return ""
 
 
@@ -341,138 +296,3 @@ def _command(kind: CommandKind, body: CommandBody, alarm: Alarm, user: str) -> A
         command_id=str(uuid.uuid4()),
         time=utcnow(),
     )
-
-
-def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1 description of the alarm API."""
-    alarm_ref = {"$ref": "#/components/schemas/Alarm"}
-    command_names = [k.value for k in CommandKind]
-    user = {
-        "name": USER_HEADER,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": "Set by Gafaelfawr.",
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Catcher alarms", "version": "1"},
-        "paths": {
-            "/alarms": {
-                "get": {
-                    "summary": "List alarms",
-                    "parameters": [
-                        user,
-                        {"name": "state", "in": "query", "schema": {"type": "string"}},
-                        {"name": "rule", "in": "query", "schema": {"type": "string"}},
-                        {"name": "name", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {"200": {"description": "The alarms."}},
-                }
-            },
-            "/alarms/{name}": {
-                "get": {
-                    "summary": "One alarm",
-                    "parameters": [
-                        user,
-                        {
-                            "name": "name",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                    ],
-                    "responses": {
-                        "200": {"content": {"application/json": {"schema": alarm_ref}}},
-                        "404": {"description": "No such alarm."},
-                    },
-                }
-            },
-            "/silences": {
-                "get": {
-                    "summary": "List silences (state: pending, active, expired)",
-                    "parameters": [
-                        user,
-                        {"name": "state", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {"200": {"description": "The silences."}},
-                },
-                "post": {
-                    "summary": "Create a silence",
-                    "parameters": [user],
-                    "requestBody": {
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/SilenceBody"}
-                            }
-                        }
-                    },
-                    "responses": {
-                        "201": {
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Silence"}
-                                }
-                            }
-                        },
-                        "422": {"description": "Invalid input, naming the field."},
-                    },
-                },
-            },
-            "/silences/{id}": {
-                "delete": {
-                    "summary": "Expire a silence now",
-                    "parameters": [
-                        user,
-                        {
-                            "name": "id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                    ],
-                    "responses": {
-                        "200": {"description": "The expired silence."},
-                        "404": {"description": "No such silence."},
-                        "409": {"description": "Already expired."},
-                    },
-                }
-            },
-            "/alarms/{command}": {
-                "post": {
-                    "summary": "Acknowledge, unacknowledge, mute or unmute alarms by regex",
-                    "parameters": [
-                        user,
-                        {
-                            "name": "command",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"enum": command_names},
-                        },
-                    ],
-                    "requestBody": {
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/CommandBody"}
-                            }
-                        }
-                    },
-                    "responses": {
-                        "202": {"description": "Sent to the alarms' owners."},
-                        "401": {"description": "No user."},
-                        "404": {"description": "No alarm matches."},
-                        "409": {"description": "Refused for every matching alarm."},
-                        "422": {"description": "Invalid input, naming the field."},
-                    },
-                }
-            },
-        },
-        "components": {
-            "schemas": {
-                "Alarm": Alarm.model_json_schema(),
-                "CommandBody": CommandBody.model_json_schema(),
-                "SilenceBody": SilenceBody.model_json_schema(),
-                "Silence": Silence.model_json_schema(),
-            }
-        },
-    }
