@@ -23,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import faust
 import mode
 import structlog
-from aiohttp import web
 
 from .config import Config
 from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
@@ -40,7 +39,7 @@ from .factory import ProcessContext
 from .faust_transport import IdempotentTransport
 from .love import LoveProducer
 from .metrics import METRICS
-from .models.alarms import Alarm, AlarmCommand, DisplayState, Silence
+from .models.alarms import Alarm, AlarmCommand, Silence
 from .models.enums import DeadLetterStage
 from .models.messages import parse_internal
 from .models.records import ActionRequest, CancelRequest, Trigger, TriggerMessage
@@ -53,10 +52,12 @@ from .services.intake import Intake
 from .services.planning import Planning
 from .services.publisher import Publisher
 from .services.runner import ActionRunner
+from .services.singletons import SingletonJobs
 from .services.stream import StreamEngine
 from .storage.ledger import Ledger
 from .storage.tables import DurableTable, Ownership
 from .web.alarms import AlarmApi, user_middleware
+from .web.operations import HttpServer, consumer_lag, operations_routes, register_gauges
 
 __all__ = ["CatcherApp", "create_app"]
 
@@ -79,7 +80,7 @@ def _json(value: Any) -> Any:
 class CatcherApp:
     """The Faust application with Catcher's agents, tables and background runner."""
 
-    _web: web.AppRunner | None
+    _web: HttpServer
 
     def __init__(self, config: Config, rules: RuleSet) -> None:
         self.config = config
@@ -243,7 +244,7 @@ class CatcherApp:
         self._wire_lifecycle()
         self._wire_alarms()
         self._wire_stream()
-        self._register_gauges()
+        register_gauges(self.ledger, lambda: self.view.alarms, self._lag)
         self._wire_ownership()
 
     def _wire_ownership(self) -> None:
@@ -262,12 +263,12 @@ class CatcherApp:
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def revoked(_app: Any, revoked: set[Any], **_kwargs: Any) -> None:
             self.ownership.revoke((tp.topic, tp.partition) for tp in revoked)
-            self._place_singletons()
+            self.singletons.place()
 
         @app.on_rebalance_complete.connect  # type: ignore[arg-type]
         async def rewind_uncommitted(_app: Any, **_kwargs: Any) -> None:
             await self._rewind_uncommitted()
-            self._place_singletons()
+            self.singletons.place()
 
     async def _rewind_uncommitted(self) -> None:
         """Read from the beginning the input partitions that have no committed offset.
@@ -372,29 +373,8 @@ class CatcherApp:
         """
         self.view.start()
         self.silences.start()
-        web_app = web.Application(middlewares=[user_middleware(self.config.api_anonymous_user)])
-        web_app.add_routes(self.api.routes())
-        web_app.add_routes(
-            [
-                web.get("/health", self._health),
-                web.get("/ready", self._readiness),
-                web.get("/metrics", self._metrics),
-            ]
-        )
-        self._web = web.AppRunner(web_app, access_log=None)
-        await self._web.setup()
-        site = web.TCPSite(self._web, "0.0.0.0", self.config.http_port)  # noqa: S104
-        try:
-            await site.start()
-        except OSError as exc:  # alarms and actions go on without the API
-            logger.error(  # noqa: TRY400 - the reason is enough, no traceback
-                "Cannot serve the HTTP API", port=self.config.http_port, error=str(exc)
-            )
-            return
-        server = site._server  # noqa: SLF001 - the port chosen when CATCHER_HTTP_PORT is 0
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http_port
-        logger.info("Serving the HTTP API", port=self.http_port)
+        await self._web.start()
+        self.http_port = self._web.port
         if self.love is None:
             logger.info("No LOVE producer: CATCHER_LOVE_URL is not set")
 
@@ -415,10 +395,13 @@ class CatcherApp:
             silences=self.silences,
             save_silence=self._save_silence,
         )
-        self._web = None
+        self._web = HttpServer(
+            [*self.api.routes(), *operations_routes(self._not_ready)],
+            [user_middleware(self.config.api_anonymous_user)],
+            self.config.http_port,
+        )
         self.http_port = self.config.http_port
         self.love: LoveProducer | None = None
-        self._singletons: dict[str, asyncio.Task[None]] = {}
         if self.config.love_url:
             password = self.config.love_password
             self.love = LoveProducer(
@@ -427,14 +410,20 @@ class CatcherApp:
                 lambda: self.view.alarms,
             )
             self.view.on_change(self.love.changed)
+        self.singletons = SingletonJobs(
+            lambda: self.ownership.owns(self.config.triggers_topic, 0),
+            {
+                "love-producer": self.love.run if self.love is not None else None,
+                "mirror": self._run_mirror if self.config.mirror_enabled else None,
+            },
+        )
 
         @self.faust.on_before_shutdown.connect  # type: ignore[arg-type]
         async def stop_api(_app: Any, *_args: Any, **_kwargs: Any) -> None:
-            self._place_singletons(stop=True)
+            self.singletons.place(stop=True)
             await self.view.stop()
             await self.silences.stop()
-            if self._web is not None:
-                await self._web.cleanup()
+            await self._web.stop()
 
         @self.alarm_table.on_recover
         async def index_alarms() -> None:
@@ -473,16 +462,14 @@ class CatcherApp:
         self.runner.resume()
         await self.ledger.prune(self.config.ledger_retention, self._owns_partition)
 
-    # -- operations: health, readiness, metrics -------------------------------------------------
+    # -- operations: readiness, lag ---------------------------------------------------------
 
-    async def _health(self, _request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def _readiness(self, _request: web.Request) -> web.Response:
-        reason = self._not_ready()
-        if reason:
-            return web.json_response({"ready": False, "reason": reason}, status=503)
-        return web.json_response({"ready": True})
+    def _lag(self) -> dict[tuple[str, ...], float]:
+        inputs = {
+            t.get_topic_name()
+            for t in (self.triggers_topic, self.series_topic, self.requests_topic)
+        }
+        return consumer_lag(self.faust.consumer, inputs)
 
     def _not_ready(self) -> str:
         """Why the worker is not ready, or an empty string."""
@@ -495,82 +482,8 @@ class CatcherApp:
             return "Recovering the tables from their changelogs."
         return ""
 
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        return web.Response(body=METRICS.render(), content_type="text/plain", charset="utf-8")
-
-    def _register_gauges(self) -> None:
-        METRICS.gauge(
-            "catcher_ledger_entries",
-            "Ledger entries this worker holds.",
-            lambda: {(): float(self.ledger.sizes()[0])},
-        )
-        METRICS.gauge(
-            "catcher_unfinished_actions",
-            "Actions this worker holds that have not finished.",
-            lambda: {(): float(self.ledger.sizes()[1])},
-        )
-        METRICS.gauge(
-            "catcher_alarms",
-            "Alarms by display state (from the alarms topic).",
-            self._alarm_counts,
-            labels=("state",),
-        )
-        METRICS.gauge(
-            "catcher_consumer_lag",
-            "Records not yet read, by topic and partition.",
-            self._lag,
-            labels=("topic", "partition"),
-        )
-
-    def _alarm_counts(self) -> dict[tuple[str, ...], float]:
-        counts: dict[tuple[str, ...], float] = {(s.value,): 0.0 for s in DisplayState}
-        for alarm in list(self.view.alarms.values()):
-            counts[(alarm.display_state.value,)] += 1
-        return counts
-
-    def _lag(self) -> dict[tuple[str, ...], float]:
-        consumer: Any = self.faust.consumer
-        lags: dict[tuple[str, ...], float] = {}
-        inputs = {
-            t.get_topic_name()
-            for t in (self.triggers_topic, self.series_topic, self.requests_topic)
-        }
-        for tp in list(consumer.assignment()):
-            if tp.topic not in inputs:
-                continue
-            try:
-                end = consumer.highwater(tp)
-            except Exception:  # noqa: BLE001, S112 - no fetch yet: no figure
-                continue
-            read = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust keeps no public one
-            done = read + 1 if read is not None else consumer._committed_offset.get(tp) or 0  # noqa: SLF001
-            if end is not None:
-                lags[(tp.topic, str(tp.partition))] = float(max(end - done, 0))
-        return lags
-
     async def _save_silence(self, silence: Silence) -> None:
         await self._send_json(self.config.silences_topic, silence.id, silence.to_json())
-
-    def _place_singletons(self, *, stop: bool = False) -> None:
-        """Run the LOVE producer and the mirror on one worker only.
-
-        That worker holds partition 0 of the triggers topic; where it is gone, they stop.
-        """
-        here = not stop and self.ownership.owns(self.config.triggers_topic, 0)
-        jobs: dict[str, Callable[[], Coroutine[Any, Any, None]] | None] = {
-            "love-producer": self.love.run if self.love is not None else None,
-            "mirror": self._run_mirror if self.config.mirror_enabled else None,
-        }
-        for name, job in jobs.items():
-            task = self._singletons.get(name)
-            running = task is not None and not task.done()
-            if job is not None and here and not running:
-                logger.info("Running a singleton job on this worker", job=name)
-                self._singletons[name] = asyncio.create_task(job(), name=name)
-            elif running and not here and task is not None:
-                logger.info("Stopped a singleton job here (another worker runs it)", job=name)
-                task.cancel()
-                del self._singletons[name]
 
     async def _run_mirror(self) -> None:
         from .services.mirror import Mirror  # noqa: PLC0415
