@@ -9,20 +9,12 @@ from typing import Any
 import click
 import httpx
 
-from .config import Config, load_config
-from .exceptions import CatcherError
-from .redact import brief
+from ..redact import brief
+from ._common import parse_tags, settings
 
 __all__ = ["alarms"]
 
 _STATES = ["nominal", "active", "semi-active", "stale"]
-
-
-def _config() -> Config:
-    try:
-        return load_config()
-    except CatcherError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 def _call(
@@ -34,7 +26,7 @@ def _call(
     **params: Any,
 ) -> Any:
     """One API call; an error answer becomes a clear message."""
-    config = _config()
+    config = settings()
     headers = {}
     if config.api_token is not None:
         headers["Authorization"] = f"Bearer {config.api_token.get_secret_value()}"
@@ -203,12 +195,7 @@ def silence_add(
     comment: str,
 ) -> None:
     """Create a silence and print its id."""
-    matchers: dict[str, str] = {}
-    for item in tags:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not K=REGEX.", param_hint="--tag")
-        matchers[key] = value
+    matchers = parse_tags(tags, "K=REGEX")
     body = {
         "name": pattern,
         "tags": matchers,

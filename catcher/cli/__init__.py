@@ -1,0 +1,145 @@
+"""The ``catcher`` command line: the group, the worker, the mirror and the demo.
+
+The other commands live in one module per group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from ..avro import AvroCodec
+from ..config import LogProfile
+from ..exceptions import CatcherError
+from ..logs import configure_logging, stdlib_logging_config
+from ..redact import secrets
+from ._common import CONTEXT_SETTINGS, load_rules, rules_option, run, settings
+from .actions import actions, history, replay, trigger
+from .alarms import alarms
+from .backtest import backtest
+from .rules import rules, tasks
+
+__all__ = ["main"]
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="catcher")
+def main() -> None:
+    """Catcher: act on rules over the Rubin EFD (alarms, pipelines, notebooks).
+
+    Settings come from CATCHER_* and KAFKA_* environment variables; see the README.
+    """
+    # Commands print their results on stdout; logs go to stderr (the worker reconfigures).
+    # A command reports a Kafka failure as one error of its own, without the client's logs.
+    configure_logging(LogProfile.development, "WARNING")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+@main.command()
+@rules_option()
+def worker(rules_path: Path | None) -> None:
+    """Run the worker: consume triggers and carry out the rules' actions."""
+    import faust  # noqa: PLC0415 - heavy; only the worker needs it
+
+    from ..app import create_app  # noqa: PLC0415
+    from ..factory import check_rules_against_config, rule_secrets  # noqa: PLC0415
+    from ..kafka import ensure_topics  # noqa: PLC0415
+
+    config = settings(**({"rules_path": rules_path} if rules_path else {}))
+    rules = load_rules(config.rules_path)
+    try:
+        check_rules_against_config(rules, config)
+    except CatcherError as exc:
+        raise click.ClickException(str(exc)) from None
+    secrets.register(*rule_secrets(rules))
+    configure_logging(config.log_profile, config.log_level)
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"Cannot create CATCHER_DATA_DIR {config.data_dir}: {exc.strerror}."
+        ) from None
+    if config.create_topics:  # before Faust subscribes, so that none is missed at first
+        plain, compacted = config.worker_topics(
+            stream=bool(rules.by_engine("stream", config.default_engine))
+        )
+        run(ensure_topics(config, plain, compacted=compacted))
+    app = create_app(config, rules)
+    worker = faust.Worker(
+        app.faust,
+        app.web_service(),
+        loglevel=config.log_level.lower(),
+        redirect_stdouts=False,
+        quiet=True,
+        logging_config=stdlib_logging_config(config.log_profile, config.log_level),
+    )
+    # Faust's terminal spinner sets the root logger to DEBUG at WARNING and above, so that
+    # every debug call of aiokafka and Faust builds a record only to drop it.
+    worker.spinner = None
+    worker.execute_from_commandline()
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Poll once and exit (for cron jobs and tests).")
+def mirror(once: bool) -> None:
+    """Carry trigger rows from the trigger bucket to the triggers topic."""
+    from ..services.mirror import Mirror  # noqa: PLC0415
+
+    config = settings()
+    configure_logging(config.log_profile, config.log_level)
+
+    async def poll() -> int:
+        import httpx  # noqa: PLC0415
+
+        from ..kafka import ensure_topics, make_producer  # noqa: PLC0415
+
+        if config.create_topics:
+            await ensure_topics(config, [config.triggers_topic], compacted=[config.mirror_topic])
+        producer = make_producer(config)
+        await producer.start()
+
+        async def send(topic: str, key: bytes, value: bytes) -> None:
+            await producer.send_and_wait(topic, value, key=key)
+
+        codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
+        try:
+            async with httpx.AsyncClient(timeout=30.0) as client:
+                runner = Mirror.from_config(config, codec, send, client)
+                if once:
+                    return await runner.poll_once()
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, stop.set)
+                await runner.run(config.mirror_interval, stop)
+                return 0
+        finally:
+            await producer.stop()
+
+    published = run(poll())
+    if once:
+        click.echo(f"Published {published} trigger(s).")
+
+
+@main.command()
+@click.option(
+    "--duration",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Longest run in seconds; the demo ends sooner once its actions have finished.",
+)
+def demo(duration: float) -> None:
+    """Run Catcher on an embedded broker with fake services and example rules."""
+    from ..demo import run_demo  # noqa: PLC0415
+
+    sys.exit(run_demo(duration))
+
+
+for command in (actions, alarms, backtest, history, replay, rules, tasks, trigger):
+    main.add_command(command)

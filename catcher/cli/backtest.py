@@ -1,0 +1,126 @@
+"""``catcher backtest``: a rule over a past interval of the EFD."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config import Config
+from ..models.records import isoformat, series_key, utcnow
+from ..services.backtest import schedule as schedule_runs
+from ..services.operator import (
+    format_table,
+)
+from ._common import load_rules, parse_since, rules_option, run, settings
+
+__all__ = ["backtest"]
+
+
+@click.command()
+@click.argument("rule_id")
+@click.option("--since", required=True, help="Start: an ISO time, or this long ago (e.g. 2d).")
+@click.option("--until", default=None, help="End: an ISO time, or this long ago (default now).")
+@rules_option()
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG."
+)
+@click.option("--json", "as_json", is_flag=True, help="JSON, for programs.")
+def backtest(
+    *,
+    rule_id: str,
+    since: str,
+    until: str | None,
+    rules_path: Path | None,
+    plot_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Run a rule over a past interval of the EFD: when would it have fired, and what run.
+
+    Every scheduled evaluation in the interval is computed as the rule's Flux task would,
+    and the planner decides the actions (edges, severities, cooldowns) as the worker would.
+    """
+    config = settings()
+    rules = load_rules(rules_path or config.rules_path)
+    rule = rules.get(rule_id)
+    if rule is None:
+        raise click.BadParameter(
+            f"No rule {rule_id!r} in {rules_path or config.rules_path}.", param_hint="RULE_ID"
+        )
+    condition = rule.condition
+    if condition is None:
+        raise click.UsageError(f"Rule {rule_id!r} has no condition: there is nothing to backtest.")
+    start = parse_since(since)
+    end = parse_since(until, "--until") if until else utcnow()
+    if end <= start:
+        raise click.BadParameter("--until is not after --since.", param_hint="--until")
+    before = condition.history_needed()
+    result = run(_backtest(config, rule, start, end, before, quiet=as_json))
+    if not result.series:
+        click.echo(
+            f"No data for rule {rule_id!r} ({condition.source.measurement}."
+            f"{condition.source.field}) between {isoformat(start)} and {isoformat(end)}."
+        )
+        return
+    if plot_path is not None:
+        from ..services.backtest_plot import plot  # noqa: PLC0415 - matplotlib only here
+
+        shown = plot(result, plot_path)
+        if not as_json:
+            click.echo(f"Wrote {plot_path} ({shown} series).", err=True)
+    if as_json:
+        click.echo(json.dumps([c.to_json() for c in result.changes], indent=2))
+        return
+    rows = [
+        (
+            isoformat(c.time) or "",
+            series_key(c.tags) or "-",
+            f"{c.value:g}",
+            f"{c.previous.name} → {c.severity.name}"
+            if c.previous != c.severity
+            else c.severity.name,
+            ", ".join(c.actions)
+            + (f" (suppressed: {', '.join(c.suppressed)})" if c.suppressed else ""),
+        )
+        for c in result.changes
+    ]
+    if rows:
+        click.echo(format_table(("time", "series", "value", "severity", "actions"), rows))
+    actions = len(result.actions)
+    click.echo(
+        f"{len(result.series)} series, {len(result.changes)} change(s), {actions} action(s)"
+        f" would have run between {isoformat(start)} and {isoformat(end)}."
+    )
+
+
+PROGRESS_ABOVE = 1000
+"""Evaluations above which a backtest shows progress."""
+
+
+async def _backtest(
+    config: Config, rule: Any, start: datetime, end: datetime, before: timedelta, *, quiet: bool
+) -> Any:
+    import httpx  # noqa: PLC0415
+
+    from ..services.backtest import read_source, run_backtest  # noqa: PLC0415
+
+    auth = None
+    if config.efd_username:
+        password = config.efd_password.get_secret_value() if config.efd_password else ""
+        auth = httpx.BasicAuth(config.efd_username, password)
+    async with httpx.AsyncClient(timeout=120) as http:
+        series = await read_source(
+            http, config.efd_url, config.efd_database, rule.condition, start - before, end, auth
+        )
+    total = len(series) * len(schedule_runs(start, end, rule.schedule.every))
+    with click.progressbar(
+        length=max(total, 1),
+        label="Evaluating",
+        file=sys.stderr,
+        hidden=quiet or total < PROGRESS_ABOVE,
+    ) as bar:
+        return run_backtest(rule, series, start, end, progress=bar.update)
