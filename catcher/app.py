@@ -46,7 +46,7 @@ from .models.records import ActionRequest, CancelRequest, Trigger, TriggerMessag
 from .models.rules import RuleSet
 from .services.admission import Admission
 from .services.alarm_view import AlarmView, TopicView
-from .services.alarms import AlarmEngine, alarm_avro
+from .services.alarms import AlarmEngine
 from .services.guard import Backoff, Guard, keep_trying
 from .services.intake import Intake
 from .services.planning import Planning
@@ -222,7 +222,7 @@ class CatcherApp:
         await self._send(topic, key.encode(), json.dumps(value).encode())
 
     async def _alarm_changed(self, alarm: Alarm, command: AlarmCommand | None) -> None:
-        value = await self.context.codec.encode("alarms", alarm_avro(alarm, command))
+        value = await self.context.codec.encode("alarms", alarm.to_avro(command))
         await self._send(self.config.alarms_topic, alarm.name.encode(), value)
 
     def _owns_series(self, partition: int) -> bool:

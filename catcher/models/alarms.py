@@ -25,7 +25,7 @@ from pydantic import (
 
 from .durations import Duration
 from .enums import Severity
-from .records import series_id, series_key
+from .records import series_id, series_key, utcnow
 
 __all__ = [
     "Alarm",
@@ -182,6 +182,67 @@ class Alarm(BaseModel):
     def to_json(self) -> dict[str, Any]:
         """The form the alarm table and the API hold."""
         return self.model_dump(mode="json")
+
+    def to_avro(self, command: AlarmCommand | None = None) -> dict[str, Any]:
+        """The alarms topic's record of this state, with the command that made it, if any."""
+        return {
+            "name": self.name,
+            "rule_id": self.rule_id,
+            "tags": self.tags,
+            "severity": self.severity.name,
+            "max_severity": self.max_severity.name,
+            "state": self.display_state.value.replace("-", "_"),
+            "reason": self.reason,
+            "acknowledged": self.acknowledged,
+            "acknowledged_by": self.acknowledged_by,
+            "muted_severity": self.muted_severity.name,
+            "muted_by": self.muted_by,
+            "silence_id": self.silence_id,
+            "escalate_to": self.escalate_to,
+            "escalated_id": self.escalated_id,
+            "comment": self.comment,
+            "timestamp_severity_oldest": self.severity_oldest,
+            "timestamp_severity_newest": self.severity_newest,
+            "timestamp_max_severity": self.max_severity_time,
+            "timestamp_acknowledged": self.acknowledged_time,
+            "timestamp_auto_acknowledge": self.auto_acknowledge_at,
+            "timestamp_auto_unacknowledge": self.auto_unacknowledge_at,
+            "timestamp_escalate": self.escalate_at,
+            "timestamp_unmute": self.unmute_at,
+            "time": self.updated or utcnow(),
+            "command": command.command.value if command else None,
+            "command_user": command.user if command else None,
+            "command_refused": command.refused or None if command else None,
+        }
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> Alarm:
+        """An alarm's state read back from the alarms topic (for reads on any worker)."""
+        return cls(
+            name=record["name"],
+            rule_id=record["rule_id"],
+            tags=record.get("tags") or {},
+            severity=Severity[record["severity"]],
+            max_severity=Severity[record["max_severity"]],
+            reason=record["reason"],
+            acknowledged=record["acknowledged"],
+            acknowledged_by=record["acknowledged_by"],
+            muted_severity=Severity[record["muted_severity"]],
+            muted_by=record["muted_by"],
+            silence_id=record.get("silence_id") or "",
+            escalate_to=record["escalate_to"],
+            escalated_id=record["escalated_id"],
+            comment=record.get("comment") or "",
+            severity_oldest=record.get("timestamp_severity_oldest"),
+            severity_newest=record.get("timestamp_severity_newest"),
+            max_severity_time=record.get("timestamp_max_severity"),
+            acknowledged_time=record.get("timestamp_acknowledged"),
+            auto_acknowledge_at=record.get("timestamp_auto_acknowledge"),
+            auto_unacknowledge_at=record.get("timestamp_auto_unacknowledge"),
+            escalate_at=record.get("timestamp_escalate"),
+            unmute_at=record.get("timestamp_unmute"),
+            updated=record.get("time"),
+        )
 
 
 class CommandKind(StrEnum):

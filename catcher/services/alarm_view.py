@@ -22,7 +22,6 @@ from ..exceptions import CatcherError
 from ..kafka import _partitions
 from ..models.alarms import Alarm
 from ..redact import brief
-from .alarms import alarm_from_avro
 
 __all__ = ["AlarmView", "TopicView"]
 
@@ -135,7 +134,7 @@ class AlarmView(TopicView[Alarm]):
 
     def __init__(self, config: Config, codec: AvroCodec) -> None:
         async def decode(value: bytes) -> Alarm:
-            return alarm_from_avro(await codec.decode("alarms", value))
+            return Alarm.from_avro(await codec.decode("alarms", value))
 
         super().__init__(config, config.alarms_topic, decode)
 

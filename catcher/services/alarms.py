@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
@@ -302,65 +302,3 @@ def _apply(command: AlarmCommand, alarm: Alarm, now: datetime, settings: AlarmSe
             alarm, command.duration, command.severity or Severity.CRITICAL, command.user, now
         )
     return machine.unmute(alarm, now, settings)
-
-
-def alarm_avro(alarm: Alarm, command: AlarmCommand | None) -> dict[str, Any]:
-    """The alarms topic's record of an alarm's state."""
-    return {
-        "name": alarm.name,
-        "rule_id": alarm.rule_id,
-        "tags": alarm.tags,
-        "severity": alarm.severity.name,
-        "max_severity": alarm.max_severity.name,
-        "state": alarm.display_state.value.replace("-", "_"),
-        "reason": alarm.reason,
-        "acknowledged": alarm.acknowledged,
-        "acknowledged_by": alarm.acknowledged_by,
-        "muted_severity": alarm.muted_severity.name,
-        "muted_by": alarm.muted_by,
-        "silence_id": alarm.silence_id,
-        "escalate_to": alarm.escalate_to,
-        "escalated_id": alarm.escalated_id,
-        "comment": alarm.comment,
-        "timestamp_severity_oldest": alarm.severity_oldest,
-        "timestamp_severity_newest": alarm.severity_newest,
-        "timestamp_max_severity": alarm.max_severity_time,
-        "timestamp_acknowledged": alarm.acknowledged_time,
-        "timestamp_auto_acknowledge": alarm.auto_acknowledge_at,
-        "timestamp_auto_unacknowledge": alarm.auto_unacknowledge_at,
-        "timestamp_escalate": alarm.escalate_at,
-        "timestamp_unmute": alarm.unmute_at,
-        "time": alarm.updated or utcnow(),
-        "command": command.command.value if command else None,
-        "command_user": command.user if command else None,
-        "command_refused": command.refused or None if command else None,
-    }
-
-
-def alarm_from_avro(record: dict[str, Any]) -> Alarm:
-    """An alarm's state read back from the alarms topic (for reads on any worker)."""
-    return Alarm(
-        name=record["name"],
-        rule_id=record["rule_id"],
-        tags=record.get("tags") or {},
-        severity=Severity[record["severity"]],
-        max_severity=Severity[record["max_severity"]],
-        reason=record["reason"],
-        acknowledged=record["acknowledged"],
-        acknowledged_by=record["acknowledged_by"],
-        muted_severity=Severity[record["muted_severity"]],
-        muted_by=record["muted_by"],
-        silence_id=record.get("silence_id") or "",
-        escalate_to=record["escalate_to"],
-        escalated_id=record["escalated_id"],
-        comment=record.get("comment") or "",
-        severity_oldest=record.get("timestamp_severity_oldest"),
-        severity_newest=record.get("timestamp_severity_newest"),
-        max_severity_time=record.get("timestamp_max_severity"),
-        acknowledged_time=record.get("timestamp_acknowledged"),
-        auto_acknowledge_at=record.get("timestamp_auto_acknowledge"),
-        auto_unacknowledge_at=record.get("timestamp_auto_unacknowledge"),
-        escalate_at=record.get("timestamp_escalate"),
-        unmute_at=record.get("timestamp_unmute"),
-        updated=record.get("time"),
-    )

@@ -18,7 +18,7 @@ from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
 from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
-from catcher.services.alarms import AlarmEngine, alarm_avro, alarm_from_avro
+from catcher.services.alarms import AlarmEngine
 from catcher.storage.tables import DurableTable
 
 RULES = RuleSet(
@@ -163,10 +163,10 @@ def test_the_alarms_record_round_trips_through_its_avro_schema() -> None:
         unmute_at=clock.now + timedelta(hours=1),
         updated=clock.now,
     )
-    record = alarm_avro(alarm, _command(CommandKind.mute, clock))
+    record = alarm.to_avro(_command(CommandKind.mute, clock))
     assert fastavro.validate(record, schema)
     assert record["state"] == "semi_active" and record["command"] == "mute"
-    assert alarm_from_avro(record) == alarm
+    assert Alarm.from_avro(record) == alarm
 
 
 def test_a_command_survives_its_trip_through_the_series_topic() -> None:
