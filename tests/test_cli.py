@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from catcher.broker import free_port
 from catcher.cli import main
-from catcher.services.operator import format_table
+from catcher.output import format_table
 
 GOOD = "rules:\n  - id: r\n    description: d\n    actions: [{type: webhook, url_env: HOOK}]\n"
 

@@ -17,10 +17,8 @@ from ..config import Config
 from ..kafka import TopicFollower
 from ..models.enums import ActionState, Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger, isoformat
+from ..output import HISTORY_HEADERS, format_table, history_rows
 from ..services.operator import (
-    HISTORY_HEADERS,
-    format_table,
-    history_rows,
     latest_states,
     publish_trigger,
     read_history,

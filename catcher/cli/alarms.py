@@ -9,6 +9,7 @@ from typing import Any
 import click
 import httpx
 
+from ..output import format_table
 from ..redact import brief
 from ._common import parse_tags, settings
 
@@ -82,10 +83,7 @@ def _table(alarms: list[dict[str, Any]]) -> None:
         for a in alarms
     ]
     header = ("NAME", "STATE", "SEVERITY", "MAX", "ACKED BY", "MUTED", "REASON")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
-    for row in [header, *rows]:
-        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=False)]
-        click.echo("  ".join([*cells, str(row[-1])]).rstrip())
+    click.echo(format_table(header, [[str(cell) for cell in row] for row in rows]))
 
 
 @click.group()

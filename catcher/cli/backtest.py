@@ -12,10 +12,8 @@ import click
 
 from ..config import Config
 from ..models.records import isoformat, series_key, utcnow
+from ..output import format_table
 from ..services.backtest import schedule as schedule_runs
-from ..services.operator import (
-    format_table,
-)
 from ._common import load_rules, parse_since, rules_option, run, settings
 
 __all__ = ["backtest"]

@@ -11,9 +11,7 @@ import click
 
 from ..exceptions import CatcherError, RuleError
 from ..models.rules import RuleSet
-from ..services.operator import (
-    format_table,
-)
+from ..output import format_table
 from ._common import load_rules, rules_option, settings
 
 __all__ = ["rules", "tasks"]

@@ -41,10 +41,8 @@ from ..fakes.webhook import FakeWebhook
 from ..kafka import ensure_topics, make_producer
 from ..models.enums import Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger
+from ..output import HISTORY_HEADERS, format_table, history_rows
 from ..services.operator import (
-    HISTORY_HEADERS,
-    format_table,
-    history_rows,
     publish_trigger,
     read_history,
 )

@@ -10,20 +10,15 @@ from datetime import datetime
 from ..avro import AvroCodec
 from ..config import Config
 from ..kafka import TopicFollower, ensure_topics, make_producer, read_topic
-from ..models.records import ActionEvent, CancelRequest, Trigger, isoformat
+from ..models.records import ActionEvent, CancelRequest, Trigger
 
 __all__ = [
-    "HISTORY_HEADERS",
-    "format_table",
-    "history_rows",
     "latest_states",
     "publish_trigger",
     "read_history",
     "request_cancel",
     "wait_for_final_state",
 ]
-
-HISTORY_HEADERS = ("time", "rule", "action", "state", "attempt", "outcome", "link")
 
 
 async def publish_trigger(config: Config, trigger: Trigger) -> None:
@@ -77,38 +72,6 @@ async def wait_for_final_state(
         return None
     finally:
         await follower.stop()
-
-
-def history_rows(events: Sequence[ActionEvent]) -> list[list[str]]:
-    """Table rows for history events."""
-    return [
-        [
-            isoformat(e.time.replace(microsecond=0)) or "",
-            e.rule_id,
-            e.action_name,
-            e.state.value,
-            str(e.attempt),
-            e.message or "",
-            e.link or "",
-        ]
-        for e in events
-    ]
-
-
-HISTORY_HEADERS = ("time", "rule", "action", "state", "attempt", "outcome", "link")
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A plain text table with aligned columns."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    ]
-    return "\n".join(lines)
 
 
 def latest_states(events: Sequence[ActionEvent]) -> list[ActionEvent]:
