@@ -27,17 +27,13 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-import faust
 import mode
 import structlog
 
 from .config import Config
 from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
-from .escalation import Escalator
 from .exceptions import RecordError
-from .factory import ProcessContext
-from .faust_transport import IdempotentTransport
-from .love import LoveProducer
+from .factory import ProcessContext, create_faust_app
 from .metrics import METRICS
 from .models.alarms import Alarm, AlarmCommand, Silence
 from .models.enums import DeadLetterStage
@@ -86,26 +82,7 @@ class CatcherApp:
         self.config = config
         self.rules = rules
         self.context = ProcessContext.from_config(config)
-        self.faust = faust.App(
-            config.app_id,
-            broker=config.kafka.faust_broker_url(),
-            broker_credentials=config.kafka.faust_credentials(),
-            store="memory://",
-            processing_guarantee="at_least_once",
-            autodiscover=False,
-            producer_max_batch_size=config.producer_max_batch_size,
-            producer_max_request_size=config.producer_max_request_size,
-            broker_session_timeout=config.broker_session_timeout,
-            broker_heartbeat_interval=config.broker_heartbeat_interval,
-            topic_partitions=config.topic_partitions,
-            topic_replication_factor=config.topic_replication_factor,
-            topic_allow_declare=config.create_topics,
-            consumer_auto_offset_reset="earliest",
-            web_enabled=False,
-            datadir=str(config.data_dir / config.app_id),
-        )
-        if config.producer_idempotence:
-            self.faust.transport = IdempotentTransport(self.faust.conf.broker_consumer, self.faust)
+        self.faust = create_faust_app(config)
         self.triggers_topic = self._topic(config.triggers_topic)
         self.actions_topic = self._topic(config.actions_topic)
         self.deadletter_topic = self._topic(config.deadletter_topic)
@@ -152,10 +129,6 @@ class CatcherApp:
             topic=config.action_requests_topic,
             limits=config.concurrency,
         )
-        escalator = None
-        if config.escalation_url:
-            key = config.escalation_key.get_secret_value() if config.escalation_key else ""
-            escalator = Escalator(config.escalation_url, key, self.context.http)
         self.view = AlarmView(config, self.context.codec)
         self.silences: TopicView[Silence] = TopicView(
             config, config.silences_topic, _decode_silence
@@ -164,7 +137,7 @@ class CatcherApp:
             rules,
             DurableTable(self.alarm_table),
             self._alarm_changed,
-            escalator=escalator,
+            escalator=self.context.escalator(),
             policy=self.context.policy,
             silences=self.silences,
         )
@@ -401,14 +374,8 @@ class CatcherApp:
             self.config.http_port,
         )
         self.http_port = self.config.http_port
-        self.love: LoveProducer | None = None
-        if self.config.love_url:
-            password = self.config.love_password
-            self.love = LoveProducer(
-                self.config.love_url,
-                password.get_secret_value() if password else "",
-                lambda: self.view.alarms,
-            )
+        self.love = self.context.love_producer(lambda: self.view.alarms)
+        if self.love is not None:
             self.view.on_change(self.love.changed)
         self.singletons = SingletonJobs(
             lambda: self.ownership.owns(self.config.triggers_topic, 0),

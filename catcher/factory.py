@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -13,7 +14,10 @@ from .actions import NoteburstExecutor, OcpsExecutor, TimesSquareExecutor, Webho
 from .actions.base import Executor
 from .avro import AvroCodec
 from .config import Config
+from .escalation import Escalator
 from .exceptions import ConfigError
+from .love import LoveProducer
+from .models.alarms import Alarm
 from .models.rules import (
     AnyAction,
     NoteburstAction,
@@ -24,7 +28,10 @@ from .models.rules import (
 )
 from .retry import RetryPolicy
 
-__all__ = ["ProcessContext", "check_rules_against_config", "rule_secrets"]
+if TYPE_CHECKING:
+    import faust
+
+__all__ = ["ProcessContext", "check_rules_against_config", "create_faust_app", "rule_secrets"]
 
 
 def _missing_settings(action: AnyAction, config: Config) -> list[str]:
@@ -138,6 +145,53 @@ class ProcessContext:
             ),
         }
 
+    def escalator(self) -> Escalator | None:
+        """The pager of unacknowledged CRITICAL alarms, when one is configured."""
+        if not self.config.escalation_url:
+            return None
+        key = self.config.escalation_key
+        return Escalator(
+            self.config.escalation_url, key.get_secret_value() if key else "", self.http
+        )
+
+    def love_producer(self, alarms: Callable[[], dict[str, Alarm]]) -> LoveProducer | None:
+        """The producer that shows ``alarms()`` in LOVE, when LOVE is configured."""
+        if not self.config.love_url:
+            return None
+        password = self.config.love_password
+        return LoveProducer(
+            self.config.love_url, password.get_secret_value() if password else "", alarms
+        )
+
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self.http.aclose()
+
+
+def create_faust_app(config: Config) -> faust.App:
+    """The worker's Faust application: Catcher's settings, idempotent producers."""
+    import faust  # noqa: PLC0415 - heavy; only the worker needs it, not the command line
+
+    from .faust_transport import IdempotentTransport  # noqa: PLC0415 - imports Faust
+
+    app = faust.App(
+        config.app_id,
+        broker=config.kafka.faust_broker_url(),
+        broker_credentials=config.kafka.faust_credentials(),
+        store="memory://",
+        processing_guarantee="at_least_once",
+        autodiscover=False,
+        producer_max_batch_size=config.producer_max_batch_size,
+        producer_max_request_size=config.producer_max_request_size,
+        broker_session_timeout=config.broker_session_timeout,
+        broker_heartbeat_interval=config.broker_heartbeat_interval,
+        topic_partitions=config.topic_partitions,
+        topic_replication_factor=config.topic_replication_factor,
+        topic_allow_declare=config.create_topics,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        datadir=str(config.data_dir / config.app_id),
+    )
+    if config.producer_idempotence:
+        app.transport = IdempotentTransport(app.conf.broker_consumer, app)
+    return app
