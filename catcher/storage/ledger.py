@@ -58,6 +58,8 @@ class Ledger:
         self._clock = clock
         self._unfinished: set[str] = set()
         self._unpublished: set[str] = set()
+        self._publishing: set[str] = set()
+        """Actions whose history event is being sent now: a scan must not send it too."""
         self._finished: list[tuple[datetime, str]] = []
         self._crash_at = os.environ.get(CRASH_ENV)
 
@@ -114,7 +116,15 @@ class Ledger:
         self._index(entry.action_id, value)
         if self._crash_at == entry.state.value:
             os.kill(os.getpid(), signal.SIGKILL)
-        await self._publish(entry)
+        await self._publish_once(entry)
+
+    async def _publish_once(self, entry: LedgerEntry) -> None:
+        """Send the entry's history event, marking it in flight for the republish scan."""
+        self._publishing.add(entry.action_id)
+        try:
+            await self._publish(entry)
+        finally:
+            self._publishing.discard(entry.action_id)
 
     async def _publish(self, entry: LedgerEntry) -> None:
         await self._on_change(entry)
@@ -135,14 +145,14 @@ class Ledger:
             if entry is None:
                 self._unpublished.discard(action_id)
                 continue
-            if entry.published or not owns(entry.partition):
-                continue
+            if entry.published or action_id in self._publishing or not owns(entry.partition):
+                continue  # sent, being sent right now by its writer, or not ours
             logger.info(
                 "Sending a history event again after a restart",
                 action_id=action_id,
                 state=entry.state.value,
             )
-            await asyncio.shield(self._publish(entry))
+            await asyncio.shield(self._publish_once(entry))
             sent += 1
         return sent
 

@@ -135,3 +135,28 @@ async def test_finished_entries_are_tombstoned_after_the_retention() -> None:
     assert ledger.get(other.action_id) is not None  # another worker's partition
     assert ledger.get(recent.action_id) is not None  # within the retention
     assert [e.action_id for e in ledger.unfinished()] == ["running.a"]
+
+
+@pytest.mark.asyncio
+async def test_a_scan_during_a_writes_own_event_does_not_send_it_twice() -> None:
+    table = PendingTable()
+    sent: list[str] = []
+    release = asyncio.Event()
+
+    async def record(entry: LedgerEntry) -> None:
+        if entry.state == ActionState.succeeded:
+            await release.wait()  # the history event is on its way
+        sent.append(entry.state.value)
+
+    ledger = Ledger(table, record)
+    writing = asyncio.create_task(ledger.put(_entry("t.a"), state=ActionState.succeeded))
+    while "t.a" not in table.data:
+        await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    scan = ledger.republish(lambda _partition: True)
+    assert await asyncio.wait_for(scan, 5) == 0  # its writer is sending it: not again
+    release.set()
+    await writing
+    assert sent == ["succeeded"]
+    assert await ledger.republish(lambda _partition: True) == 0
+    assert sent == ["succeeded"]
