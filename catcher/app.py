@@ -45,9 +45,9 @@ from .services.alarm_view import AlarmView, TopicView
 from .services.alarms import AlarmEngine
 from .services.guard import Backoff, Guard, keep_trying
 from .services.intake import Intake
-from .services.planning import Planning
 from .services.publisher import Publisher
 from .services.runner import ActionRunner
+from .services.series import SeriesOwner
 from .services.singletons import SingletonJobs
 from .services.stream import StreamEngine
 from .storage.ledger import Ledger
@@ -141,7 +141,7 @@ class CatcherApp:
             policy=self.context.policy,
             silences=self.silences,
         )
-        self.planning = Planning(
+        self.planning = SeriesOwner(
             rules,
             self.series_state,
             self._send_json,

@@ -18,7 +18,7 @@ from ..kafka import TopicFollower
 from ..models.enums import ActionState, Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger, isoformat
 from ..output import HISTORY_HEADERS, format_table, history_rows
-from ..services.operator import (
+from ..services.history import (
     latest_states,
     publish_trigger,
     read_history,

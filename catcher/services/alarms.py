@@ -1,6 +1,6 @@
 """The alarm engine: the owner of a series keeps its alarm.
 
-Planning calls :meth:`AlarmEngine.on_trigger` under the series' lock, so an alarm sees its
+SeriesOwner calls :meth:`AlarmEngine.on_trigger` under the series' lock, so an alarm sees its
 triggers in order; operator commands arrive as typed messages on the series topic, keyed
 like the series, and are applied by :meth:`AlarmEngine.on_command` under the same lock.
 Each change is written to the alarm table (changelog acknowledged first), then sent to the

@@ -24,7 +24,7 @@ from ..types import SendJson
 from .guard import describe
 
 if TYPE_CHECKING:
-    from .planning import Planning
+    from .series import SeriesOwner
 
 __all__ = ["Intake"]
 
@@ -39,7 +39,7 @@ class Intake:
         send: SendJson,
         series_topic: str,
         rules_path: Path,
-        planning: Planning,
+        planning: SeriesOwner,
     ) -> None:
         self._planning = planning
         self._codec = codec

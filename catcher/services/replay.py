@@ -32,7 +32,7 @@ from ..models.records import (
     isoformat,
     make_action_id,
 )
-from .operator import read_history
+from .history import read_history
 
 __all__ = ["Only", "ReplayItem", "plan_replay", "select", "send"]
 

@@ -33,8 +33,8 @@ from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
 from catcher.services.admission import Admission
 from catcher.services.intake import Intake
-from catcher.services.planning import Planning
 from catcher.services.runner import ActionRunner
+from catcher.services.series import SeriesOwner
 from catcher.storage.ledger import Ledger
 from catcher.storage.tables import DurableTable
 
@@ -146,7 +146,7 @@ async def test_planning_writes_the_state_then_requests_and_records_suppressions(
     async def record(event: ActionEvent) -> None:
         events.append(event)
 
-    planning = Planning(RULES, DurableTable(table), sent, record, "requests")
+    planning = SeriesOwner(RULES, DurableTable(table), sent, record, "requests")
     first = _trigger(time=utcnow() - timedelta(minutes=10))
     await planning.handle(first, partition=3)
     assert table.changelog[0][:2] == (3, "r|salIndex=1")  # state written first, durably

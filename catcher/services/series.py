@@ -1,4 +1,4 @@
-"""Planning: the owner of a rule and series decides which actions a trigger starts.
+"""The series' owner: it decides which actions a trigger of its rule and series starts.
 
 It reads the series' state (a changelog-backed table), asks the pure planner
 (:func:`catcher.services.planner.plan`), writes the new state durably, then sends one
@@ -33,12 +33,12 @@ from ..types import SendJson
 from .alarms import AlarmEngine
 from .planner import plan
 
-__all__ = ["Planning"]
+__all__ = ["SeriesOwner"]
 
 logger = structlog.get_logger("catcher")
 
 
-class Planning:
+class SeriesOwner:
     """Plans the actions of triggers for the series this worker owns."""
 
     def __init__(
