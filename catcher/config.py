@@ -11,11 +11,12 @@ import tempfile
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, SkipValidation, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .actions import DEFAULT_CONCURRENCY, EXECUTORS
 from .constants import (
     ACTION_REQUESTS_SUFFIX,
     ACTIONS_SUFFIX,
@@ -32,19 +33,26 @@ from .constants import (
     TRIGGERS_SUFFIX,
 )
 from .exceptions import ConfigError
-from .models.rules import ACTION_TYPES, Duration
+from .models.actions import ACTION_TYPES
+from .models.durations import Duration
 from .redact import secrets
+from .settings import (
+    ServiceSettings,
+    format_validation_error,
+    read_secret_files,
+    secret_values_of,
+    setting_names,
+)
 
 __all__ = [
-    "DEFAULT_CONCURRENCY",
     "Config",
     "KafkaConnectionSettings",
     "KafkaSaslMechanism",
     "KafkaSecurityProtocol",
     "LogProfile",
     "RetrySettings",
-    "format_validation_error",
     "load_config",
+    "setting_names_all",
 ]
 
 
@@ -72,10 +80,6 @@ class LogLevel(StrEnum):
     INFO = "INFO"
     WARNING = "WARNING"
     ERROR = "ERROR"
-
-
-DEFAULT_CONCURRENCY = {"webhook": 32, "noteburst": 8, "ocps": 8, "times_square": 8}
-"""Most calls in flight to each service at once, by action type."""
 
 
 class LogProfile(StrEnum):
@@ -207,6 +211,11 @@ class RetrySettings(BaseSettings):
     )
 
 
+def _service_settings() -> dict[str, ServiceSettings]:
+    """Each action type's service settings, read from the environment."""
+    return {e.type: e.settings_class() for e in EXECUTORS if e.settings_class is not None}
+
+
 class Config(BaseSettings):
     """Settings of a Catcher process (worker, CLI)."""
 
@@ -261,39 +270,6 @@ class Config(BaseSettings):
     )
     broker_heartbeat_interval: float = Field(
         3.0, gt=0, description="Consumer group heartbeat interval, seconds."
-    )
-    noteburst_url: str | None = Field(
-        None,
-        description="Base URL of the Science Platform environment that runs noteburst"
-        " (the API is under /noteburst/v1).",
-    )
-    noteburst_token: SecretStr | None = Field(
-        None, description="Gafaelfawr token with the exec:notebook scope."
-    )
-    noteburst_token_file: Path | None = Field(
-        None, description="File holding the noteburst token (instead of CATCHER_NOTEBURST_TOKEN)."
-    )
-    ocps_url: str | None = Field(
-        None,
-        description="Base URL of the OCPS execution service (uws-api-server); jobs are under"
-        " {base}/job.",
-    )
-    ocps_username: str | None = Field(None, description="HTTP basic auth user for the OCPS.")
-    ocps_password: SecretStr | None = Field(None, description="HTTP basic auth password.")
-    ocps_password_file: Path | None = Field(
-        None, description="File holding the OCPS password (instead of CATCHER_OCPS_PASSWORD)."
-    )
-    times_square_url: str | None = Field(
-        None,
-        description="Base URL of the Science Platform environment that runs Times Square"
-        " (the API is under /times-square/api/v1).",
-    )
-    times_square_token: SecretStr | None = Field(
-        None, description="Gafaelfawr token with the exec:notebook scope, for Times Square."
-    )
-    times_square_token_file: Path | None = Field(
-        None,
-        description="File holding the Times Square token (instead of CATCHER_TIMES_SQUARE_TOKEN).",
     )
     influxdb_url: str = Field(
         "http://sasquatch-influxdb.sasquatch:8086",
@@ -452,30 +428,24 @@ class Config(BaseSettings):
     retry: RetrySettings = Field(
         default_factory=RetrySettings, description="Retry policy (CATCHER_RETRY_*)."
     )
+    services: dict[str, SkipValidation[ServiceSettings]] = Field(
+        default_factory=_service_settings,
+        description="The settings of each action type's service, by type"
+        " (CATCHER_NOTEBURST_*, CATCHER_OCPS_*, ...; declared by the executors).",
+    )
+
+    secret_fields: ClassVar[tuple[str, ...]] = (
+        "influxdb_token",
+        "api_token",
+        "love_password",
+        "escalation_key",
+        "efd_password",
+    )
+    nested: ClassVar[tuple[str, ...]] = ("kafka", "retry", "services")
 
     @model_validator(mode="after")
     def _read_secret_files(self) -> Self:
-        for field in (
-            "noteburst_token",
-            "ocps_password",
-            "times_square_token",
-            "influxdb_token",
-            "api_token",
-            "love_password",
-            "escalation_key",
-            "efd_password",
-        ):
-            path: Path | None = getattr(self, f"{field}_file")
-            if path is None:
-                continue
-            name = f"CATCHER_{field.upper()}"
-            if getattr(self, field) is not None:
-                raise ValueError(f"Set {name} or {name}_FILE, not both.")
-            try:
-                secret = path.read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"Cannot read {name}_FILE {path}: {exc.strerror}.") from None
-            setattr(self, field, SecretStr(secret))
+        read_secret_files(self, self.secret_fields, "CATCHER_")
         return self
 
     @model_validator(mode="before")
@@ -505,18 +475,15 @@ class Config(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret this configuration holds (tokens, passwords)."""
-        found = [
-            self.noteburst_token,
-            self.ocps_password,
-            self.times_square_token,
-            self.influxdb_token,
-            self.api_token,
-            self.love_password,
-            self.escalation_key,
-            self.efd_password,
-            self.kafka.sasl_password,
-        ]
-        return [s.get_secret_value() for s in found if s is not None]
+        found = secret_values_of(self, self.secret_fields)
+        found += secret_values_of(self.kafka, ("sasl_password",))
+        for settings in self.services.values():
+            found += settings.secret_values()
+        return found
+
+    def service(self, action_type: str) -> ServiceSettings | None:
+        """The settings of an action type's service (None: the type has none)."""
+        return self.services.get(action_type)
 
     def topic(self, suffix: str) -> str:
         """Full name of one of Catcher's topics."""
@@ -590,14 +557,14 @@ class Config(BaseSettings):
         return plain, compacted
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
-    """One readable message for a settings validation error."""
-    lines = [f"Invalid configuration ({source}):"]
-    for item in error.errors():
-        loc = "_".join(str(p) for p in item["loc"])
-        msg = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  {source.removesuffix('*')}{loc.upper()}: {msg}" if loc else f"  {msg}")
-    return "\n".join(lines)
+def setting_names_all() -> list[str]:
+    """The environment variable of every setting, nested ones included."""
+    names = setting_names(Config, skip=Config.nested)
+    names += setting_names(RetrySettings) + setting_names(KafkaConnectionSettings)
+    for executor in EXECUTORS:
+        if executor.settings_class is not None:
+            names += setting_names(executor.settings_class)
+    return names
 
 
 def load_config(**overrides: Any) -> Config:
@@ -613,6 +580,16 @@ def load_config(**overrides: Any) -> Config:
             overrides[name] = settings_class()
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc, prefix)) from None
+    if "services" not in overrides:
+        overrides["services"] = {}
+        for executor in EXECUTORS:
+            if executor.settings_class is None:
+                continue
+            try:
+                overrides["services"][executor.type] = executor.settings_class()
+            except ValidationError as exc:
+                prefix = executor.settings_class.prefix() + "*"
+                raise ConfigError(format_validation_error(exc, prefix)) from None
     try:
         config = Config(**overrides)
     except ValidationError as exc:

@@ -5,15 +5,17 @@
 202; resolved with ``{"status": "resolve", "event_id"}`` (external-apis.md §6). The
 ``event_id`` is derived from the alarm and its escalation, so sending again after a crash
 names the same incident, which SquadCast deduplicates.
+
+It calls the service as the executors do (:func:`catcher.actions.base.request`), so its
+failures are :class:`~catcher.exceptions.ActionError` s, retryable by the same rule.
 """
 
 from __future__ import annotations
 
 import httpx
 
-from .exceptions import EscalationError, is_retryable_status
+from .actions.base import request
 from .models.alarms import Alarm
-from .redact import brief
 
 __all__ = ["Escalator"]
 
@@ -42,15 +44,12 @@ class Escalator:
         await self._post({"status": "resolve", "event_id": event_id})
 
     async def _post(self, body: dict[str, object]) -> None:
-        try:
-            response = await self._http.post(self._endpoint, json=body, timeout=30)
-        except httpx.HTTPError as exc:
-            raise EscalationError(
-                f"{type(exc).__name__}: {brief(str(exc))}".rstrip(": "), retry=True
-            ) from None
-        if response.status_code == httpx.codes.ACCEPTED:
-            return
-        raise EscalationError(
-            f"HTTP {response.status_code}: {brief(response.text)}",
-            retry=is_retryable_status(response.status_code),
+        await request(
+            self._http,
+            "SquadCast",
+            "POST",
+            self._endpoint,
+            expect={httpx.codes.ACCEPTED},
+            json=body,
+            timeout=30,
         )

@@ -15,13 +15,12 @@ The tree::
     ├── BacktestError          the EFD could not be read, or the rule cannot be backtested
     ├── AlarmCommandError      an operator command cannot apply to an alarm (nothing changed)
     ├── Unprocessable          a handler rejects its record: it is dead-lettered with the reason
-    ├── EscalationError        a page (incident) was not accepted; ``retry`` says if worth again
-    └── ActionError            an action could not be carried out
+    └── ActionError            a call to a service (an action's, or a page) failed
         ├── RetryableActionError   worth another attempt (5xx, 429, connection, timeout)
         └── PermanentActionError   not worth another attempt (other 4xx, bad answer)
 
 Whether an HTTP answer is worth another attempt is decided once, by ``is_retryable_status``,
-for actions and pages alike.
+for actions and pages alike: both call their services through ``catcher.actions.base.request``.
 
 ``RuleError`` is also a ``ValueError``, so that pydantic validators may raise it.
 """
@@ -43,7 +42,6 @@ __all__ = [
     "CatcherError",
     "ConfigError",
     "DeployError",
-    "EscalationError",
     "MirrorError",
     "PermanentActionError",
     "RecordError",
@@ -126,14 +124,6 @@ class Unprocessable(CatcherError):  # noqa: N818 - it names the record, not a fa
         self.error_type = error_type
         self.rule_id = rule_id
         self.trigger_id = trigger_id
-
-
-class EscalationError(CatcherError):
-    """The incident was not accepted; ``retry`` says whether trying again may help."""
-
-    def __init__(self, message: str, *, retry: bool) -> None:
-        super().__init__(message)
-        self.retry = retry
 
 
 class DeployError(CatcherError):

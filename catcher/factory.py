@@ -10,22 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .actions import NoteburstExecutor, OcpsExecutor, TimesSquareExecutor, WebhookExecutor
-from .actions.base import Executor
+from .actions import EXECUTORS, Executor, executor_class
 from .avro import AvroCodec
 from .config import Config
 from .escalation import Escalator
 from .exceptions import ConfigError
 from .love import LoveProducer
+from .models.actions import WebhookAction
 from .models.alarms import Alarm
-from .models.rules import (
-    AnyAction,
-    NoteburstAction,
-    OcpsAction,
-    RuleSet,
-    TimesSquareAction,
-    WebhookAction,
-)
+from .models.rules import RuleSet
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -34,52 +27,15 @@ if TYPE_CHECKING:
 __all__ = ["ProcessContext", "check_rules_against_config", "create_faust_app", "rule_secrets"]
 
 
-def _missing_settings(action: AnyAction, config: Config) -> list[str]:
-    """What the configuration lacks for one action (empty when nothing)."""
-    needs: list[tuple[bool, str]] = []
-    if isinstance(action, NoteburstAction):
-        needs = [
-            (bool(config.noteburst_url), "set CATCHER_NOTEBURST_URL for noteburst actions."),
-            (
-                config.noteburst_token is not None,
-                "set CATCHER_NOTEBURST_TOKEN or CATCHER_NOTEBURST_TOKEN_FILE.",
-            ),
-        ]
-    elif isinstance(action, OcpsAction):
-        needs = [(bool(config.ocps_url), "set CATCHER_OCPS_URL for ocps actions.")]
-    elif isinstance(action, TimesSquareAction):
-        needs = [
-            (
-                bool(config.times_square_url),
-                "set CATCHER_TIMES_SQUARE_URL for times_square actions.",
-            ),
-            (
-                config.times_square_token is not None,
-                "set CATCHER_TIMES_SQUARE_TOKEN or CATCHER_TIMES_SQUARE_TOKEN_FILE.",
-            ),
-        ]
-    else:
-        if action.url_env:
-            needs.append(
-                (bool(os.environ.get(action.url_env)), f"set {action.url_env} to the webhook URL.")
-            )
-        if action.token_env:
-            needs.append(
-                (
-                    bool(os.environ.get(action.token_env)),
-                    f"set {action.token_env} to the webhook's token.",
-                )
-            )
-    return [message for present, message in needs if not present]
-
-
 def check_rules_against_config(rules: RuleSet, config: Config) -> None:
     """Refuse to start when a rule needs something the configuration lacks."""
     problems = [
         f"rule {rule.id!r} action {action.name!r}: {message}"
         for rule in rules.rules.values()
         for action in rule.actions
-        for message in _missing_settings(action, config)
+        for message in executor_class(action.type).missing_settings(
+            action, config.service(action.type)
+        )
     ]
     if problems:
         raise ConfigError(
@@ -127,22 +83,11 @@ class ProcessContext:
         codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
         return cls(config=config, http=http, codec=codec, policy=policy)
 
-    def executors(self) -> dict[str, Executor[Any]]:
+    def executors(self) -> dict[str, Executor[Any, Any]]:
         """One executor per action type."""
         return {
-            NoteburstExecutor.type: NoteburstExecutor(
-                self.http, self.config.noteburst_url, self.config.noteburst_token
-            ),
-            WebhookExecutor.type: WebhookExecutor(self.http),
-            OcpsExecutor.type: OcpsExecutor(
-                self.http,
-                self.config.ocps_url,
-                self.config.ocps_username,
-                self.config.ocps_password,
-            ),
-            TimesSquareExecutor.type: TimesSquareExecutor(
-                self.http, self.config.times_square_url, self.config.times_square_token
-            ),
+            executor.type: executor.create(self.http, self.config.service(executor.type))
+            for executor in EXECUTORS
         }
 
     def escalator(self) -> Escalator | None:

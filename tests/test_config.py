@@ -5,6 +5,7 @@ from pathlib import Path
 import faust
 import pytest
 
+from catcher.actions.noteburst import NoteburstSettings
 from catcher.config import load_config
 from catcher.exceptions import ConfigError
 
@@ -92,8 +93,10 @@ def test_token_from_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     token.write_text("gt-secret-token\n")
     monkeypatch.setenv("CATCHER_NOTEBURST_TOKEN_FILE", str(token))
     config = load_config()
-    assert config.noteburst_token is not None
-    assert config.noteburst_token.get_secret_value() == "gt-secret-token"
+    settings = config.service("noteburst")
+    assert isinstance(settings, NoteburstSettings)
+    assert settings.token is not None
+    assert settings.token.get_secret_value() == "gt-secret-token"
     assert "gt-secret-token" not in repr(config)
     monkeypatch.setenv("CATCHER_NOTEBURST_TOKEN", "other")
     with pytest.raises(ConfigError, match="not both"):

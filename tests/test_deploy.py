@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from catcher.config import Config, KafkaConnectionSettings, load_config
+from catcher.config import KafkaConnectionSettings, load_config, setting_names_all
 from catcher.factory import check_rules_against_config
 from catcher.models.rules import RuleSet
+from catcher.settings import setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +32,7 @@ def test_compose_file_is_valid() -> None:
 def test_compose_configures_catcher_with_real_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     environment = compose["services"]["catcher"]["environment"]
-    known = {f"CATCHER_{name.upper()}" for name in Config.model_fields}
+    known = set(setting_names_all())
     rules = RuleSet.from_path(ROOT / "examples" / "rules")
     needed = {
         a.url_env for r in rules.rules.values() for a in r.actions if getattr(a, "url_env", None)
@@ -58,7 +59,7 @@ def test_compose_kafka_ui_reads_as_sasquatch_configures_it() -> None:
     worker = compose["services"]["catcher"]
     port = worker["environment"]["CATCHER_HTTP_PORT"]
     assert any(str(p).endswith(f":{port}") for p in worker["ports"])
-    known_kafka = {f"KAFKA_{name.upper()}" for name in KafkaConnectionSettings.model_fields}
+    known_kafka = set(setting_names(KafkaConnectionSettings))
     kafka = {k for k in worker["environment"] if k.startswith("KAFKA_")}
     assert kafka <= known_kafka
 

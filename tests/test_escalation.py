@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from catcher.escalation import Escalator
-from catcher.exceptions import EscalationError, http_status_error
+from catcher.exceptions import ActionError, http_status_error
 
 pytestmark = pytest.mark.asyncio
 
@@ -20,11 +20,11 @@ async def test_a_page_is_retried_exactly_when_an_action_would_be(status: int) ->
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
         escalator = Escalator("http://squadcast.invalid", "key", http)
-        with pytest.raises(EscalationError) as raised:
+        with pytest.raises(ActionError) as raised:
             await escalator.resolve("event")
     action = http_status_error("webhook", httpx.Response(status, text="no"))
-    assert raised.value.retry is action.retryable
-    assert str(raised.value) == f"HTTP {status}: no"
+    assert raised.value.retryable is action.retryable
+    assert str(raised.value) == f"SquadCast answered HTTP {status}: no"
 
 
 async def test_an_accepted_page_and_an_unreachable_responder() -> None:
@@ -37,6 +37,7 @@ async def test_an_accepted_page_and_an_unreachable_responder() -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(accepted)) as http:
         await Escalator("http://squadcast.invalid", "key", http).resolve("event")
     async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as http:
-        with pytest.raises(EscalationError) as raised:
+        with pytest.raises(ActionError) as raised:
             await Escalator("http://squadcast.invalid", "key", http).resolve("event")
-    assert raised.value.retry
+    assert raised.value.retryable
+    assert "key" not in str(raised.value)  # the key is part of the URL: never shown

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from catcher.config import Config, KafkaConnectionSettings
+from catcher.config import Config, setting_names_all
 
 ROOT = Path(__file__).resolve().parent.parent
 HELM = ROOT / "tools" / "helm" / "bin" / "helm"
@@ -167,9 +167,7 @@ def test_the_worker_gets_kafka_access_certificates_probes_and_no_root(environmen
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_every_variable_the_worker_gets_is_one_the_code_knows(environment: str) -> None:
     documents = rendered(environment)
-    known = {f"CATCHER_{name.upper()}" for name in Config.model_fields} | {
-        f"KAFKA_{name.upper()}" for name in KafkaConnectionSettings.model_fields
-    }
+    known = set(setting_names_all())
     values = yaml.safe_load((APP / f"values-{environment}.yaml").read_text()) or {}
     webhooks = set(values.get("webhookSecrets") or {})
     config = next(

@@ -12,13 +12,21 @@ import json
 from typing import Any
 
 import httpx
+from pydantic_settings import SettingsConfigDict
 
-from ..exceptions import ActionError, PermanentActionError, http_status_error
+from ..exceptions import PermanentActionError, http_status_error
+from ..models.actions import NoteburstAction
 from ..models.records import LedgerEntry
-from ..models.rules import NoteburstAction
-from .base import JobStatus, SciencePlatformExecutor, Submission, render_params
+from .base import (
+    JobStatus,
+    SciencePlatformExecutor,
+    SciencePlatformSettings,
+    Submission,
+    render_params,
+    request,
+)
 
-__all__ = ["NoteburstExecutor", "inject_parameters"]
+__all__ = ["NoteburstExecutor", "NoteburstSettings", "inject_parameters"]
 
 _RUNNING = {"queued", "deferred", "in_progress"}
 _INJECTED_TAG = "injected-parameters"
@@ -60,11 +68,21 @@ def inject_parameters(notebook: dict[str, Any], parameters: dict[str, Any]) -> d
     return result
 
 
+class NoteburstSettings(SciencePlatformSettings):
+    """Where noteburst runs (``CATCHER_NOTEBURST_*``).
+
+    ``url`` is the Science Platform environment's base URL (the API is under
+    /noteburst/v1); ``token`` is a Gafaelfawr token with the exec:notebook scope.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CATCHER_NOTEBURST_", extra="ignore")
+
+
 class NoteburstExecutor(SciencePlatformExecutor[NoteburstAction]):
     """Submits notebooks to noteburst and polls their jobs."""
 
     type = "noteburst"
-    setting = "NOTEBURST"
+    settings_class = NoteburstSettings
 
     async def submit(self, action: NoteburstAction, entry: LedgerEntry) -> Submission:
         """POST the notebook with its parameters filled in."""
@@ -76,14 +94,15 @@ class NoteburstExecutor(SciencePlatformExecutor[NoteburstAction]):
             "timeout": int(action.timeout.total_seconds()),
             "enable_retry": action.enable_retry,
         }
-        try:
-            response = await self._client.post(
-                f"{self._base_url}/noteburst/v1/notebooks/", json=body, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise ActionError.from_exception("noteburst", exc) from exc
-        if response.status_code != httpx.codes.ACCEPTED:
-            raise http_status_error("noteburst", response)
+        response = await request(
+            self._client,
+            "noteburst",
+            "POST",
+            f"{self._base_url}/noteburst/v1/notebooks/",
+            expect={httpx.codes.ACCEPTED},
+            json=body,
+            headers=headers,
+        )
         try:
             job = response.json()
             job_id = str(job["job_id"])
@@ -105,12 +124,14 @@ class NoteburstExecutor(SciencePlatformExecutor[NoteburstAction]):
         headers = self._headers()
         if entry.link is None:
             raise PermanentActionError("The ledger has no noteburst job URL for this action.")
-        try:
-            response = await self._client.get(
-                entry.link, params={"source": "false", "result": "true"}, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise ActionError.from_exception("noteburst", exc) from exc
+        response = await request(
+            self._client,
+            "noteburst",
+            "GET",
+            entry.link,
+            params={"source": "false", "result": "true"},
+            headers=headers,
+        )
         if response.status_code == httpx.codes.NOT_FOUND:
             return JobStatus(
                 finished=True,

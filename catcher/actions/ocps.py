@@ -14,17 +14,20 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
+from pydantic_settings import SettingsConfigDict
 
-from ..exceptions import ActionError, PermanentActionError, http_status_error
+from ..exceptions import PermanentActionError, http_status_error
+from ..models.actions import OcpsAction
 from ..models.records import LedgerEntry
-from ..models.rules import OcpsAction
-from .base import Executor, JobStatus, Submission, render_params
+from ..settings import ServiceSettings
+from .base import Executor, JobStatus, Submission, json_answer, render_params, request
 
-__all__ = ["TERMINAL_PHASES", "OcpsExecutor", "run_id_for"]
+__all__ = ["TERMINAL_PHASES", "OcpsExecutor", "OcpsSettings", "run_id_for"]
 
 TERMINAL_PHASES = frozenset({"completed", "error", "aborted", "unknown"})
 
@@ -34,10 +37,29 @@ def run_id_for(action_id: str) -> str:
     return "catcher-" + hashlib.sha256(action_id.encode()).hexdigest()[:40]
 
 
-class OcpsExecutor(Executor[OcpsAction]):
+class OcpsSettings(ServiceSettings):
+    """Where the OCPS execution service is (``CATCHER_OCPS_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="CATCHER_OCPS_", extra="ignore")
+    secret_fields = ("password",)
+
+    url: str | None = Field(
+        None,
+        description="Base URL of the OCPS execution service (uws-api-server); jobs are under"
+        " {base}/job.",
+    )
+    username: str | None = Field(None, description="HTTP basic auth user for the OCPS.")
+    password: SecretStr | None = Field(None, description="HTTP basic auth password.")
+    password_file: Path | None = Field(
+        None, description="File holding the OCPS password (instead of CATCHER_OCPS_PASSWORD)."
+    )
+
+
+class OcpsExecutor(Executor[OcpsAction, OcpsSettings]):
     """Submits OCPS jobs, follows their phase, aborts them."""
 
     type = "ocps"
+    settings_class = OcpsSettings
     resubmit_message = "resubmitted after uncertain outcome (no job with its run_id existed)"
 
     def __init__(
@@ -52,6 +74,17 @@ class OcpsExecutor(Executor[OcpsAction]):
         self._username = username
         self._password = password
 
+    @classmethod
+    def create(cls, client: httpx.AsyncClient, settings: OcpsSettings) -> Self:
+        """The executor with the service's URL and basic auth."""
+        return cls(client, settings.url, settings.username, settings.password)
+
+    @classmethod
+    def missing_settings(cls, action: OcpsAction, settings: OcpsSettings) -> list[str]:
+        """The URL."""
+        del action
+        return [] if settings.url else ["set CATCHER_OCPS_URL for ocps actions."]
+
     def _auth(self) -> tuple[str, httpx.BasicAuth | None]:
         if self._base_url is None:
             raise PermanentActionError("Set CATCHER_OCPS_URL to run ocps actions.")
@@ -63,10 +96,7 @@ class OcpsExecutor(Executor[OcpsAction]):
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         _, auth = self._auth()
-        try:
-            return await self._client.request(method, url, auth=auth, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ActionError.from_exception("OCPS", exc) from exc
+        return await request(self._client, "OCPS", method, url, auth=auth, **kwargs)
 
     def job_url(self, job_id: str) -> str:
         """URL of one job."""
@@ -80,15 +110,10 @@ class OcpsExecutor(Executor[OcpsAction]):
     async def find(self, run_id: str) -> dict[str, Any] | None:
         """The job with this run id, if the service has one."""
         base, _ = self._auth()
-        response = await self._request("GET", f"{base}/job")
-        if response.status_code != httpx.codes.OK:
-            raise http_status_error("OCPS", response)
-        try:
-            jobs = response.json()
-        except ValueError as exc:
-            raise PermanentActionError(
-                f"OCPS listed jobs in a form it cannot read: {exc}"
-            ) from exc
+        response = await self._request("GET", f"{base}/job", expect={httpx.codes.OK})
+        jobs = json_answer("OCPS", response, "job list")
+        if not isinstance(jobs, list):
+            raise PermanentActionError("OCPS's job list is not a list.")
         matches = [j for j in jobs if isinstance(j, dict) and j.get("runId") == run_id]
         return matches[0] if matches else None
 
@@ -121,9 +146,7 @@ class OcpsExecutor(Executor[OcpsAction]):
             "environment": [{"name": k, "value": str(v)} for k, v in environment.items()],
             "replicas": action.replicas,
         }
-        response = await self._request("PUT", f"{base}/job", json=body)
-        if response.status_code != httpx.codes.OK:
-            raise http_status_error("OCPS", response)
+        response = await self._request("PUT", f"{base}/job", expect={httpx.codes.OK}, json=body)
         try:
             job = response.json()
             return self._submission(

@@ -13,14 +13,23 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+from pydantic_settings import SettingsConfigDict
 
-from ..exceptions import ActionError, PermanentActionError, http_status_error
+from ..exceptions import PermanentActionError, http_status_error
+from ..models.actions import TimesSquareAction
 from ..models.records import LedgerEntry
-from ..models.rules import TimesSquareAction
 from ..redact import brief
-from .base import JobStatus, SciencePlatformExecutor, Submission, render_params
+from .base import (
+    JobStatus,
+    SciencePlatformExecutor,
+    SciencePlatformSettings,
+    Submission,
+    json_answer,
+    render_params,
+    request,
+)
 
-__all__ = ["TimesSquareExecutor", "query_value"]
+__all__ = ["TimesSquareExecutor", "TimesSquareSettings", "query_value"]
 
 
 def query_value(value: Any) -> str:
@@ -32,11 +41,21 @@ def query_value(value: Any) -> str:
     return str(value)
 
 
+class TimesSquareSettings(SciencePlatformSettings):
+    """Where Times Square runs (``CATCHER_TIMES_SQUARE_*``).
+
+    ``url`` is the Science Platform environment's base URL (the API is under
+    /times-square/api/v1); ``token`` is a Gafaelfawr token with the exec:notebook scope.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CATCHER_TIMES_SQUARE_", extra="ignore")
+
+
 class TimesSquareExecutor(SciencePlatformExecutor[TimesSquareAction]):
     """Runs Times Square pages and waits for their HTML."""
 
     type = "times_square"
-    setting = "TIMES_SQUARE"
+    settings_class = TimesSquareSettings
     resubmit_message = (
         "asked again after uncertain outcome (Times Square runs a parameter set once)"
     )
@@ -48,11 +67,9 @@ class TimesSquareExecutor(SciencePlatformExecutor[TimesSquareAction]):
         return f"{url}?{query}" if query else url
 
     async def _call(self, method: str, url: str) -> httpx.Response:
-        headers = self._headers()
-        try:
-            response = await self._client.request(method, url, headers=headers)
-        except httpx.HTTPError as exc:
-            raise ActionError.from_exception("Times Square", exc) from exc
+        response = await request(
+            self._client, "Times Square", method, url, headers=self._headers()
+        )
         if response.status_code == httpx.codes.UNPROCESSABLE_ENTITY:
             raise PermanentActionError(
                 f"Times Square rejected the parameters of page {url.split('/pages/')[1]}:"
@@ -91,10 +108,7 @@ class TimesSquareExecutor(SciencePlatformExecutor[TimesSquareAction]):
         response = await self._call("GET", url)
         if response.status_code != httpx.codes.OK:
             raise http_status_error("Times Square", response)
-        try:
-            status = response.json()
-        except ValueError as exc:
-            raise PermanentActionError(f"Times Square's status is not JSON: {exc}") from exc
+        status = json_answer("Times Square", response, "status")
         if not isinstance(status, dict):
             raise PermanentActionError(
                 f"Times Square's status is not an object: {brief(response.text)}"

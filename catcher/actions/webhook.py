@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Self
 
 import httpx
 
-from ..exceptions import ActionError, PermanentActionError, http_status_error
+from ..exceptions import PermanentActionError, http_status_error
+from ..models.actions import WebhookAction
 from ..models.records import LedgerEntry
-from ..models.rules import WebhookAction
-from .base import Executor, Submission, render_params
+from .base import Executor, Submission, render_params, request
 
 __all__ = ["WebhookExecutor", "resolve_url"]
 
@@ -39,14 +40,35 @@ def resolve_url(action: WebhookAction) -> str:
     return url
 
 
-class WebhookExecutor(Executor[WebhookAction]):
-    """Posts JSON to webhooks; a 2xx answer is success."""
+class WebhookExecutor(Executor[WebhookAction, None]):
+    """Posts JSON to webhooks; a 2xx answer is success.
+
+    A webhook's URL and token are the rule's (inline, or named environment variables or
+    files), so the type has no service settings of its own.
+    """
 
     type = "webhook"
+    default_concurrency = 32
     resubmit_message = "resubmitted after uncertain outcome, with the same Idempotency-Key"
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self._client = client
+
+    @classmethod
+    def create(cls, client: httpx.AsyncClient, settings: None) -> Self:
+        """The executor (webhooks need no settings)."""
+        del settings
+        return cls(client)
+
+    @classmethod
+    def missing_settings(cls, action: WebhookAction, settings: None) -> list[str]:
+        """The environment variables the action names for its URL and token."""
+        del settings
+        needs = [
+            (action.url_env, "to the webhook URL"),
+            (action.token_env, "to the webhook's token"),
+        ]
+        return [f"set {name} {what}." for name, what in needs if name and not os.environ.get(name)]
 
     async def submit(self, action: WebhookAction, entry: LedgerEntry) -> Submission:
         """POST the body once."""
@@ -62,10 +84,10 @@ class WebhookExecutor(Executor[WebhookAction]):
             headers["Authorization"] = f"Bearer {token}"
         body = render_params(action.body, entry)
         timeout = action.timeout.total_seconds() if action.timeout else httpx.USE_CLIENT_DEFAULT
-        try:
-            response = await self._client.post(url, json=body, headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise ActionError.from_exception(f"webhook {action.name!r}", exc) from exc
+        service = f"webhook {action.name!r}"
+        response = await request(
+            self._client, service, "POST", url, json=body, headers=headers, timeout=timeout
+        )
         if not response.is_success:
-            raise http_status_error(f"webhook {action.name!r}", response)
+            raise http_status_error(service, response)
         return Submission(done=True, message=f"Webhook answered HTTP {response.status_code}.")

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from enum import IntEnum, StrEnum
+from typing import Annotated, Any
 
-__all__ = ["ActionState", "DeadLetterStage", "Edge", "Severity", "TriggerSource"]
+from pydantic import BeforeValidator
+
+__all__ = [
+    "ActionState",
+    "DeadLetterStage",
+    "Edge",
+    "Severity",
+    "SeverityField",
+    "TriggerSource",
+]
 
 
 class Severity(IntEnum):
@@ -73,3 +83,11 @@ class DeadLetterStage(StrEnum):
     decode = "decode"
     plan = "plan"
     execute = "execute"
+
+
+def _severity_from_text(value: Any) -> Any:
+    return Severity.parse(value) if isinstance(value, str) else value
+
+
+SeverityField = Annotated[Severity, BeforeValidator(_severity_from_text)]
+"""A severity a rule may write by name, in any case (``warning``, ``CRITICAL``)."""

@@ -18,7 +18,7 @@ from typing import Protocol
 import structlog
 
 from ..escalation import Escalator
-from ..exceptions import AlarmCommandError, EscalationError
+from ..exceptions import ActionError, AlarmCommandError
 from ..models.alarms import (
     Alarm,
     AlarmCommand,
@@ -245,9 +245,9 @@ class AlarmEngine:
             return
         try:
             await self._escalator.trigger(alarm, event_id, alarm.escalate_to)
-        except EscalationError as exc:
+        except ActionError as exc:
             attempts = alarm.escalation_attempts + 1
-            again = exc.retry and attempts < self._policy.attempts
+            again = exc.retryable and attempts < self._policy.attempts
             retry_in = timedelta(seconds=self._policy.backoff(attempts)) if again else None
             log.warning("Escalation failed", error=str(exc), retry_in=retry_in)
             await self._write(machine.escalation_failed(alarm, str(exc), now, retry_in), partition)
@@ -267,7 +267,7 @@ class AlarmEngine:
             return 0
         try:
             await self._escalator.resolve(alarm.resolve_id)
-        except EscalationError as exc:
+        except ActionError as exc:
             failures = self._resolving[name][1] + 1
             delay = timedelta(seconds=self._policy.backoff(failures))
             self._resolving[name] = (now + delay, failures)

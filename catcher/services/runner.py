@@ -82,7 +82,7 @@ class ActionRunner:
         *,
         ledger: Ledger,
         rules: RuleSet,
-        executors: Mapping[str, Executor[Any]],
+        executors: Mapping[str, Executor[Any, Any]],
         policy: RetryPolicy,
         poll_interval: float,
         poll_timeout: float,
@@ -219,7 +219,7 @@ class ActionRunner:
         if not self._owns(entry):
             raise _Fenced
 
-    def _resolve(self, entry: LedgerEntry) -> tuple[Any, Executor[Any] | None]:
+    def _resolve(self, entry: LedgerEntry) -> tuple[Any, Executor[Any, Any] | None]:
         action = self._rules.action(entry.trigger.rule_id, entry.action_name)
         return action, self._executors.get(entry.action_type)
 
@@ -254,7 +254,7 @@ class ActionRunner:
         logger.info("Action cancelled", action_id=entry.action_id, reason=message)
         return entry
 
-    async def _abort(self, entry: LedgerEntry, action: Any, executor: Executor[Any]) -> str:
+    async def _abort(self, entry: LedgerEntry, action: Any, executor: Executor[Any, Any]) -> str:
         try:
             done = await self._call(entry, executor.abort, action)
         except (ActionError, TimeoutError) as exc:
@@ -293,7 +293,7 @@ class ActionRunner:
                 entry = await self._submit(entry, action, executor)
 
     async def _submit(
-        self, entry: LedgerEntry, action: Any, executor: Executor[Any]
+        self, entry: LedgerEntry, action: Any, executor: Executor[Any, Any]
     ) -> LedgerEntry:
         log = logger.bind(action_id=entry.action_id, rule_id=entry.trigger.rule_id)
         note: str | None = None
@@ -337,7 +337,7 @@ class ActionRunner:
             await asyncio.sleep(delay)
 
     async def _reconcile(
-        self, entry: LedgerEntry, action: Any, executor: Executor[Any]
+        self, entry: LedgerEntry, action: Any, executor: Executor[Any, Any]
     ) -> Submission | None:
         try:
             return await self._call(entry, executor.reconcile, action)
@@ -368,7 +368,7 @@ class ActionRunner:
         return entry
 
     async def _follow(
-        self, entry: LedgerEntry, action: Any, executor: Executor[Any]
+        self, entry: LedgerEntry, action: Any, executor: Executor[Any, Any]
     ) -> LedgerEntry:
         """Poll the job until it ends; deadlines apply only to what the service says."""
         started = entry.submitted or entry.updated

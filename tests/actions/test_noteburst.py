@@ -14,9 +14,9 @@ from catcher.actions.noteburst import NoteburstExecutor, inject_parameters
 from catcher.broker import free_port
 from catcher.exceptions import PermanentActionError, RetryableActionError
 from catcher.fakes.noteburst import FakeNoteburst
+from catcher.models.actions import NoteburstAction
 from catcher.models.enums import ActionState, Severity, TriggerSource
 from catcher.models.records import LedgerEntry, Trigger
-from catcher.models.rules import NoteburstAction
 
 NOTEBOOK = {
     "cells": [

@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from catcher.actions.ocps import OcpsExecutor, run_id_for
 from catcher.exceptions import PermanentActionError, RetryableActionError
 from catcher.fakes.uws import FakeUws
+from catcher.models.actions import OcpsAction
 from catcher.models.enums import ActionState, Severity, TriggerSource
 from catcher.models.records import LedgerEntry, Trigger
-from catcher.models.rules import OcpsAction
 
 ACTION = OcpsAction.model_validate(
     {

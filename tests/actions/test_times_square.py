@@ -11,9 +11,9 @@ from pydantic import SecretStr
 from catcher.actions.times_square import TimesSquareExecutor, query_value
 from catcher.exceptions import PermanentActionError
 from catcher.fakes.times_square import FakePage, FakeTimesSquare
+from catcher.models.actions import TimesSquareAction
 from catcher.models.enums import ActionState, Severity, TriggerSource
 from catcher.models.records import LedgerEntry, Trigger
-from catcher.models.rules import TimesSquareAction
 
 
 def action(**fields: object) -> TimesSquareAction:

@@ -8,9 +8,9 @@ import pytest
 from catcher.actions.webhook import WebhookExecutor, resolve_url
 from catcher.exceptions import PermanentActionError
 from catcher.fakes.webhook import FakeWebhook
+from catcher.models.actions import WebhookAction
 from catcher.models.enums import ActionState, Severity, TriggerSource
 from catcher.models.records import LedgerEntry, Trigger
-from catcher.models.rules import WebhookAction
 
 
 def action(**fields: object) -> WebhookAction:

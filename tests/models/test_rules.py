@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from catcher.exceptions import RuleError
+from catcher.models.actions import NoteburstAction
 from catcher.models.enums import Edge, Severity
-from catcher.models.rules import Condition, NoteburstAction, RuleSet, parse_duration
+from catcher.models.rules import Condition, RuleSet, parse_duration
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 

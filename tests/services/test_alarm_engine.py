@@ -214,7 +214,8 @@ async def test_escalation_pages_once_resolves_on_acknowledge_and_is_fenced() -> 
         squadcast.inject(status=503, body="busy")
         await engine.scan(lambda _p: True)
         alarm = engine.get("m1m3-temperature:salIndex=1")
-        assert alarm is not None and alarm.escalated_id == "Failed: HTTP 503: busy"
+        assert alarm is not None
+        assert alarm.escalated_id == "Failed: SquadCast answered HTTP 503: busy"
         assert squadcast.incidents == {}
         clock.now += timedelta(seconds=30)
         await engine.scan(lambda _p: True)

@@ -4,9 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from catcher.models.actions import ActionCondition
 from catcher.models.enums import Edge, Severity, TriggerSource
 from catcher.models.records import SeriesState, Trigger
-from catcher.models.rules import ActionCondition, Rule
+from catcher.models.rules import Rule
 from catcher.services.planner import edge_matches, plan
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)

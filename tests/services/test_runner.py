@@ -20,7 +20,7 @@ from catcher.storage.ledger import Ledger
 from catcher.storage.tables import Ownership
 
 
-class Scripted(Executor[Any]):
+class Scripted(Executor[Any, Any]):
     type = "webhook"
     runtime: timedelta | None = None
     aborted: list[str | None]
@@ -383,7 +383,7 @@ async def test_an_action_of_a_partition_this_worker_does_not_hold_calls_nothing(
     assert letters == []
 
 
-def _runner(executor: Executor[Any], limits: dict[str, int] | None = None) -> ActionRunner:
+def _runner(executor: Executor[Any, Any], limits: dict[str, int] | None = None) -> ActionRunner:
     """A runner over an in-memory ledger, for tests that drive several actions."""
     return ActionRunner(
         ledger=Ledger(MemoryTable(), _ignore),

@@ -165,7 +165,7 @@ async def test_planning_writes_the_state_then_requests_and_records_suppressions(
     ]
 
 
-class Done(Executor[Any]):
+class Done(Executor[Any, Any]):
     type = "webhook"
 
     def __init__(self) -> None:
