@@ -31,7 +31,6 @@ import mode
 import structlog
 
 from .config import Config
-from .constants import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
 from .exceptions import RecordError
 from .factory import ProcessContext, create_faust_app
 from .metrics import METRICS
@@ -52,6 +51,7 @@ from .services.singletons import SingletonJobs
 from .services.stream import StreamEngine
 from .storage.ledger import Ledger
 from .storage.tables import DurableTable, Ownership
+from .topics import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
 from .web.alarms import AlarmApi, user_middleware
 from .web.operations import HttpServer, consumer_lag, operations_routes, register_gauges
 

@@ -16,22 +16,9 @@ from typing import Any, ClassVar, Literal, Self
 from pydantic import Field, SecretStr, SkipValidation, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import topics
 from .actions import DEFAULT_CONCURRENCY, EXECUTORS
-from .constants import (
-    ACTION_REQUESTS_SUFFIX,
-    ACTIONS_SUFFIX,
-    ALARM_TABLE,
-    ALARMS_SUFFIX,
-    DEADLETTER_SUFFIX,
-    DEFAULT_TOPIC_PREFIX,
-    LEDGER_TABLE,
-    MIRROR_SUFFIX,
-    SERIES_STATE_TABLE,
-    SERIES_SUFFIX,
-    SILENCES_SUFFIX,
-    STREAM_STATE_TABLE,
-    TRIGGERS_SUFFIX,
-)
+from .constants import DEFAULT_TOPIC_PREFIX
 from .exceptions import ConfigError
 from .models.actions import ACTION_TYPES
 from .models.durations import Duration
@@ -43,6 +30,7 @@ from .settings import (
     secret_values_of,
     setting_names,
 )
+from .topics import Topic
 
 __all__ = [
     "Config",
@@ -485,76 +473,58 @@ class Config(BaseSettings):
         """The settings of an action type's service (None: the type has none)."""
         return self.services.get(action_type)
 
-    def topic(self, suffix: str) -> str:
-        """Full name of one of Catcher's topics."""
-        return f"{self.topic_prefix}.{suffix}"
+    def topic_name(self, topic: Topic) -> str:
+        """The broker's name of a topic of the catalogue (:mod:`catcher.topics`)."""
+        return topic.full_name(self.topic_prefix, self.app_id)
 
     @property
     def triggers_topic(self) -> str:
         """Topic of trigger records."""
-        return self.topic(TRIGGERS_SUFFIX)
+        return self.topic_name(topics.TRIGGERS)
 
     @property
     def actions_topic(self) -> str:
         """Topic of action history events."""
-        return self.topic(ACTIONS_SUFFIX)
+        return self.topic_name(topics.ACTIONS)
 
     @property
     def deadletter_topic(self) -> str:
         """Topic of dead letters."""
-        return self.topic(DEADLETTER_SUFFIX)
+        return self.topic_name(topics.DEADLETTER)
 
     @property
     def alarms_topic(self) -> str:
         """Alarm states, keyed by alarm name (compacted)."""
-        return self.topic(ALARMS_SUFFIX)
+        return self.topic_name(topics.ALARMS)
 
     @property
     def mirror_topic(self) -> str:
         """The mirror's checkpoint (compacted, one key)."""
-        return self.topic(MIRROR_SUFFIX)
+        return self.topic_name(topics.MIRROR)
 
     @property
     def silences_topic(self) -> str:
         """Silences (maintenance windows), keyed by id (compacted)."""
-        return self.topic(SILENCES_SUFFIX)
+        return self.topic_name(topics.SILENCES)
 
     @property
     def series_topic(self) -> str:
         """Internal topic of triggers keyed by series."""
-        return self.topic(SERIES_SUFFIX)
+        return self.topic_name(topics.SERIES)
 
     @property
     def action_requests_topic(self) -> str:
         """Internal topic of planned actions keyed by action_id."""
-        return self.topic(ACTION_REQUESTS_SUFFIX)
+        return self.topic_name(topics.ACTION_REQUESTS)
 
     def changelog_topic(self, table: str) -> str:
         """The changelog topic of one of the worker's tables (Faust names it so)."""
         return f"{self.app_id}-{table}-changelog"
 
-    def worker_topics(self, *, stream: bool) -> tuple[list[str], list[str]]:
-        """The topics the worker uses, as (plain, compacted); ``stream``: it runs stream rules.
-
-        Telemetry topics are not listed: they are the EFD's, never created by Catcher.
-        """
-        plain = [
-            self.triggers_topic,
-            self.actions_topic,
-            self.deadletter_topic,
-            self.series_topic,
-            self.action_requests_topic,
-        ]
-        tables = [SERIES_STATE_TABLE, LEDGER_TABLE, ALARM_TABLE]
-        if stream:
-            tables.append(STREAM_STATE_TABLE)
-        compacted = [
-            self.alarms_topic,
-            self.silences_topic,
-            self.mirror_topic,
-            *(self.changelog_topic(table) for table in tables),
-        ]
-        return plain, compacted
+    @staticmethod
+    def worker_topics(*, stream: bool) -> list[Topic]:
+        """The topics the worker uses; ``stream``: it evaluates stream rules."""
+        return [t for t in topics.CATALOGUE if stream or not t.stream_only]
 
 
 def setting_names_all() -> list[str]:

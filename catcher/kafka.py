@@ -14,40 +14,44 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .config import Config
+from .topics import Topic
 
 __all__ = ["TopicFollower", "ensure_topics", "make_producer", "read_topic"]
 
 logger = structlog.get_logger("catcher")
 
 
-async def ensure_topics(
-    config: Config, names: Iterable[str], compacted: Iterable[str] = ()
-) -> list[str]:
+def _new_topic(config: Config, topic: Topic | str) -> NewTopic:
+    """A topic of the catalogue with its settings, or any other one with the broker's."""
+    if isinstance(topic, str):
+        return NewTopic(
+            topic,
+            num_partitions=config.topic_partitions,
+            replication_factor=config.topic_replication_factor,
+        )
+    return NewTopic(
+        config.topic_name(topic),
+        num_partitions=topic.partitions(config.topic_partitions),
+        replication_factor=config.topic_replication_factor,
+        topic_configs=topic.configs(),
+    )
+
+
+async def ensure_topics(config: Config, wanted: Iterable[Topic | str]) -> list[str]:
     """Create the topics that do not exist yet; returns the names created.
 
-    The ``compacted`` ones keep only the latest record of each key.
+    A :class:`~catcher.topics.Topic` of the catalogue gets its cleanup policy, retention
+    and partitions; a plain name (a telemetry topic, in the demo) the broker's defaults.
     """
-    compact = set(compacted)
+    new = {n.name: n for n in (_new_topic(config, t) for t in wanted)}
     admin = AIOKafkaAdminClient(**config.kafka.aiokafka_params())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [n for n in [*names, *compact] if n not in existing]
+        missing = [name for name in new if name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile
-                await admin.create_topics(
-                    [
-                        NewTopic(
-                            name,
-                            num_partitions=config.topic_partitions,
-                            replication_factor=config.topic_replication_factor,
-                            topic_configs={"cleanup.policy": "compact"}
-                            if name in compact
-                            else None,
-                        )
-                        for name in missing
-                    ]
-                )
+                await admin.create_topics([new[name] for name in missing])
             logger.info("Created topics", topics=missing)
             await _until_led(admin, missing)
         return missing

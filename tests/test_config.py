@@ -16,24 +16,28 @@ def test_defaults_and_topics(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.triggers_topic == "lsst.catcher.dev.triggers"
     assert config.actions_topic == "lsst.catcher.dev.actions"
     assert config.deadletter_topic == "lsst.catcher.dev.deadletter"
-    plain, compacted = config.worker_topics(stream=True)
-    assert plain == [
-        "lsst.catcher.dev.triggers",
-        "lsst.catcher.dev.actions",
-        "lsst.catcher.dev.deadletter",
-        "lsst.catcher.dev.internal.series",
-        "lsst.catcher.dev.internal.action-requests",
+    month = {"cleanup.policy": "delete", "retention.ms": "2592000000"}
+    week = {"cleanup.policy": "delete", "retention.ms": "604800000"}
+    names = {config.topic_name(t): t.configs() for t in config.worker_topics(stream=True)}
+    assert names == {
+        "lsst.catcher.dev.triggers": month,
+        "lsst.catcher.dev.actions": month,
+        "lsst.catcher.dev.deadletter": month,
+        "lsst.catcher.dev.internal.series": week,
+        "lsst.catcher.dev.internal.action-requests": week,
+        "lsst.catcher.dev.alarms": {"cleanup.policy": "compact"},
+        "lsst.catcher.dev.silences": {"cleanup.policy": "compact"},
+        "lsst.catcher.dev.internal.mirror": {"cleanup.policy": "compact"},
+        "catcher-series-state-changelog": {"cleanup.policy": "compact"},
+        "catcher-ledger-changelog": {"cleanup.policy": "compact"},
+        "catcher-alarms-changelog": {"cleanup.policy": "compact"},
+        "catcher-stream-state-changelog": {"cleanup.policy": "compact"},
+        "catcher-__assignor-__leader": week,
+    }
+    assert "catcher-stream-state-changelog" not in [
+        config.topic_name(t) for t in config.worker_topics(stream=False)
     ]
-    assert compacted == [
-        "lsst.catcher.dev.alarms",
-        "lsst.catcher.dev.silences",
-        "lsst.catcher.dev.internal.mirror",
-        "catcher-series-state-changelog",
-        "catcher-ledger-changelog",
-        "catcher-alarms-changelog",
-        "catcher-stream-state-changelog",
-    ]
-    assert "catcher-stream-state-changelog" not in config.worker_topics(stream=False)[1]
+    assert [t.partitions(3) for t in config.worker_topics(stream=False)].count(1) == 2
     assert config.kafka.aiokafka_params() == {
         "bootstrap_servers": "localhost:9092",
         "security_protocol": "PLAINTEXT",

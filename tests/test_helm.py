@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from catcher import topics
 from catcher.config import Config, setting_names_all
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,25 +98,15 @@ def test_the_subchart_renders_valid_users_and_topics() -> None:
     documents = [d for d in yaml.safe_load_all(_helm("template", "sc", str(SUBCHART))) if d]
     for document in documents:
         _validate(document)
-    topics = {
-        d["spec"]["topicName"]: d["spec"]["config"] for d in documents if d["kind"] == "KafkaTopic"
-    }
+    declared = {d["spec"]["topicName"]: d["spec"] for d in documents if d["kind"] == "KafkaTopic"}
+    values = yaml.safe_load((SUBCHART / "values.yaml").read_text())
     config = Config(topic_prefix="lsst.catcher", app_id="catcher")
-    own = [
-        config.triggers_topic,
-        config.actions_topic,
-        config.deadletter_topic,
-        config.alarms_topic,
-        config.silences_topic,
-        config.mirror_topic,
-        config.series_topic,
-        config.action_requests_topic,
-    ]
-    assert set(own) <= set(topics)
-    for name in (config.alarms_topic, config.silences_topic, config.mirror_topic):
-        assert topics[name]["cleanup.policy"] == "compact"
-    for table in ("ledger", "series-state", "alarms"):
-        assert topics[f"catcher-{table}-changelog"]["cleanup.policy"] == "compact"
+    expected = {
+        config.topic_name(t): (t.partitions(values["partitions"]), t.configs())
+        for t in topics.CATALOGUE
+    }
+    found = {name: (spec["partitions"], spec["config"]) for name, spec in declared.items()}
+    assert found == expected  # the catalogue, exactly: nothing missing, nothing else
     (user,) = [d for d in documents if d["kind"] == "KafkaUser"]
     acls = {
         (a["resource"]["type"], a["resource"]["name"])

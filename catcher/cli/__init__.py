@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from .. import topics
 from ..avro import AvroCodec
 from ..config import LogProfile
 from ..exceptions import CatcherError
@@ -65,10 +66,8 @@ def worker(rules_path: Path | None) -> None:
             f"Cannot create CATCHER_DATA_DIR {config.data_dir}: {exc.strerror}."
         ) from None
     if config.create_topics:  # before Faust subscribes, so that none is missed at first
-        plain, compacted = config.worker_topics(
-            stream=bool(rules.by_engine("stream", config.default_engine))
-        )
-        run(ensure_topics(config, plain, compacted=compacted))
+        stream = bool(rules.by_engine("stream", config.default_engine))
+        run(ensure_topics(config, config.worker_topics(stream=stream)))
     app = create_app(config, rules)
     worker = faust.Worker(
         app.faust,
@@ -99,7 +98,7 @@ def mirror(once: bool) -> None:
         from ..kafka import ensure_topics, make_producer  # noqa: PLC0415
 
         if config.create_topics:
-            await ensure_topics(config, [config.triggers_topic], compacted=[config.mirror_topic])
+            await ensure_topics(config, [topics.TRIGGERS, topics.MIRROR])
         producer = make_producer(config)
         await producer.start()
 

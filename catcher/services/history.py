@@ -7,6 +7,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
+from .. import topics
 from ..avro import AvroCodec
 from ..config import Config
 from ..kafka import TopicFollower, ensure_topics, make_producer, read_topic
@@ -24,7 +25,7 @@ __all__ = [
 async def publish_trigger(config: Config, trigger: Trigger) -> None:
     """Produce one trigger to the triggers topic (Avro, key trigger_id)."""
     if config.create_topics:
-        await ensure_topics(config, [config.triggers_topic])
+        await ensure_topics(config, [topics.TRIGGERS])
     codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
     value = await codec.encode("triggers", trigger.to_avro())
     producer = make_producer(config)

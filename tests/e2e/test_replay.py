@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from support.stack import Stack, finished, states
 
+from catcher import topics
 from catcher.kafka import _start_positions, ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity
 from catcher.models.records import make_action_id, utcnow
@@ -149,7 +150,7 @@ async def test_since_starts_where_the_broker_finds_the_time(stack: Stack) -> Non
     """`--since` (history, replay) seeks to the offset Kafka's time index answers."""
     config = stack.config
     topic = config.actions_topic
-    await ensure_topics(config, [topic])
+    await ensure_topics(config, [topics.ACTIONS])
     now = int(time.time() * 1000)
     stamps = [now - 3 * 3_600_000, now - 2 * 3_600_000, now - 60_000, now - 30_000]
     producer = make_producer(config)

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from catcher import topics
 from catcher.avro import AvroCodec
 from catcher.broker import stop_process
 from catcher.config import Config, KafkaConnectionSettings, load_config
@@ -142,9 +143,7 @@ class Stack:
 
     async def start_worker(self) -> WorkerProcess:
         config = self.config
-        await ensure_topics(
-            config, [config.triggers_topic, config.actions_topic, config.deadletter_topic]
-        )
+        await ensure_topics(config, [topics.TRIGGERS, topics.ACTIONS, topics.DEADLETTER])
         worker = WorkerProcess(self.worker_env(), self.workdir / f"worker{len(self.workers)}.log")
         self.workers.append(worker.start())
         return worker
@@ -173,7 +172,7 @@ class Stack:
     async def publish_many(self, triggers: list[Trigger]) -> None:
         """Publish triggers in order, with one producer."""
         config = self.config
-        await ensure_topics(config, [config.triggers_topic])
+        await ensure_topics(config, [topics.TRIGGERS])
         producer = make_producer(config)
         await producer.start()
         try:
@@ -185,7 +184,7 @@ class Stack:
 
     async def publish_raw(self, key: bytes | None, value: bytes | None) -> None:
         config = self.config
-        await ensure_topics(config, [config.triggers_topic])
+        await ensure_topics(config, [topics.TRIGGERS])
         producer = make_producer(config)
         await producer.start()
         try:
