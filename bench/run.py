@@ -50,7 +50,7 @@ from catcher.demo import EMBEDDED_BROKER_ENV, worker_environment
 from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
-from catcher.services.history import read_history
+from catcher.services.execution.history import read_history
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))

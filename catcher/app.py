@@ -39,16 +39,16 @@ from .models.enums import DeadLetterStage
 from .models.messages import parse_internal
 from .models.records import ActionRequest, CancelRequest, Trigger, TriggerMessage
 from .models.rules import RuleSet
-from .services.admission import Admission
-from .services.alarm_view import AlarmView, TopicView
-from .services.alarms import AlarmEngine
+from .services.alarms.engine import AlarmEngine
+from .services.alarms.view import AlarmView, TopicView
+from .services.evaluation.stream import StreamEngine
+from .services.execution.admission import Admission
+from .services.execution.publisher import Publisher
+from .services.execution.runner import ActionRunner
 from .services.guard import Backoff, Guard, keep_trying
-from .services.intake import Intake
-from .services.publisher import Publisher
-from .services.runner import ActionRunner
-from .services.series import SeriesOwner
+from .services.planning.intake import Intake
+from .services.planning.series import SeriesOwner
 from .services.singletons import SingletonJobs
-from .services.stream import StreamEngine
 from .storage.ledger import Ledger
 from .storage.tables import DurableTable, Ownership
 from .topics import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
@@ -453,7 +453,7 @@ class CatcherApp:
         await self._send_json(self.config.silences_topic, silence.id, silence.to_json())
 
     async def _run_mirror(self) -> None:
-        from .services.mirror import Mirror  # noqa: PLC0415
+        from .services.influx.mirror import Mirror  # noqa: PLC0415
 
         async def start() -> Mirror:
             return Mirror.from_config(

@@ -13,13 +13,13 @@ import httpx
 from .actions import EXECUTORS, Executor, executor_class
 from .avro import AvroCodec
 from .config import Config
-from .escalation import Escalator
 from .exceptions import ConfigError
-from .love import LoveProducer
 from .models.actions import WebhookAction
 from .models.alarms import Alarm
 from .models.rules import RuleSet
 from .retry import RetryPolicy
+from .services.alarms.escalation import Escalator
+from .services.alarms.love import LoveProducer
 
 if TYPE_CHECKING:
     import faust

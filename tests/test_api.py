@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from catcher.config import load_config
 from catcher.models.alarms import Alarm, AlarmCommand, Silence
 from catcher.models.enums import Severity
-from catcher.services.alarm_view import AlarmView, TopicView
+from catcher.services.alarms.view import AlarmView, TopicView
 from catcher.web.alarms import AlarmApi, user_middleware
 
 pytestmark = pytest.mark.asyncio

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from catcher.escalation import Escalator
 from catcher.exceptions import ActionError, http_status_error
+from catcher.services.alarms.escalation import Escalator
 
 pytestmark = pytest.mark.asyncio
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from catcher.fakes.love import FakeLoveManager
-from catcher.love import TAI_MINUS_UTC, LoveProducer
 from catcher.models.alarms import Alarm
 from catcher.models.enums import Severity
+from catcher.services.alarms.love import TAI_MINUS_UTC, LoveProducer
 
 pytestmark = pytest.mark.asyncio
 

@@ -36,7 +36,7 @@ CHECK = textwrap.dedent(
     from pathlib import Path
     import catcher, fastavro
     from catcher.avro import load_schema
-    from catcher.flux import CompileOptions, compile_rule
+    from catcher.services.influx.flux import CompileOptions, compile_rule
     from catcher.models.enums import Severity, TriggerSource
     from catcher.models.records import Trigger
     from catcher.models.rules import RuleSet

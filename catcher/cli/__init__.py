@@ -87,7 +87,7 @@ def worker(rules_path: Path | None) -> None:
 @click.option("--once", is_flag=True, help="Poll once and exit (for cron jobs and tests).")
 def mirror(once: bool) -> None:
     """Carry trigger rows from the trigger bucket to the triggers topic."""
-    from ..services.mirror import Mirror  # noqa: PLC0415
+    from ..services.influx.mirror import Mirror  # noqa: PLC0415
 
     config = settings()
     configure_logging(config.log_profile, config.log_level)

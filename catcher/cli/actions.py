@@ -18,16 +18,16 @@ from ..kafka import TopicFollower
 from ..models.enums import ActionState, Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger, isoformat
 from ..output import HISTORY_HEADERS, format_table, history_rows
-from ..services.history import (
+from ..services.execution.history import (
     latest_states,
     publish_trigger,
     read_history,
     request_cancel,
     wait_for_final_state,
 )
-from ..services.replay import Only
-from ..services.replay import select as select_replay
-from ..services.replay import send as send_replay
+from ..services.execution.replay import Only
+from ..services.execution.replay import select as select_replay
+from ..services.execution.replay import send as send_replay
 from ._common import load_rules, parse_since, parse_tags, rules_option, run, settings, since_option
 
 __all__ = ["actions", "history", "replay", "trigger"]

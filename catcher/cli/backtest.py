@@ -13,7 +13,7 @@ import click
 from ..config import Config
 from ..models.records import isoformat, series_key, utcnow
 from ..output import format_table
-from ..services.backtest import schedule as schedule_runs
+from ..services.evaluation.backtest import schedule as schedule_runs
 from ._common import load_rules, parse_since, rules_option, run, settings
 
 __all__ = ["backtest"]
@@ -65,7 +65,7 @@ def backtest(
         )
         return
     if plot_path is not None:
-        from ..services.backtest_plot import plot  # noqa: PLC0415 - matplotlib only here
+        from ..services.evaluation.plot import plot  # noqa: PLC0415 - matplotlib only here
 
         shown = plot(result, plot_path)
         if not as_json:
@@ -104,7 +104,7 @@ async def _backtest(
 ) -> Any:
     import httpx  # noqa: PLC0415
 
-    from ..services.backtest import read_source, run_backtest  # noqa: PLC0415
+    from ..services.evaluation.backtest import read_source, run_backtest  # noqa: PLC0415
 
     auth = None
     if config.efd_username:

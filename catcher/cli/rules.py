@@ -64,7 +64,7 @@ def _say_skipped(stream: list[str], manual: list[str]) -> None:
 )
 def rules_compile(paths: Sequence[Path], out_dir: Path | None) -> None:
     """Compile the rules that have a condition into Flux tasks."""
-    from ..flux import CompileOptions, compile_rule  # noqa: PLC0415
+    from ..services.influx.flux import CompileOptions, compile_rule  # noqa: PLC0415
 
     config = settings()
     options = CompileOptions(
@@ -106,8 +106,8 @@ def tasks() -> None:
 
 
 def _sync_plan(rules_path: Path | None, prune: bool) -> tuple[Any, list[Any]]:
-    from ..flux import CompileOptions  # noqa: PLC0415
-    from ..services.tasks import TaskSync, desired_tasks  # noqa: PLC0415
+    from ..services.influx.flux import CompileOptions  # noqa: PLC0415
+    from ..services.influx.tasks import TaskSync, desired_tasks  # noqa: PLC0415
 
     config = settings(**({"rules_path": rules_path} if rules_path else {}))
     options = CompileOptions(

@@ -42,7 +42,7 @@ from ..kafka import ensure_topics, make_producer
 from ..models.enums import Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger
 from ..output import HISTORY_HEADERS, format_table, history_rows
-from ..services.history import (
+from ..services.execution.history import (
     publish_trigger,
     read_history,
 )

@@ -3,7 +3,7 @@
 An :class:`Alarm` is the whole state of one alarm, as the alarm table and the alarms topic
 hold it. Timers are due times in the state (``auto_acknowledge_at``, ``auto_unacknowledge_at``,
 ``unmute_at``, ``escalate_at``), fired by the owner's periodic scan, so that they survive a
-restart. The transitions are pure functions in :mod:`catcher.services.alarm_machine`.
+restart. The transitions are pure functions in :mod:`catcher.services.alarms.machine`.
 """
 
 from __future__ import annotations

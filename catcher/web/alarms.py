@@ -26,8 +26,8 @@ from ..exceptions import AlarmCommandError
 from ..models.alarms import Alarm, AlarmCommand, AlarmSettings, CommandKind, Silence, SilenceState
 from ..models.api import CommandBody, SilenceBody, alarm_json, silence_json
 from ..models.records import utcnow
-from ..services import alarm_machine
-from ..services.alarm_view import AlarmView, TopicView
+from ..services.alarms import machine as alarm_machine
+from ..services.alarms.view import AlarmView, TopicView
 from .openapi import openapi_document
 
 __all__ = ["AlarmApi", "user_middleware"]

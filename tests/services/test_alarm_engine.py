@@ -11,14 +11,14 @@ import pytest
 from support.tables import MemoryTable
 
 from catcher.avro import load_schema
-from catcher.escalation import Escalator
 from catcher.fakes.squadcast import FakeSquadCast
 from catcher.models.alarms import Alarm, AlarmCommand, CommandKind, Silence
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
 from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
-from catcher.services.alarms import AlarmEngine
+from catcher.services.alarms.engine import AlarmEngine
+from catcher.services.alarms.escalation import Escalator
 from catcher.storage.tables import DurableTable
 
 RULES = RuleSet(

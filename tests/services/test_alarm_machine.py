@@ -9,7 +9,7 @@ import pytest
 from catcher.exceptions import AlarmCommandError
 from catcher.models.alarms import Alarm, AlarmSettings, DisplayState, Escalation, alarm_name
 from catcher.models.enums import Severity
-from catcher.services import alarm_machine as m
+from catcher.services.alarms import machine as m
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -8,7 +8,7 @@ from catcher.models.actions import ActionCondition
 from catcher.models.enums import Edge, Severity, TriggerSource
 from catcher.models.records import SeriesState, Trigger
 from catcher.models.rules import Rule
-from catcher.services.planner import edge_matches, plan
+from catcher.services.planning.planner import edge_matches, plan
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
 N, W, S, C = Severity.NONE, Severity.WARNING, Severity.SERIOUS, Severity.CRITICAL

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from catcher.models.enums import ActionState, Severity, TriggerSource
 from catcher.models.records import ActionEvent, Trigger, make_action_id, utcnow
-from catcher.services.replay import Only, plan_replay
+from catcher.services.execution.replay import Only, plan_replay
 
 
 def _trigger(rule: str, n: int) -> Trigger:

@@ -15,7 +15,7 @@ from catcher.models.enums import ActionState, Severity, TriggerSource
 from catcher.models.records import DeadLetter, LedgerEntry, Trigger, utcnow
 from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
-from catcher.services.runner import ActionRunner
+from catcher.services.execution.runner import ActionRunner
 from catcher.storage.ledger import Ledger
 from catcher.storage.tables import Ownership
 

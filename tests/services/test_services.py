@@ -31,10 +31,10 @@ from catcher.models.records import (
 )
 from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
-from catcher.services.admission import Admission
-from catcher.services.intake import Intake
-from catcher.services.runner import ActionRunner
-from catcher.services.series import SeriesOwner
+from catcher.services.execution.admission import Admission
+from catcher.services.execution.runner import ActionRunner
+from catcher.services.planning.intake import Intake
+from catcher.services.planning.series import SeriesOwner
 from catcher.storage.ledger import Ledger
 from catcher.storage.tables import DurableTable
 

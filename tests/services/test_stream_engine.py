@@ -10,7 +10,7 @@ from support.tables import MemoryTable
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger, make_trigger_id
 from catcher.models.rules import Rule
-from catcher.services.stream import StreamEngine
+from catcher.services.evaluation.stream import StreamEngine
 from catcher.storage.tables import DurableTable
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)

@@ -29,7 +29,7 @@ from catcher.fakes.webhook import FakeWebhook
 from catcher.kafka import ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import ActionEvent, DeadLetter, Trigger
-from catcher.services.history import publish_trigger, read_history
+from catcher.services.execution.history import publish_trigger, read_history
 from support.kafka import KafkaBroker
 
 _counter = itertools.count()

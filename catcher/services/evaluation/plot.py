@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from ..models.enums import Severity
-from ..models.records import series_key
+from ...models.enums import Severity
+from ...models.records import series_key
 from .backtest import Result
 
 __all__ = ["COLOURS", "plot"]

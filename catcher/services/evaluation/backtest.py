@@ -15,13 +15,13 @@ from typing import Any
 
 import httpx
 
-from ..exceptions import BacktestError
-from ..models.enums import Severity, TriggerSource
-from ..models.records import SeriesState, Trigger, isoformat, series_key
-from ..models.rules import Condition, Rule
-from ..semantics import Sample, evaluate_condition
-from ..storage.influxdb import InfluxQL, quote_identifier, quote_literal
-from .planner import plan
+from ...exceptions import BacktestError
+from ...models.enums import Severity, TriggerSource
+from ...models.records import SeriesState, Trigger, isoformat, series_key
+from ...models.rules import Condition, Rule
+from ...semantics import Sample, evaluate_condition
+from ...storage.influxdb import InfluxQL, quote_identifier, quote_literal
+from ..planning.planner import plan
 
 __all__ = ["Change", "Result", "read_source", "run_backtest", "schedule"]
 

@@ -12,10 +12,10 @@ from datetime import timedelta
 
 import structlog
 
-from ..models.enums import ActionState
-from ..models.records import ActionRequest, CancelRequest, LedgerEntry, utcnow
-from ..models.rules import RuleSet
-from ..storage.ledger import Ledger
+from ...models.enums import ActionState
+from ...models.records import ActionRequest, CancelRequest, LedgerEntry, utcnow
+from ...models.rules import RuleSet
+from ...storage.ledger import Ledger
 from .runner import ActionRunner
 
 __all__ = ["Admission"]

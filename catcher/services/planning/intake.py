@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from ..avro import AvroCodec
-from ..exceptions import RecordError, SchemaRegistryUnavailableError, Unprocessable
-from ..models.enums import DeadLetterStage
-from ..models.records import Trigger, TriggerMessage
-from ..models.rules import RuleSet
-from ..types import SendJson
-from .guard import describe
+from ...avro import AvroCodec
+from ...exceptions import RecordError, SchemaRegistryUnavailableError, Unprocessable
+from ...models.enums import DeadLetterStage
+from ...models.records import Trigger, TriggerMessage
+from ...models.rules import RuleSet
+from ...types import SendJson
+from ..guard import describe
 
 if TYPE_CHECKING:
     from .series import SeriesOwner

@@ -26,15 +26,15 @@ from typing import Any
 import httpx
 import structlog
 
-from ..avro import AvroCodec
-from ..config import Config
-from ..exceptions import MirrorError
-from ..kafka import read_topic
-from ..models.enums import Severity, TriggerSource
-from ..models.records import Trigger
-from ..redact import brief
-from ..storage.influxdb import InfluxQL, quote_identifier
-from ..types import Send
+from ...avro import AvroCodec
+from ...config import Config
+from ...exceptions import MirrorError
+from ...kafka import read_topic
+from ...models.enums import Severity, TriggerSource
+from ...models.records import Trigger
+from ...redact import brief
+from ...storage.influxdb import InfluxQL, quote_identifier
+from ...types import Send
 
 __all__ = ["Checkpoint", "KafkaCheckpoints", "Mirror", "row_to_trigger"]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from .models.enums import Severity
-from .models.rules import Condition, Rule
-from .resources import read_resource
+from ...models.enums import Severity
+from ...models.rules import Condition, Rule
+from ...resources import read_resource
 
 __all__ = [
     "CompileOptions",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import structlog
 
-from ..avro import AvroCodec
-from ..metrics import METRICS
-from ..models.enums import ActionState
-from ..models.records import ActionEvent, DeadLetter, LedgerEntry
-from ..redact import mask
-from ..types import Send
-from .guard import keep_trying
+from ...avro import AvroCodec
+from ...metrics import METRICS
+from ...models.enums import ActionState
+from ...models.records import ActionEvent, DeadLetter, LedgerEntry
+from ...redact import mask
+from ...types import Send
+from ..guard import keep_trying
 
 __all__ = ["Publisher"]
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..exceptions import AlarmCommandError
-from ..models.alarms import Alarm, AlarmSettings, escalation_event_id
-from ..models.enums import Severity
+from ...exceptions import AlarmCommandError
+from ...models.alarms import Alarm, AlarmSettings, escalation_event_id
+from ...models.enums import Severity
 
 __all__ = [
     "AUTOMATIC",

@@ -29,12 +29,12 @@ from typing import Any
 
 import structlog
 
-from ..models.enums import Severity, TriggerSource
-from ..models.records import Trigger, series_id, utcnow
-from ..models.rules import Rule
-from ..semantics import evaluate_condition
-from ..storage.tables import DurableTable
-from ..types import OwnsTopicPartition
+from ...models.enums import Severity, TriggerSource
+from ...models.records import Trigger, series_id, utcnow
+from ...models.rules import Rule
+from ...semantics import evaluate_condition
+from ...storage.tables import DurableTable
+from ...types import OwnsTopicPartition
 
 __all__ = ["EVENT_TIME", "StreamEngine"]
 

@@ -17,9 +17,8 @@ from typing import Protocol
 
 import structlog
 
-from ..escalation import Escalator
-from ..exceptions import ActionError, AlarmCommandError
-from ..models.alarms import (
+from ...exceptions import ActionError, AlarmCommandError
+from ...models.alarms import (
     Alarm,
     AlarmCommand,
     AlarmSettings,
@@ -28,13 +27,14 @@ from ..models.alarms import (
     SilenceState,
     alarm_name,
 )
-from ..models.enums import Severity
-from ..models.records import Trigger, utcnow
-from ..models.rules import RuleSet
-from ..retry import RetryPolicy
-from ..storage.tables import DurableTable
-from ..types import OwnsPartition
-from . import alarm_machine as machine
+from ...models.enums import Severity
+from ...models.records import Trigger, utcnow
+from ...models.rules import RuleSet
+from ...retry import RetryPolicy
+from ...storage.tables import DurableTable
+from ...types import OwnsPartition
+from . import machine
+from .escalation import Escalator
 
 __all__ = ["AlarmEngine", "Change"]
 
@@ -45,7 +45,7 @@ Change = Callable[[Alarm, AlarmCommand | None], Awaitable[None]]
 
 
 class SilenceSource(Protocol):
-    """The silences every worker follows (:class:`~catcher.services.alarm_view.TopicView`)."""
+    """The silences every worker follows (:class:`~catcher.services.alarms.view.TopicView`)."""
 
     values: dict[str, Silence]
     version: int

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import httpx
 
-from .actions.base import request
-from .models.alarms import Alarm
+from ...actions.base import request
+from ...models.alarms import Alarm
 
 __all__ = ["Escalator"]
 

@@ -17,10 +17,10 @@ from influxdb_client.domain.task_create_request import TaskCreateRequest
 from influxdb_client.domain.task_update_request import TaskUpdateRequest
 from influxdb_client.rest import ApiException
 
-from ..config import Config
-from ..exceptions import DeployError
-from ..flux import TASK_PREFIX, CompileOptions, compile_rule, task_name
-from ..models.rules import RuleSet
+from ...config import Config
+from ...exceptions import DeployError
+from ...models.rules import RuleSet
+from .flux import TASK_PREFIX, CompileOptions, compile_rule, task_name
 
 __all__ = ["Change", "TaskSync", "desired_tasks", "plan_changes"]
 

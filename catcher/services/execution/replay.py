@@ -20,11 +20,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ..avro import AvroCodec
-from ..config import Config
-from ..kafka import make_producer, read_topic
-from ..models.enums import ActionState
-from ..models.records import (
+from ...avro import AvroCodec
+from ...config import Config
+from ...kafka import make_producer, read_topic
+from ...models.enums import ActionState
+from ...models.records import (
     ActionEvent,
     ActionRequest,
     ReplayInfo,

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..models.actions import ActionCondition
-from ..models.enums import Edge, Severity
-from ..models.records import SeriesState, Trigger
-from ..models.rules import Rule
+from ...models.actions import ActionCondition
+from ...models.enums import Edge, Severity
+from ...models.records import SeriesState, Trigger
+from ...models.rules import Rule
 
 __all__ = ["Decision", "Plan", "edge_matches", "plan"]
 

@@ -7,11 +7,11 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
-from .. import topics
-from ..avro import AvroCodec
-from ..config import Config
-from ..kafka import TopicFollower, ensure_topics, make_producer, read_topic
-from ..models.records import ActionEvent, CancelRequest, Trigger
+from ... import topics
+from ...avro import AvroCodec
+from ...config import Config
+from ...kafka import TopicFollower, ensure_topics, make_producer, read_topic
+from ...models.records import ActionEvent, CancelRequest, Trigger
 
 __all__ = [
     "latest_states",

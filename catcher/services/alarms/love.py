@@ -26,8 +26,8 @@ from typing import Any
 import aiohttp
 import structlog
 
-from .models.alarms import Alarm
-from .redact import brief
+from ...models.alarms import Alarm
+from ...redact import brief
 
 __all__ = ["CSC", "TAI_MINUS_UTC", "LoveProducer", "alarm_map", "love_alarm"]
 

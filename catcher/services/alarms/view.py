@@ -16,12 +16,12 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from ..avro import AvroCodec
-from ..config import Config
-from ..exceptions import CatcherError
-from ..kafka import _partitions
-from ..models.alarms import Alarm
-from ..redact import brief
+from ...avro import AvroCodec
+from ...config import Config
+from ...exceptions import CatcherError
+from ...kafka import _partitions
+from ...models.alarms import Alarm
+from ...redact import brief
 
 __all__ = ["AlarmView", "TopicView"]
 

@@ -1,7 +1,7 @@
 """The series' owner: it decides which actions a trigger of its rule and series starts.
 
 It reads the series' state (a changelog-backed table), asks the pure planner
-(:func:`catcher.services.planner.plan`), writes the new state durably, then sends one
+(:func:`catcher.services.planning.planner.plan`), writes the new state durably, then sends one
 request per action to start (the internal action-request topic, keyed by action id) and
 records suppressed actions in the history. A trigger delivered again plans the same
 actions again, which the ledger makes harmless. The series' alarm takes the trigger's
@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from ..metrics import METRICS
-from ..models.alarms import AlarmCommand
-from ..models.enums import ActionState
-from ..models.records import (
+from ...metrics import METRICS
+from ...models.alarms import AlarmCommand
+from ...models.enums import ActionState
+from ...models.records import (
     ActionEvent,
     ActionRequest,
     SeriesState,
@@ -27,10 +27,10 @@ from ..models.records import (
     make_action_id,
     utcnow,
 )
-from ..models.rules import RuleSet
-from ..storage.tables import DurableTable
-from ..types import SendJson
-from .alarms import AlarmEngine
+from ...models.rules import RuleSet
+from ...storage.tables import DurableTable
+from ...types import SendJson
+from ..alarms.engine import AlarmEngine
 from .planner import plan
 
 __all__ = ["SeriesOwner"]

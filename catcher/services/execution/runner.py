@@ -36,15 +36,15 @@ from typing import Any, Protocol
 
 import structlog
 
-from ..actions.base import Executor, JobStatus, Submission
-from ..exceptions import ActionError, PermanentActionError, RetryableActionError
-from ..models.enums import ActionState, DeadLetterStage
-from ..models.records import DeadLetter, LedgerEntry, utcnow
-from ..models.rules import RuleSet
-from ..redact import brief
-from ..retry import RetryPolicy
-from ..storage.ledger import Ledger
-from ..storage.tables import Ownership
+from ...actions.base import Executor, JobStatus, Submission
+from ...exceptions import ActionError, PermanentActionError, RetryableActionError
+from ...models.enums import ActionState, DeadLetterStage
+from ...models.records import DeadLetter, LedgerEntry, utcnow
+from ...models.rules import RuleSet
+from ...redact import brief
+from ...retry import RetryPolicy
+from ...storage.ledger import Ledger
+from ...storage.tables import Ownership
 
 __all__ = ["ActionRunner"]
 

@@ -1,0 +1,1 @@
+"""Running actions: admission, the runner, the history publisher, operators' reads and sends."""
