@@ -50,7 +50,7 @@ from catcher.demo import EMBEDDED_BROKER_ENV, worker_environment
 from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
-from catcher.services.execution.history import read_history
+from catcher.services.execution.history import OperatorTopics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -464,7 +464,8 @@ async def _latency_stages(
     )
     wanted = {t.trigger_id: t.key for t in triggers}
     times: dict[str, dict[str, float]] = {}
-    for event in await read_history(config):
+    operator = OperatorTopics(config, AvroCodec(registry, PREFIX))
+    for event in await operator.read_history():
         if event.trigger_id in wanted:
             times.setdefault(event.trigger_id, {})[event.state.value] = event.time.timestamp()
     stages: dict[str, list[float]] = {

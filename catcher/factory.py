@@ -1,11 +1,21 @@
-"""Objects built once per process from the configuration."""
+"""Where Catcher's objects are built: one process context, one factory.
+
+:class:`ProcessContext` holds what a process shares (the HTTP client, the Avro codec, the
+retry policy); :class:`Factory` builds everything else from it: the executors, the escalator
+and the LOVE producer, the worker's services (:meth:`Factory.worker`), and for the command
+line the clients it needs (:meth:`Factory.standalone`). The Faust wiring (``app.py``) and
+the commands build nothing themselves.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -13,18 +23,44 @@ import httpx
 from .actions import EXECUTORS, Executor, executor_class
 from .avro import AvroCodec
 from .config import Config
-from .exceptions import ConfigError
+from .exceptions import BacktestError, ConfigError
 from .models.actions import WebhookAction
-from .models.alarms import Alarm
+from .models.alarms import Alarm, AlarmCommand, Silence
+from .models.records import Trigger
 from .models.rules import RuleSet
 from .retry import RetryPolicy
+from .services.alarms.engine import AlarmEngine
 from .services.alarms.escalation import Escalator
 from .services.alarms.love import LoveProducer
+from .services.alarms.view import AlarmView, TopicView
+from .services.evaluation.stream import StreamEngine
+from .services.execution.admission import Admission
+from .services.execution.history import OperatorTopics
+from .services.execution.publisher import Publisher
+from .services.execution.runner import ActionRunner
+from .services.guard import Backoff, Guard, keep_trying
+from .services.influx.mirror import Mirror
+from .services.planning.intake import Intake
+from .services.planning.series import SeriesOwner
+from .services.singletons import SingletonJobs
+from .storage.influxdb import InfluxQL
+from .storage.ledger import Ledger
+from .storage.tables import ChangelogTable, DurableTable, Ownership
+from .topics import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
+from .types import Send
+from .web.alarms import AlarmApi
 
 if TYPE_CHECKING:
     import faust
 
-__all__ = ["ProcessContext", "check_rules_against_config", "create_faust_app", "rule_secrets"]
+__all__ = [
+    "Factory",
+    "ProcessContext",
+    "WorkerServices",
+    "check_rules_against_config",
+    "create_faust_app",
+    "rule_secrets",
+]
 
 
 def check_rules_against_config(rules: RuleSet, config: Config) -> None:
@@ -83,10 +119,57 @@ class ProcessContext:
         codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
         return cls(config=config, http=http, codec=codec, policy=policy)
 
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.http.aclose()
+
+
+async def _decode_silence(value: bytes) -> Silence:
+    return Silence.model_validate_json(value)
+
+
+@dataclass
+class WorkerServices:
+    """The worker's services, wired to each other; the Faust app calls them."""
+
+    ownership: Ownership
+    publisher: Publisher
+    guard: Guard
+    ledger: Ledger
+    runner: ActionRunner
+    admission: Admission
+    view: AlarmView
+    silences: TopicView[Silence]
+    alarms: AlarmEngine
+    series: SeriesOwner
+    intake: Intake
+    stream: StreamEngine | None
+    love: LoveProducer | None
+    api: AlarmApi
+    singletons: SingletonJobs
+
+
+class Factory:
+    """Builds Catcher's objects for one process."""
+
+    def __init__(self, context: ProcessContext) -> None:
+        self.context = context
+        self.config = context.config
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def standalone(cls, config: Config) -> AsyncIterator[Factory]:
+        """A factory for one command-line command; its HTTP client is closed after."""
+        context = ProcessContext.from_config(config)
+        try:
+            yield cls(context)
+        finally:
+            await context.aclose()
+
     def executors(self) -> dict[str, Executor[Any, Any]]:
         """One executor per action type."""
         return {
-            executor.type: executor.create(self.http, self.config.service(executor.type))
+            executor.type: executor.create(self.context.http, self.config.service(executor.type))
             for executor in EXECUTORS
         }
 
@@ -96,7 +179,7 @@ class ProcessContext:
             return None
         key = self.config.escalation_key
         return Escalator(
-            self.config.escalation_url, key.get_secret_value() if key else "", self.http
+            self.config.escalation_url, key.get_secret_value() if key else "", self.context.http
         )
 
     def love_producer(self, alarms: Callable[[], dict[str, Alarm]]) -> LoveProducer | None:
@@ -108,9 +191,136 @@ class ProcessContext:
             self.config.love_url, password.get_secret_value() if password else "", alarms
         )
 
-    async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.http.aclose()
+    def operator_topics(self) -> OperatorTopics:
+        """What the command line reads from and sends to Catcher's topics."""
+        return OperatorTopics(self.config, self.context.codec)
+
+    def efd(self) -> InfluxQL:
+        """The EFD's InfluxDB 1.x (backtests)."""
+        config = self.config
+        auth = None
+        if config.efd_username:
+            password = config.efd_password.get_secret_value() if config.efd_password else ""
+            auth = httpx.BasicAuth(config.efd_username, password)
+        return InfluxQL(
+            self.context.http,
+            config.efd_url,
+            config.efd_database,
+            what="the EFD",
+            error=BacktestError,
+            auth=auth,
+            timeout=120.0,
+        )
+
+    def mirror(self, send: Send) -> Mirror:
+        """The mirror of the trigger bucket, publishing with ``send``."""
+        return Mirror.from_config(self.config, self.context.codec, send, self.context.http)
+
+    def worker(
+        self, rules: RuleSet, send: Send, table: Callable[[str], ChangelogTable]
+    ) -> WorkerServices:
+        """The worker's services; ``send`` and ``table`` (by name) come from the Faust wiring."""
+        config, codec = self.config, self.context.codec
+
+        async def send_json(topic: str, key: str, value: dict[str, Any]) -> None:
+            await send(topic, key.encode(), json.dumps(value).encode())
+
+        async def alarm_changed(alarm: Alarm, command: AlarmCommand | None) -> None:
+            value = await codec.encode("alarms", alarm.to_avro(command))
+            await send(config.alarms_topic, alarm.name.encode(), value)
+
+        async def emit_trigger(trigger: Trigger) -> None:
+            value = await codec.encode("triggers", trigger.to_avro())
+            await send(config.triggers_topic, trigger.key, value)
+
+        async def save_silence(silence: Silence) -> None:
+            await send_json(config.silences_topic, silence.id, silence.to_json())
+
+        async def send_command(command: AlarmCommand) -> None:
+            await send_json(config.series_topic, command.series, command.to_json())
+
+        async def start_mirror() -> Mirror:
+            return self.mirror(send)
+
+        async def run_mirror() -> None:
+            mirror = await keep_trying("Starting the mirror", start_mirror)
+            await mirror.run(config.mirror_interval, asyncio.Event())
+
+        ownership = Ownership()
+        publisher = Publisher(
+            codec,
+            send,
+            config.actions_topic,
+            config.deadletter_topic,
+            max_record_size=config.producer_max_request_size,
+            triggers_topic=config.triggers_topic,
+        )
+        ledger = Ledger(table(LEDGER_TABLE), publisher.entry_changed)
+        runner = ActionRunner(
+            ledger=ledger,
+            rules=rules,
+            executors=self.executors(),
+            policy=self.context.policy,
+            poll_interval=config.poll_interval,
+            poll_timeout=config.poll_timeout,
+            failures=publisher,
+            ownership=ownership,
+            topic=config.action_requests_topic,
+            limits=config.concurrency,
+        )
+        view = AlarmView(config, codec)
+        silences: TopicView[Silence] = TopicView(config, config.silences_topic, _decode_silence)
+        alarms = AlarmEngine(
+            rules,
+            DurableTable(table(ALARM_TABLE)),
+            alarm_changed,
+            escalator=self.escalator(),
+            policy=self.context.policy,
+            silences=silences,
+        )
+        series = SeriesOwner(
+            rules,
+            DurableTable(table(SERIES_STATE_TABLE)),
+            send_json,
+            publisher.action_event,
+            config.action_requests_topic,
+            alarms=alarms,
+        )
+        stream_rules = rules.by_engine("stream", config.default_engine)
+        stream = None
+        if stream_rules:
+            stream = StreamEngine(
+                stream_rules,
+                DurableTable(table(STREAM_STATE_TABLE)),
+                emit_trigger,
+                timedelta(seconds=config.stream_grace),
+            )
+        love = self.love_producer(lambda: view.alarms)
+        if love is not None:
+            view.on_change(love.changed)
+        return WorkerServices(
+            ownership=ownership,
+            publisher=publisher,
+            guard=Guard(publisher.dead_letter, Backoff),
+            ledger=ledger,
+            runner=runner,
+            admission=Admission(rules, ledger, runner, config.max_trigger_age),
+            view=view,
+            silences=silences,
+            alarms=alarms,
+            series=series,
+            intake=Intake(codec, rules, send_json, config.series_topic, config.rules_path, series),
+            stream=stream,
+            love=love,
+            api=AlarmApi(view, send_command, silences=silences, save_silence=save_silence),
+            singletons=SingletonJobs(
+                lambda: ownership.owns(config.triggers_topic, 0),
+                {
+                    "love-producer": love.run if love is not None else None,
+                    "mirror": run_mirror if config.mirror_enabled else None,
+                },
+            ),
+        )
 
 
 def create_faust_app(config: Config) -> faust.App:

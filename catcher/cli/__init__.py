@@ -14,7 +14,6 @@ from pathlib import Path
 import click
 
 from .. import topics
-from ..avro import AvroCodec
 from ..config import LogProfile
 from ..exceptions import CatcherError
 from ..logs import configure_logging, stdlib_logging_config
@@ -87,16 +86,13 @@ def worker(rules_path: Path | None) -> None:
 @click.option("--once", is_flag=True, help="Poll once and exit (for cron jobs and tests).")
 def mirror(once: bool) -> None:
     """Carry trigger rows from the trigger bucket to the triggers topic."""
-    from ..services.influx.mirror import Mirror  # noqa: PLC0415
+    from ..factory import Factory  # noqa: PLC0415 - only this command needs the mirror
+    from ..kafka import ensure_topics, make_producer  # noqa: PLC0415
 
     config = settings()
     configure_logging(config.log_profile, config.log_level)
 
     async def poll() -> int:
-        import httpx  # noqa: PLC0415
-
-        from ..kafka import ensure_topics, make_producer  # noqa: PLC0415
-
         if config.create_topics:
             await ensure_topics(config, [topics.TRIGGERS, topics.MIRROR])
         producer = make_producer(config)
@@ -105,10 +101,9 @@ def mirror(once: bool) -> None:
         async def send(topic: str, key: bytes, value: bytes) -> None:
             await producer.send_and_wait(topic, value, key=key)
 
-        codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
         try:
-            async with httpx.AsyncClient(timeout=30.0) as client:
-                runner = Mirror.from_config(config, codec, send, client)
+            async with Factory.standalone(config) as factory:
+                runner = factory.mirror(send)
                 if once:
                     return await runner.poll_once()
                 stop = asyncio.Event()

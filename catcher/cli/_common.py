@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from aiokafka.errors import KafkaError
@@ -16,6 +16,11 @@ from ..exceptions import CatcherError, RuleError
 from ..models.records import utcnow
 from ..models.rules import RuleSet, parse_duration
 from ..redact import brief
+
+if TYPE_CHECKING:
+    from ..services.execution.history import OperatorTopics
+
+T = TypeVar("T")
 
 __all__ = [
     "CONTEXT_SETTINGS",
@@ -62,6 +67,18 @@ def run(coro: Any) -> Any:
         ) from None
     except OSError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {brief(str(exc))}") from None
+
+
+def with_topics(config: Config, work: Callable[[OperatorTopics], Awaitable[T]]) -> T:
+    """Run ``work`` with Catcher's topics, from a standalone factory (closed after)."""
+    from ..factory import Factory  # noqa: PLC0415 - builds the services: only when needed
+
+    async def go() -> T:
+        async with Factory.standalone(config) as factory:
+            return await work(factory.operator_topics())
+
+    result: T = run(go())
+    return result
 
 
 def parse_tags(values: Sequence[str], form: str = "KEY=VALUE") -> dict[str, str]:

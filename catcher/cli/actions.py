@@ -12,23 +12,23 @@ from pathlib import Path
 
 import click
 
-from ..avro import AvroCodec
 from ..config import Config
-from ..kafka import TopicFollower
 from ..models.enums import ActionState, Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger, isoformat
 from ..output import HISTORY_HEADERS, format_table, history_rows
-from ..services.execution.history import (
-    latest_states,
-    publish_trigger,
-    read_history,
-    request_cancel,
-    wait_for_final_state,
-)
+from ..services.execution.history import OperatorTopics, latest_states
 from ..services.execution.replay import Only
 from ..services.execution.replay import select as select_replay
 from ..services.execution.replay import send as send_replay
-from ._common import load_rules, parse_since, parse_tags, rules_option, run, settings, since_option
+from ._common import (
+    load_rules,
+    parse_since,
+    parse_tags,
+    rules_option,
+    settings,
+    since_option,
+    with_topics,
+)
 
 __all__ = ["actions", "history", "replay", "trigger"]
 
@@ -72,7 +72,7 @@ def trigger(
         tags=parse_tags(tags),
         value=value,
     )
-    run(publish_trigger(config, record))
+    with_topics(config, lambda topics: topics.publish_trigger(record))
     click.echo(record.trigger_id)
 
 
@@ -87,11 +87,11 @@ def history(rule_id: str | None, since: str, as_json: bool, follow: bool) -> Non
     start = parse_since(since)
     if follow:
         with contextlib.suppress(KeyboardInterrupt):
-            run(_follow_history(config, start, rule_id, as_json))
+            with_topics(config, lambda topics: _follow_history(topics, start, rule_id, as_json))
         return
     events = [
         e
-        for e in run(read_history(config, start))
+        for e in with_topics(config, lambda topics: topics.read_history(start))
         if (rule_id is None or e.rule_id == rule_id) and e.time >= start
     ]
     if as_json:
@@ -105,31 +105,18 @@ def history(rule_id: str | None, since: str, as_json: bool, follow: bool) -> Non
 
 
 async def _follow_history(
-    config: Config, start: datetime, rule_id: str | None, as_json: bool
+    topics: OperatorTopics, start: datetime, rule_id: str | None, as_json: bool
 ) -> None:
     """The history since ``start``, then each new event as it arrives (until Ctrl-C)."""
-
-    def show(event: ActionEvent) -> None:
+    if not as_json:
+        click.echo("Following the history; Ctrl-C to stop.", err=True)
+    async for event in topics.follow_history(start):
         if rule_id is not None and event.rule_id != rule_id:
-            return
+            continue
         if as_json:
             click.echo(json.dumps(event.model_dump(mode="json")))
         else:
             click.echo("  ".join(str(c) for c in history_rows([event])[0]).rstrip())
-
-    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-    follower = await TopicFollower(config, config.actions_topic).start()
-    try:
-        for event in await read_history(config, start):
-            if event.time >= start:
-                show(event)
-        if not as_json:
-            click.echo("Following the history; Ctrl-C to stop.", err=True)
-        while True:
-            for message in await follower.next(1.0):
-                show(ActionEvent.model_validate(await codec.decode("actions", message.value)))
-    finally:
-        await follower.stop()
 
 
 @click.command()
@@ -177,16 +164,17 @@ def replay(
     end = parse_since(until, "--until") if until else None
     if end is not None and end < start:
         raise click.BadParameter("--until is before --since.", param_hint="--until")
-    items = run(
-        select_replay(
-            config,
+    items = with_topics(
+        config,
+        lambda topics: select_replay(
+            topics,
             since=start,
             until=end,
             only=Only(only),
             rules=rule_ids,
             action=action_name,
             force=force,
-        )
+        ),
     )
     if not items:
         click.echo(f"Nothing to replay: no {only} actions of triggers since {isoformat(start)}.")
@@ -221,8 +209,17 @@ def replay(
             bar.update(n - last[0])
             last[0] = n
 
-        sent = run(
-            send_replay(config, items, force=force, by=who, reason=reason, progress=advance)
+        sent = with_topics(
+            config,
+            lambda topics: send_replay(
+                topics,
+                config.action_requests_topic,
+                items,
+                force=force,
+                by=who,
+                reason=reason,
+                progress=advance,
+            ),
         )
     click.echo(
         f"Sent {sent} action(s) to the worker"
@@ -256,7 +253,7 @@ def actions_list(rule_id: str | None, state: str | None, since: str, as_json: bo
     config = settings()
     latest = [
         e
-        for e in latest_states(run(read_history(config, parse_since(since))))
+        for e in latest_states(with_topics(config, lambda t: t.read_history(parse_since(since))))
         if (rule_id is None or e.rule_id == rule_id) and (state is None or e.state == state)
     ]
     if as_json:
@@ -283,7 +280,9 @@ def actions_list(rule_id: str | None, state: str | None, since: str, as_json: bo
 
 
 def _events_of(config: Config, action_id: str, since: str) -> list[ActionEvent]:
-    events = [e for e in run(read_history(config, parse_since(since))) if e.action_id == action_id]
+    start = parse_since(since)
+    history = with_topics(config, lambda topics: topics.read_history(start))
+    events = [e for e in history if e.action_id == action_id]
     if not events:
         raise click.ClickException(
             f"No action {action_id!r} in {config.actions_topic} since {since}; an older one"
@@ -322,14 +321,16 @@ def actions_show(action_id: str, since: str, as_json: bool) -> None:
     click.echo(format_table(("time", "state", "attempt", "message", "link"), rows))
 
 
-async def _cancel(config: Config, action_id: str, by: str, wait: float) -> ActionEvent | None:
+async def _cancel(
+    topics: OperatorTopics, action_id: str, by: str, wait: float
+) -> ActionEvent | None:
     async def send() -> None:
-        await request_cancel(config, action_id, by)
+        await topics.request_cancel(action_id, by)
 
     if wait <= 0:
         await send()
         return None
-    return await wait_for_final_state(config, action_id, send, wait)
+    return await topics.wait_for_final_state(action_id, send, wait)
 
 
 @actions.command("cancel")
@@ -350,7 +351,7 @@ def actions_cancel(action_id: str, wait: float, requested_by: str | None, since:
     if last.state.terminal:
         raise click.ClickException(f"Action {action_id} has already finished: {last.state.value}.")
     by = requested_by or os.environ.get("USER") or "an operator"
-    final = run(_cancel(config, action_id, by, wait))
+    final = with_topics(config, lambda topics: _cancel(topics, action_id, by, wait))
     if final is None:
         if wait > 0:
             raise click.ClickException(

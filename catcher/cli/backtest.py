@@ -102,18 +102,11 @@ PROGRESS_ABOVE = 1000
 async def _backtest(
     config: Config, rule: Any, start: datetime, end: datetime, before: timedelta, *, quiet: bool
 ) -> Any:
-    import httpx  # noqa: PLC0415
-
+    from ..factory import Factory  # noqa: PLC0415
     from ..services.evaluation.backtest import read_source, run_backtest  # noqa: PLC0415
 
-    auth = None
-    if config.efd_username:
-        password = config.efd_password.get_secret_value() if config.efd_password else ""
-        auth = httpx.BasicAuth(config.efd_username, password)
-    async with httpx.AsyncClient(timeout=120) as http:
-        series = await read_source(
-            http, config.efd_url, config.efd_database, rule.condition, start - before, end, auth
-        )
+    async with Factory.standalone(config) as factory:
+        series = await read_source(factory.efd(), rule.condition, start - before, end)
     total = len(series) * len(schedule_runs(start, end, rule.schedule.every))
     with click.progressbar(
         length=max(total, 1),

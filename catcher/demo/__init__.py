@@ -32,6 +32,7 @@ import httpx
 
 from ..broker import EmbeddedBroker, free_port, stop_process
 from ..config import KafkaConnectionSettings, load_config
+from ..factory import Factory
 from ..fakes.love import FakeLoveManager
 from ..fakes.noteburst import FakeNoteburst
 from ..fakes.registry import FakeSchemaRegistry
@@ -42,10 +43,7 @@ from ..kafka import ensure_topics, make_producer
 from ..models.enums import Severity, TriggerSource
 from ..models.records import ActionEvent, Trigger
 from ..output import HISTORY_HEADERS, format_table, history_rows
-from ..services.execution.history import (
-    publish_trigger,
-    read_history,
-)
+from ..services.execution.history import OperatorTopics
 
 __all__ = ["EXPECTED_FINISHED", "run_demo", "worker_environment"]
 
@@ -239,6 +237,27 @@ def _report(
     )
 
 
+async def _fire_script(
+    operator: OperatorTopics,
+    api: str,
+    worker: subprocess.Popen[bytes],
+    love: FakeLoveManager,
+    duration: float,
+) -> None:
+    """Publish the scripted triggers, each once the previous one shows in LOVE."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for severity, value, reason in SCRIPT:
+        if severity == Severity.NONE:
+            await _acknowledge(api, worker, loop.time() - started, duration)
+        trigger = Trigger.create(
+            RULE_ID, severity, reason=reason, source=TriggerSource.manual, tags=TAGS, value=value
+        )
+        await operator.publish_trigger(trigger)
+        click.echo(f"Fired {severity.name:<8} trigger {trigger.trigger_id}")
+        await _shown_in_love(love, severity, worker, duration - (loop.time() - started))
+
+
 async def _demo(duration: float, workdir: Path) -> int:
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -260,6 +279,7 @@ async def _demo(duration: float, workdir: Path) -> int:
     api = f"http://127.0.0.1:{port}"
     worker: subprocess.Popen[bytes] | None = None
     worker_log = (workdir / "worker.log").open("wb")
+    exits = contextlib.AsyncExitStack()
     try:
         env = worker_environment(
             broker.bootstrap_servers,
@@ -299,20 +319,9 @@ async def _demo(duration: float, workdir: Path) -> int:
             producer_max_batch_size=16,
             producer_idempotence=False,
         )
-        for severity, value, reason in SCRIPT:
-            if severity == Severity.NONE:
-                await _acknowledge(api, worker, loop.time() - started, duration)
-            trigger = Trigger.create(
-                RULE_ID,
-                severity,
-                reason=reason,
-                source=TriggerSource.manual,
-                tags=TAGS,
-                value=value,
-            )
-            await publish_trigger(config, trigger)
-            click.echo(f"Fired {severity.name:<8} trigger {trigger.trigger_id}")
-            await _shown_in_love(love, severity, worker, duration - (loop.time() - started))
+        factory = await exits.enter_async_context(Factory.standalone(config))
+        operator = factory.operator_topics()
+        await _fire_script(operator, api, worker, love, duration - (loop.time() - started))
         await _feed_telemetry(config, registry.url)
         seen: list[ActionEvent] = []
         while loop.time() - started < duration:
@@ -323,7 +332,7 @@ async def _demo(duration: float, workdir: Path) -> int:
                 )
                 return 1
             with contextlib.suppress(ConnectionError, TimeoutError):
-                events = await read_history(config)
+                events = await operator.read_history()
                 for event in events[len(seen) :]:
                     click.echo(
                         f"  {event.action_name:<9} {event.state.value:<10} {event.message or ''}"
@@ -341,6 +350,7 @@ async def _demo(duration: float, workdir: Path) -> int:
         _report(seen, love, (uws, times_square, noteburst, webhook))
         return 0
     finally:
+        await exits.aclose()
         if worker is not None:
             await loop.run_in_executor(None, stop_process, worker)
         worker_log.close()

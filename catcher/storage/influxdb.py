@@ -59,8 +59,10 @@ class InfluxQL:
         error: type[CatcherError] = CatcherError,
         auth: httpx.Auth | None = None,
         headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> None:
         self._http = http
+        self._timeout = httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
         self._url = url.rstrip("/") + "/query"
         self._shown = str(httpx.URL(self._url).copy_with(username=None, password=None))
         """The URL in messages: without the user and password it may carry."""
@@ -82,6 +84,7 @@ class InfluxQL:
                 params={"db": self._database, "epoch": "ns", "q": query},
                 headers=self._headers,
                 auth=self._auth or httpx.USE_CLIENT_DEFAULT,
+                timeout=self._timeout,
             )
         except httpx.HTTPError as exc:
             detail = brief(str(exc)) or type(exc).__name__

@@ -29,7 +29,7 @@ from catcher.fakes.webhook import FakeWebhook
 from catcher.kafka import ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import ActionEvent, DeadLetter, Trigger
-from catcher.services.execution.history import publish_trigger, read_history
+from catcher.services.execution.history import OperatorTopics
 from support.kafka import KafkaBroker
 
 _counter = itertools.count()
@@ -166,7 +166,7 @@ class Stack:
     async def publish(self, rule_id: str, severity: Severity, **kwargs: Any) -> Trigger:
         kwargs.setdefault("reason", f"Test {severity.name} trigger.")
         trigger = Trigger.create(rule_id, severity, source=TriggerSource.manual, **kwargs)
-        await publish_trigger(self.config, trigger)
+        await self.operator.publish_trigger(trigger)
         return trigger
 
     async def publish_many(self, triggers: list[Trigger]) -> None:
@@ -199,8 +199,13 @@ class Stack:
     def codec(self) -> AvroCodec:
         return AvroCodec(self.registry.url, self.prefix)
 
+    @functools.cached_property
+    def operator(self) -> OperatorTopics:
+        """Catcher's topics as the command line reads and writes them."""
+        return OperatorTopics(self.config, self.codec)
+
     async def history(self) -> list[ActionEvent]:
-        return await read_history(self.config)
+        return await self.operator.read_history()
 
     async def dead_letters(self) -> list[DeadLetter]:
         config = self.config

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
-
 from ...exceptions import BacktestError
 from ...models.enums import Severity, TriggerSource
 from ...models.records import SeriesState, Trigger, isoformat, series_key
@@ -109,19 +107,12 @@ def _query(condition: Condition, start: datetime, end: datetime) -> str:
     )
 
 
-async def read_source(  # noqa: PLR0917 - the query's parts, in the order they are read
-    http: httpx.AsyncClient,
-    url: str,
-    database: str,
-    condition: Condition,
-    start: datetime,
-    end: datetime,
-    auth: httpx.BasicAuth | None = None,
+async def read_source(
+    efd: InfluxQL, condition: Condition, start: datetime, end: datetime
 ) -> dict[str, Series]:
     """The samples of the rule's source in ``[start, end)``, by series."""
-    client = InfluxQL(http, url, database, what="the EFD", error=BacktestError, auth=auth)
     found: dict[str, Series] = {}
-    for raw in await client.query(_query(condition, start, end)):
+    for raw in await efd.query(_query(condition, start, end)):
         tags = {k: v for k, v in raw.tags.items() if v != ""}
         column = raw.columns.index(condition.source.field)
         samples = [

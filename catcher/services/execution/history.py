@@ -1,11 +1,19 @@
-"""What operators do with Catcher's topics: publish a trigger, read the history."""
+"""What operators do with Catcher's topics.
+
+Publish a trigger, read and follow the history, ask for a cancel, read past triggers and
+send action requests (replay).
+
+One :class:`OperatorTopics` per command, from :meth:`catcher.factory.Factory.operator_topics`
+(its Avro codec is shared, so the registry is asked for each schema once).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from ... import topics
 from ...avro import AvroCodec
@@ -13,66 +21,111 @@ from ...config import Config
 from ...kafka import TopicFollower, ensure_topics, make_producer, read_topic
 from ...models.records import ActionEvent, CancelRequest, Trigger
 
-__all__ = [
-    "latest_states",
-    "publish_trigger",
-    "read_history",
-    "request_cancel",
-    "wait_for_final_state",
-]
+__all__ = ["OperatorTopics", "latest_states"]
 
 
-async def publish_trigger(config: Config, trigger: Trigger) -> None:
-    """Produce one trigger to the triggers topic (Avro, key trigger_id)."""
-    if config.create_topics:
-        await ensure_topics(config, [topics.TRIGGERS])
-    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-    value = await codec.encode("triggers", trigger.to_avro())
-    producer = make_producer(config)
-    await producer.start()
-    try:
-        await producer.send_and_wait(config.triggers_topic, value, key=trigger.key)
-    finally:
-        await producer.stop()
+class OperatorTopics:
+    """Reads and writes Catcher's topics on an operator's behalf."""
 
+    def __init__(self, config: Config, codec: AvroCodec) -> None:
+        self._config = config
+        self._codec = codec
 
-async def read_history(config: Config, since: datetime | None = None) -> list[ActionEvent]:
-    """The action events on the history topic written since ``since``, oldest first.
+    async def publish_trigger(self, trigger: Trigger) -> None:
+        """Produce one trigger to the triggers topic (Avro, keyed by its series)."""
+        if self._config.create_topics:
+            await ensure_topics(self._config, [topics.TRIGGERS])
+        value = await self._codec.encode("triggers", trigger.to_avro())
+        await self.send(self._config.triggers_topic, [(trigger.key, value)])
 
-    The start is found through the broker's offsets for that time, never by reading the
-    topic from its beginning.
-    """
-    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-    events = []
-    for message in await read_topic(config, config.actions_topic, since=since):
-        record = await codec.decode("actions", message.value)
-        events.append(ActionEvent.model_validate(record))
-    return sorted(events, key=lambda e: e.time)
+    async def send(self, topic: str, records: Iterable[tuple[bytes, bytes]]) -> int:
+        """Produce records (key, value) in order, each acknowledged; returns how many."""
+        producer = make_producer(self._config)
+        await producer.start()
+        sent = 0
+        try:
+            for key, value in records:
+                await producer.send_and_wait(topic, value, key=key)
+                sent += 1
+        finally:
+            await producer.stop()
+        return sent
 
+    async def send_json(self, topic: str, records: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Produce JSON records (key, value) in order; returns how many."""
+        return await self.send(
+            topic, ((key.encode(), json.dumps(value).encode()) for key, value in records)
+        )
 
-async def wait_for_final_state(
-    config: Config, action_id: str, start: Callable[[], Awaitable[None]], wait: float
-) -> ActionEvent | None:
-    """Run ``start`` (e.g. send a cancel), then follow the history until the action ends.
+    async def read_history(self, since: datetime | None = None) -> list[ActionEvent]:
+        """The action events on the history topic written since ``since``, oldest first.
 
-    Only new events are read, as they arrive; None when ``wait`` seconds pass first.
-    """
-    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-    follower = await TopicFollower(config, config.actions_topic).start()
-    try:
-        await start()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while (left := deadline - loop.time()) > 0:
-            for message in await follower.next(min(left, 1.0)):
-                if message.key != action_id.encode():
-                    continue
-                event = ActionEvent.model_validate(await codec.decode("actions", message.value))
-                if event.state.terminal:
-                    return event
-        return None
-    finally:
-        await follower.stop()
+        The start is found through the broker's offsets for that time, never by reading the
+        topic from its beginning.
+        """
+        messages = await read_topic(self._config, self._config.actions_topic, since=since)
+        events = [await self._event(message.value) for message in messages]
+        return sorted(events, key=lambda e: e.time)
+
+    async def read_triggers(self, since: datetime) -> list[Trigger]:
+        """The triggers written since ``since``.
+
+        What cannot be decoded is left out: the worker dead-lettered it.
+        """
+        found = []
+        for message in await read_topic(self._config, self._config.triggers_topic, since=since):
+            if message.value is None:
+                continue
+            try:
+                record = await self._codec.decode("triggers", message.value)
+                found.append(Trigger.from_avro(record))
+            except Exception:  # noqa: BLE001, S112 - the worker dead-lettered it: not replayed
+                continue
+        return found
+
+    async def follow_history(self, since: datetime) -> AsyncIterator[ActionEvent]:
+        """The history since ``since``, then each new event as it arrives (forever)."""
+        follower = await TopicFollower(self._config, self._config.actions_topic).start()
+        try:
+            for event in await self.read_history(since):
+                if event.time >= since:
+                    yield event
+            while True:
+                for message in await follower.next(1.0):
+                    yield await self._event(message.value)
+        finally:
+            await follower.stop()
+
+    async def wait_for_final_state(
+        self, action_id: str, start: Callable[[], Awaitable[None]], wait: float
+    ) -> ActionEvent | None:
+        """Run ``start`` (e.g. send a cancel), then follow the history until the action ends.
+
+        Only new events are read, as they arrive; None when ``wait`` seconds pass first.
+        """
+        follower = await TopicFollower(self._config, self._config.actions_topic).start()
+        try:
+            await start()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            while (left := deadline - loop.time()) > 0:
+                for message in await follower.next(min(left, 1.0)):
+                    if message.key != action_id.encode():
+                        continue
+                    event = await self._event(message.value)
+                    if event.state.terminal:
+                        return event
+            return None
+        finally:
+            await follower.stop()
+
+    async def request_cancel(self, action_id: str, requested_by: str) -> None:
+        """Ask the worker that owns the action to stop it."""
+        request = CancelRequest(action_id=action_id, requested_by=requested_by)
+        await self.send_json(self._config.action_requests_topic, [(action_id, request.to_json())])
+
+    async def _event(self, value: bytes | None) -> ActionEvent:
+        return ActionEvent.model_validate(await self._codec.decode("actions", value or b""))
 
 
 def latest_states(events: Sequence[ActionEvent]) -> list[ActionEvent]:
@@ -81,18 +134,3 @@ def latest_states(events: Sequence[ActionEvent]) -> list[ActionEvent]:
     for event in events:
         latest[event.action_id] = event
     return sorted(latest.values(), key=lambda e: e.time)
-
-
-async def request_cancel(config: Config, action_id: str, requested_by: str) -> None:
-    """Ask the worker that owns the action to stop it."""
-    request = CancelRequest(action_id=action_id, requested_by=requested_by)
-    producer = make_producer(config)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            config.action_requests_topic,
-            json.dumps(request.to_json()).encode(),
-            key=action_id.encode(),
-        )
-    finally:
-        await producer.stop()

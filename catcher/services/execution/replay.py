@@ -13,16 +13,12 @@ to the action's owner, so the planner is not asked again:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from ...avro import AvroCodec
-from ...config import Config
-from ...kafka import make_producer, read_topic
 from ...models.enums import ActionState
 from ...models.records import (
     ActionEvent,
@@ -32,7 +28,7 @@ from ...models.records import (
     isoformat,
     make_action_id,
 )
-from .history import read_history
+from .history import OperatorTopics
 
 __all__ = ["Only", "ReplayItem", "plan_replay", "select", "send"]
 
@@ -137,7 +133,7 @@ def plan_replay(
 
 
 async def select(
-    config: Config,
+    operator: OperatorTopics,
     *,
     since: datetime,
     until: datetime | None,
@@ -147,23 +143,18 @@ async def select(
     force: bool = False,
 ) -> list[ReplayItem]:
     """Read the triggers and the history from ``since`` and plan the replay."""
-    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-    triggers = []
-    for message in await read_topic(config, config.triggers_topic, since=since):
-        if message.value is None:
-            continue
-        try:
-            trigger = Trigger.from_avro(await codec.decode("triggers", message.value))
-        except Exception:  # noqa: BLE001, S112 - what the worker dead-lettered is not replayed
-            continue
-        if trigger.time >= since and (until is None or trigger.time <= until):
-            triggers.append(trigger)
-    events = await read_history(config, since=since)
+    triggers = [
+        t
+        for t in await operator.read_triggers(since)
+        if t.time >= since and (until is None or t.time <= until)
+    ]
+    events = await operator.read_history(since=since)
     return plan_replay(triggers, events, only=only, rules=rules, action=action, force=force)
 
 
 async def send(
-    config: Config,
+    operator: OperatorTopics,
+    topic: str,
     items: Sequence[ReplayItem],
     *,
     force: bool,
@@ -171,11 +162,12 @@ async def send(
     reason: str,
     progress: Callable[[int], None] = lambda _n: None,
 ) -> int:
-    """Send one action request per item to the actions' owners; returns how many."""
-    producer = make_producer(config)
-    await producer.start()
-    try:
+    """Send one action request per item to the actions' owners (``topic``); returns how many."""
+
+    def requests() -> Iterator[tuple[str, dict[str, Any]]]:
         for n, item in enumerate(items, 1):
+            if n > 1:
+                progress(n - 1)
             trigger = item.trigger.model_copy(update={"generation": item.generation})
             request = ActionRequest(
                 action_id=item.action_id,
@@ -183,16 +175,9 @@ async def send(
                 trigger=trigger,
                 replay=ReplayInfo(by=by, reason=reason, forced=force),
             )
-            await producer.send_and_wait(
-                config.action_requests_topic,
-                _dumps(request.to_json()),
-                key=item.action_id.encode(),
-            )
-            progress(n)
-    finally:
-        await producer.stop()
-    return len(items)
+            yield item.action_id, request.to_json()
 
-
-def _dumps(value: dict[str, Any]) -> bytes:
-    return json.dumps(value).encode()
+    sent = await operator.send_json(topic, requests())
+    if sent:
+        progress(sent)
+    return sent
