@@ -19,6 +19,16 @@ from .redact import mask_event
 __all__ = ["configure_logging", "stdlib_logging_config"]
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written (click's runner replaces it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(profile: LogProfile, level: str = "INFO") -> None:
     """Configure structlog (and the standard library's root logger) for this process."""
     numeric = logging.getLevelNamesMapping()[level.upper()]
@@ -43,7 +53,7 @@ def configure_logging(profile: LogProfile, level: str = "INFO") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)

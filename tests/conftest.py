@@ -7,10 +7,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from support.influxdb import InfluxDB
-from support.kafka import KafkaBroker
-from support.proxy import CuttableProxy
-from support.stack import Stack
 
 from catcher.broker import free_port
 from catcher.fakes.noteburst import FakeNoteburst
@@ -18,6 +14,10 @@ from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.fakes.times_square import FakeTimesSquare
 from catcher.fakes.uws import FakeUws
 from catcher.fakes.webhook import FakeWebhook
+from tests.support.influxdb import InfluxDB
+from tests.support.kafka import KafkaBroker
+from tests.support.proxy import CuttableProxy
+from tests.support.stack import Stack
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,7 +6,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from support.kafka import KafkaBroker, KafkaStartError
+
+from tests.support.kafka import KafkaBroker, KafkaStartError
 
 
 def test_a_broker_that_cannot_start_shows_its_log(tmp_path: Path) -> None:

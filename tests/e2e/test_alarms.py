@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from support.stack import Stack
 
 from catcher.broker import free_port
 from catcher.fakes.love import FakeLoveManager
 from catcher.fakes.squadcast import FakeSquadCast
 from catcher.kafka import read_topic
 from catcher.models.enums import Severity
+from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 

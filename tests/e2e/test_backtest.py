@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support.influxdb import InfluxDB
-from support.stack import Stack
+
+from tests.support.influxdb import InfluxDB
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from support.kafka import COMPACT_SOON
-from support.proxy import CuttableProxy
-from support.stack import Stack, WorkerProcess, finished, states
 
 from catcher.kafka import read_topic
 from catcher.models.enums import ActionState, DeadLetterStage, Severity, TriggerSource
 from catcher.models.records import ActionEvent, Trigger, make_action_id, utcnow
 from catcher.storage.ledger import CRASH_ENV
+from tests.support.kafka import COMPACT_SOON
+from tests.support.proxy import CuttableProxy
+from tests.support.stack import Stack, WorkerProcess, finished, states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 

@@ -7,14 +7,14 @@ import time
 from pathlib import Path
 
 import pytest
-from support.influxdb import InfluxDB
-from support.stack import Stack
 
 from catcher.avro import AvroCodec
 from catcher.broker import free_port
 from catcher.kafka import read_topic
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
+from tests.support.influxdb import InfluxDB
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

@@ -6,12 +6,12 @@ import asyncio
 
 import httpx
 import pytest
-from support.stack import Stack, finished, states
 
 from catcher.actions.ocps import run_id_for
 from catcher.fakes.times_square import API, FakePage
 from catcher.models.enums import ActionState, DeadLetterStage, Severity
 from catcher.models.records import make_action_id
+from tests.support.stack import Stack, finished, states
 
 pytestmark = pytest.mark.e2e
 

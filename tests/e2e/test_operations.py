@@ -7,11 +7,11 @@ from collections import Counter
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support.stack import Stack, finished
 
 from catcher.broker import free_port
 from catcher.models.enums import Severity
 from catcher.models.records import make_action_id
+from tests.support.stack import Stack, finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from support.stack import Stack, finished, states
 
 from catcher import topics
 from catcher.kafka import _start_positions, ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity
 from catcher.models.records import make_action_id, utcnow
+from tests.support.stack import Stack, finished, states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 

@@ -12,11 +12,11 @@ from typing import Any
 import fastavro
 import httpx
 import pytest
-from support.stack import Stack
 
 from catcher.broker import free_port
 from catcher.kafka import ensure_topics, make_producer, read_topic
 from catcher.models.records import Trigger
+from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 

@@ -7,11 +7,11 @@ import itertools
 import json
 
 import pytest
-from support.stack import Stack, finished, states
 
 from catcher.kafka import make_producer
 from catcher.models.enums import ActionState, DeadLetterStage, Severity
 from catcher.models.records import Trigger, make_action_id
+from tests.support.stack import Stack, finished, states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 

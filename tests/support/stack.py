@@ -30,7 +30,7 @@ from catcher.kafka import ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import ActionEvent, DeadLetter, Trigger
 from catcher.services.execution.history import OperatorTopics
-from support.kafka import KafkaBroker
+from tests.support.kafka import KafkaBroker
 
 _counter = itertools.count()
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support.tables import MemoryTable
 
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger, make_trigger_id
 from catcher.models.rules import Rule
 from catcher.services.evaluation.stream import StreamEngine
 from catcher.storage.tables import DurableTable
+from tests.support.tables import MemoryTable
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 TOPIC = "lsst.sal.MTHexapod.electrical"

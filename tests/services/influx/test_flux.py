@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.flux import check_flux, decode_literal, errors, literals, skeleton
 
 from catcher.models.rules import AGGREGATES, RESERVED_TAGS, Rule, RuleSet
 from catcher.services.influx import flux
 from catcher.services.influx.flux import compile_rule, flux_duration, flux_float, flux_string
+from tests.support import DATA
+from tests.support.flux import check_flux, decode_literal, errors, literals, skeleton
 
-DATA = Path(__file__).resolve().parent / "data"
 RULES = RuleSet.from_path(DATA / "rules" / "flux-rules.yaml")
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import fastavro
 import httpx
 import pytest
-from support.tables import MemoryTable
 
 from catcher.avro import load_schema
 from catcher.fakes.squadcast import FakeSquadCast
@@ -20,6 +19,7 @@ from catcher.retry import RetryPolicy
 from catcher.services.alarms.engine import AlarmEngine
 from catcher.services.alarms.escalation import Escalator
 from catcher.storage.tables import DurableTable
+from tests.support.tables import MemoryTable
 
 RULES = RuleSet(
     [

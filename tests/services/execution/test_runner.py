@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from support.tables import MemoryTable
 
 from catcher.actions.base import Executor, JobStatus, Submission
 from catcher.exceptions import PermanentActionError, RetryableActionError
@@ -18,6 +17,7 @@ from catcher.retry import RetryPolicy
 from catcher.services.execution.runner import ActionRunner
 from catcher.storage.ledger import Ledger
 from catcher.storage.tables import Ownership
+from tests.support.tables import MemoryTable
 
 
 class Scripted(Executor[Any, Any]):
