@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +27,7 @@ from .config import Config
 from .exceptions import BacktestError, ConfigError
 from .models.actions import WebhookAction
 from .models.alarms import Alarm, AlarmCommand, Silence
-from .models.records import Trigger
+from .models.records import LedgerEntry, Trigger
 from .models.rules import RuleSet
 from .retry import RetryPolicy
 from .services.alarms.engine import AlarmEngine
@@ -255,7 +256,7 @@ class Factory:
             max_record_size=config.producer_max_request_size,
             triggers_topic=config.triggers_topic,
         )
-        ledger = Ledger(table(LEDGER_TABLE), publisher.entry_changed)
+        ledger = Ledger(table(LEDGER_TABLE), publisher.entry_changed, written=_crash_hook())
         runner = ActionRunner(
             ledger=ledger,
             rules=rules,
@@ -321,6 +322,22 @@ class Factory:
                 },
             ),
         )
+
+
+CRASH_ENV = "CATCHER_TEST_CRASH_AFTER_CHANGELOG"
+"""For fault tests only: a state name; the worker SIGKILLs itself right after the ledger
+write of that state is acknowledged, before its history event is sent."""
+
+
+def _crash_hook() -> Callable[[LedgerEntry], None]:
+    """The ledger's after-write hook: nothing, unless a fault test asks for a crash."""
+    state = os.environ.get(CRASH_ENV)
+
+    def crash(entry: LedgerEntry) -> None:
+        if entry.state.value == state:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return crash if state else lambda _entry: None
 
 
 def create_faust_app(config: Config) -> faust.App:

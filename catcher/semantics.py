@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from .models.conditions import Condition, Deadman, Thresholds
 from .models.enums import Severity
-from .models.rules import Condition, Deadman, Thresholds
 
 __all__ = ["Evaluation", "aggregate", "deadman", "evaluate", "evaluate_condition", "level_of"]
 

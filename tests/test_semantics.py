@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from catcher.models.conditions import Deadman, Thresholds
 from catcher.models.enums import Severity
-from catcher.models.rules import Deadman, Thresholds
 from catcher.semantics import aggregate, deadman, evaluate, level_of
 
 T = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)

@@ -13,8 +13,9 @@ from aiokafka.errors import KafkaError
 
 from ..config import Config, load_config
 from ..exceptions import CatcherError, RuleError
+from ..models.durations import parse_duration
 from ..models.records import utcnow
-from ..models.rules import RuleSet, parse_duration
+from ..models.rules import RuleSet
 from ..redact import brief
 
 if TYPE_CHECKING:

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import os
-import signal
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,17 +29,11 @@ from ..models.records import LedgerEntry, utcnow
 from ..types import OwnsPartition
 from .tables import ChangelogTable, DurableTable
 
-__all__ = ["CRASH_ENV", "Ledger"]
+__all__ = ["Ledger"]
 
 logger = structlog.get_logger("catcher")
 
-CRASH_ENV = "CATCHER_TEST_CRASH_AFTER_CHANGELOG"
-"""For fault tests only: a state name; the process SIGKILLs itself right after the ledger
-write of that state is acknowledged, before its history event is sent."""
-
 _TERMINAL = {s.value for s in ActionState if s.terminal}
-
-"""Whether this worker holds a partition of the ledger."""
 
 
 class Ledger:
@@ -52,7 +44,9 @@ class Ledger:
         table: ChangelogTable,
         on_change: Callable[[LedgerEntry], Awaitable[None]],
         clock: Callable[[], datetime] = utcnow,
+        written: Callable[[LedgerEntry], None] = lambda _entry: None,
     ) -> None:
+        """``written`` is called after each durable write, before its history event."""
         self._table = DurableTable(table)
         self._on_change = on_change
         self._clock = clock
@@ -61,7 +55,7 @@ class Ledger:
         self._publishing: set[str] = set()
         """Actions whose history event is being sent now: a scan must not send it too."""
         self._finished: list[tuple[datetime, str]] = []
-        self._crash_at = os.environ.get(CRASH_ENV)
+        self._written = written
 
     def get(self, action_id: str) -> LedgerEntry | None:
         """The entry of an action, if the ledger has one."""
@@ -114,8 +108,7 @@ class Ledger:
         value = entry.to_json()
         await self._table.put(entry.partition, entry.action_id, value)
         self._index(entry.action_id, value)
-        if self._crash_at == entry.state.value:
-            os.kill(os.getpid(), signal.SIGKILL)
+        self._written(entry)
         await self._publish_once(entry)
 
     async def _publish_once(self, entry: LedgerEntry) -> None:

@@ -16,10 +16,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from catcher.factory import CRASH_ENV
 from catcher.kafka import read_topic
 from catcher.models.enums import ActionState, DeadLetterStage, Severity, TriggerSource
 from catcher.models.records import ActionEvent, Trigger, make_action_id, utcnow
-from catcher.storage.ledger import CRASH_ENV
 from tests.support.kafka import COMPACT_SOON
 from tests.support.proxy import CuttableProxy
 from tests.support.stack import Stack, WorkerProcess, finished, states

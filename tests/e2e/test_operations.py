@@ -11,21 +11,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from catcher.broker import free_port
 from catcher.models.enums import Severity
 from catcher.models.records import make_action_id
+from tests.support import DATA
 from tests.support.stack import Stack, finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
-RULES = """
-rules:
-  - id: dome
-    description: Dome status, paged to a webhook.
-    actions:
-      - name: hook
-        type: webhook
-        url_env: CATCHER_TEST_WEBHOOK_URL
-        on: {severity: WARNING}
-        body: {text: "{trigger_id}"}
-"""
+RULES = (DATA / "rules" / "dome-and-mount.yaml").read_text()
 
 
 async def test_ready_after_recovery_and_metrics_that_match_the_history(stack: Stack) -> None:

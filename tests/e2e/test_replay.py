@@ -17,29 +17,12 @@ from catcher import topics
 from catcher.kafka import _start_positions, ensure_topics, make_producer, read_topic
 from catcher.models.enums import Severity
 from catcher.models.records import make_action_id, utcnow
+from tests.support import DATA
 from tests.support.stack import Stack, finished, states
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
-RULES = """
-rules:
-  - id: dome
-    description: Dome status, paged to a webhook.
-    actions:
-      - name: hook
-        type: webhook
-        url_env: CATCHER_TEST_WEBHOOK_URL
-        on: {severity: WARNING}
-        body: {text: "{trigger_id}"}
-  - id: mount
-    description: Mount status, paged to a webhook.
-    actions:
-      - name: hook
-        type: webhook
-        url_env: CATCHER_TEST_WEBHOOK_URL
-        on: {severity: WARNING}
-        body: {text: "{trigger_id}"}
-"""
+RULES = (DATA / "rules" / "dome-and-mount.yaml").read_text()
 
 
 def _keys(stack: Stack, since: int = 0) -> Counter[str]:

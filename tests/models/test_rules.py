@@ -7,8 +7,10 @@ import pytest
 
 from catcher.exceptions import RuleError
 from catcher.models.actions import NoteburstAction
+from catcher.models.conditions import Condition
+from catcher.models.durations import parse_duration
 from catcher.models.enums import Edge, Severity
-from catcher.models.rules import Condition, RuleSet, parse_duration
+from catcher.models.rules import RuleSet
 
 NOTEBOOK = '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 

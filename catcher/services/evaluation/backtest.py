@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ...exceptions import BacktestError
+from ...models.conditions import Condition
 from ...models.enums import Severity, TriggerSource
 from ...models.records import SeriesState, Trigger, isoformat, series_key
-from ...models.rules import Condition, Rule
+from ...models.rules import Rule
 from ...semantics import Sample, evaluate_condition
 from ...storage.influxdb import InfluxQL, quote_identifier, quote_literal
 from ..planning.planner import plan

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
+from ...models.conditions import Condition
 from ...models.enums import Severity
-from ...models.rules import Condition, Rule
+from ...models.rules import Rule
 from ...resources import read_resource
 
 __all__ = [

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from catcher.models.rules import AGGREGATES, RESERVED_TAGS, Rule, RuleSet
+from catcher.models.conditions import AGGREGATES, RESERVED_TAGS
+from catcher.models.rules import Rule, RuleSet
 from catcher.services.influx import flux
 from catcher.services.influx.flux import compile_rule, flux_duration, flux_float, flux_string
 from tests.support import DATA
