@@ -33,7 +33,7 @@ from .config import Config
 from .exceptions import RecordError
 from .factory import Factory, ProcessContext, create_faust_app
 from .metrics import METRICS
-from .models.alarms import AlarmCommand
+from .models.alarms import AlarmCommand, AlarmCommandBatch
 from .models.enums import DeadLetterStage
 from .models.messages import parse_internal
 from .models.records import ActionRequest, CancelRequest, TriggerMessage
@@ -359,6 +359,8 @@ class CatcherApp:
             await self.services.series.command(internal, message.partition)
         elif isinstance(internal, TriggerMessage):
             await self.services.series.handle(internal.trigger, message.partition)
+        elif isinstance(internal, AlarmCommandBatch):
+            await self.services.intake.forward(internal)
         else:
             raise RecordError(f"A {internal.kind} message does not belong on the series topic.")
 

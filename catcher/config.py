@@ -44,6 +44,10 @@ __all__ = [
 ]
 
 
+PLAIN_CLIENT_TIMEOUT_MS = 10_000
+"""How long a plain aiokafka client (commands, views) waits for one answer of a broker."""
+
+
 class KafkaSecurityProtocol(StrEnum):
     """How Catcher talks to the Kafka brokers."""
 
@@ -144,6 +148,9 @@ class KafkaConnectionSettings(BaseSettings):
         params: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "security_protocol": self.security_protocol.value,
+            # A broker that accepts connections and never answers fails a command in
+            # seconds, not in aiokafka's default 40 s.
+            "request_timeout_ms": PLAIN_CLIENT_TIMEOUT_MS,
         }
         context = self.ssl_context()
         if context is not None:

@@ -26,7 +26,7 @@ from .avro import AvroCodec
 from .config import Config
 from .exceptions import BacktestError, ConfigError
 from .models.actions import WebhookAction
-from .models.alarms import Alarm, AlarmCommand, Silence
+from .models.alarms import Alarm, AlarmCommand, AlarmCommandBatch, Silence
 from .models.records import LedgerEntry, Trigger
 from .models.rules import RuleSet
 from .retry import RetryPolicy
@@ -129,6 +129,42 @@ async def _decode_silence(value: bytes) -> Silence:
     return Silence.model_validate_json(value)
 
 
+class _Outbox:
+    """How the worker's services write to Catcher's own topics (each write acknowledged)."""
+
+    def __init__(self, config: Config, codec: AvroCodec, send: Send) -> None:
+        self._config = config
+        self._codec = codec
+        self._send = send
+
+    async def json(self, topic: str, key: str, value: dict[str, Any]) -> None:
+        """A JSON record (the internal topics, silences)."""
+        await self._send(topic, key.encode(), json.dumps(value).encode())
+
+    async def alarm_changed(self, alarm: Alarm, command: AlarmCommand | None) -> None:
+        """An alarm's new state, with the command that changed it."""
+        value = await self._codec.encode("alarms", alarm.to_avro(command))
+        await self._send(self._config.alarms_topic, alarm.name.encode(), value)
+
+    async def trigger(self, trigger: Trigger) -> None:
+        """A trigger (the stream engine's)."""
+        value = await self._codec.encode("triggers", trigger.to_avro())
+        await self._send(self._config.triggers_topic, trigger.key, value)
+
+    async def silence(self, silence: Silence) -> None:
+        """A silence, new or expired."""
+        await self.json(self._config.silences_topic, silence.id, silence.to_json())
+
+    async def commands(self, commands: list[AlarmCommand]) -> None:
+        """An operator's commands: one record, so the request is durable whole or not at all."""
+        first = commands[0]
+        if len(commands) == 1:
+            await self.json(self._config.series_topic, first.series, first.to_json())
+            return
+        batch = AlarmCommandBatch(commands=commands)
+        await self.json(self._config.series_topic, first.series, batch.to_json())
+
+
 @dataclass
 class WorkerServices:
     """The worker's services, wired to each other; the Faust app calls them."""
@@ -223,22 +259,7 @@ class Factory:
         """The worker's services; ``send`` and ``table`` (by name) come from the Faust wiring."""
         config, codec = self.config, self.context.codec
 
-        async def send_json(topic: str, key: str, value: dict[str, Any]) -> None:
-            await send(topic, key.encode(), json.dumps(value).encode())
-
-        async def alarm_changed(alarm: Alarm, command: AlarmCommand | None) -> None:
-            value = await codec.encode("alarms", alarm.to_avro(command))
-            await send(config.alarms_topic, alarm.name.encode(), value)
-
-        async def emit_trigger(trigger: Trigger) -> None:
-            value = await codec.encode("triggers", trigger.to_avro())
-            await send(config.triggers_topic, trigger.key, value)
-
-        async def save_silence(silence: Silence) -> None:
-            await send_json(config.silences_topic, silence.id, silence.to_json())
-
-        async def send_command(command: AlarmCommand) -> None:
-            await send_json(config.series_topic, command.series, command.to_json())
+        out = _Outbox(config, codec, send)
 
         async def start_mirror() -> Mirror:
             return self.mirror(send)
@@ -274,7 +295,7 @@ class Factory:
         alarms = AlarmEngine(
             rules,
             DurableTable(table(ALARM_TABLE)),
-            alarm_changed,
+            out.alarm_changed,
             escalator=self.escalator(),
             policy=self.context.policy,
             silences=silences,
@@ -282,7 +303,7 @@ class Factory:
         series = SeriesOwner(
             rules,
             DurableTable(table(SERIES_STATE_TABLE)),
-            send_json,
+            out.json,
             publisher.action_event,
             config.action_requests_topic,
             alarms=alarms,
@@ -293,7 +314,7 @@ class Factory:
             stream = StreamEngine(
                 stream_rules,
                 DurableTable(table(STREAM_STATE_TABLE)),
-                emit_trigger,
+                out.trigger,
                 timedelta(seconds=config.stream_grace),
             )
         love = self.love_producer(lambda: view.alarms)
@@ -310,10 +331,10 @@ class Factory:
             silences=silences,
             alarms=alarms,
             series=series,
-            intake=Intake(codec, rules, send_json, config.series_topic, config.rules_path, series),
+            intake=Intake(codec, rules, out.json, config.series_topic, config.rules_path, series),
             stream=stream,
             love=love,
-            api=AlarmApi(view, send_command, silences=silences, save_silence=save_silence),
+            api=AlarmApi(view, out.commands, silences=silences, save_silence=out.silence),
             singletons=SingletonJobs(
                 lambda: ownership.owns(config.triggers_topic, 0),
                 {

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,49 @@ def test_rules_compile_skips_stream_rules_and_says_so(
     result = CliRunner().invoke(main, ["rules", "compile", str(rules)])
     assert result.exit_code == 1
     assert "Skipped 2 stream rule(s)" in result.output
+
+
+def test_a_value_json_cannot_carry_is_refused(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(GOOD)
+    for value in ("nan", "inf", "-inf", "1e999"):
+        result = CliRunner().invoke(
+            main,
+            ["trigger", "r", "--severity", "WARNING", "--value", value, "--rules", str(rules)],
+        )
+        assert result.exit_code == 2, value
+        assert f"'{value}' is not a finite number (JSON cannot carry it)." in result.output
+
+
+def test_tasks_without_a_reachable_influxdb_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - id: r\n    description: d\n    condition:\n"
+        "      source: {measurement: m, field: f}\n      thresholds: {warning: 1}\n"
+        "    actions: [{type: webhook, url: 'http://x'}]\n"
+    )
+    monkeypatch.setenv("CATCHER_INFLUXDB_URL", f"http://127.0.0.1:{free_port()}")
+    for command in ("plan", "apply"):
+        result = CliRunner().invoke(main, ["tasks", command, "--rules", str(rules)])
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("Error: Could not reach the tasks API at http://127.0.0.1")
+        assert "(CATCHER_INFLUXDB_URL)" in result.output
+        assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.timeout(30)  # aiokafka's own default would wait 40 s for each request
+def test_a_broker_that_never_answers_fails_a_command_in_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as silent:  # the kernel accepts connections; nobody answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{silent.getsockname()[1]}")
+        result = CliRunner().invoke(main, ["history"])
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "Error: Could not talk to Kafka at the configured KAFKA_BOOTSTRAP_SERVERS:"
+    )
+    assert len(result.output.splitlines()) == 1

@@ -41,6 +41,7 @@ def test_defaults_and_topics(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.kafka.aiokafka_params() == {
         "bootstrap_servers": "localhost:9092",
         "security_protocol": "PLAINTEXT",
+        "request_timeout_ms": 10_000,
     }
 
 

@@ -45,9 +45,10 @@ def settings(**overrides: Any) -> Config:
         raise click.ClickException(str(exc)) from None
 
 
-def load_rules(path: Path) -> RuleSet:
+def load_rules(*paths: Path) -> RuleSet:
+    """The rules of files and directories, or a click error listing every problem."""
     try:
-        return RuleSet.from_path(path)
+        return RuleSet.from_paths(paths)
     except RuleError as exc:
         raise click.ClickException(f"Invalid rules:\n{exc}") from None
 

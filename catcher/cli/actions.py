@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -33,6 +35,27 @@ from ._common import (
 __all__ = ["actions", "history", "replay", "trigger"]
 
 
+class FiniteFloat(click.ParamType):
+    """A finite number: actions carry the value in JSON, which has no NaN or infinity."""
+
+    name = "number"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        """The number, or a usage error."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number.", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number (JSON cannot carry it).", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
+
+
 @click.command()
 @click.argument("rule_id")
 @click.option(
@@ -42,7 +65,7 @@ __all__ = ["actions", "history", "replay", "trigger"]
 )
 @click.option("--reason", default="", help="Why (default: a sentence naming the operator test).")
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Tag of the series; repeatable.")
-@click.option("--value", type=float, default=None, help="Value to report, if any.")
+@click.option("--value", type=FINITE, default=None, help="Value to report, if any.")
 @rules_option("Rules to check RULE_ID against (default: CATCHER_RULES_PATH).")
 @click.option("--no-check", is_flag=True, help="Do not check that RULE_ID is a loaded rule.")
 def trigger(

@@ -126,10 +126,14 @@ def _send(command: str, body: dict[str, Any]) -> None:
     )
     for name in data.get("alarms", []):
         click.echo(f"{command}: sent to {name}")
-    for refusal in data.get("refused", []):
+    refused = data.get("refused", [])
+    for refusal in refused:
         click.echo(f"{command}: refused for {refusal['name']}: {refusal['reason']}", err=True)
     if not data.get("alarms"):
-        raise click.ClickException(f"{command} was not sent to any alarm.")
+        raise click.ClickException(
+            f"{command} was sent to no alarm: {len(refused)} of those matched would refuse it,"
+            " and a command goes to all of them or to none."
+        )
 
 
 _SEVERITY = click.Choice(["WARNING", "SERIOUS", "CRITICAL"], case_sensitive=False)

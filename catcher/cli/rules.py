@@ -26,15 +26,10 @@ def rules() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def rules_validate(paths: Sequence[Path]) -> None:
     """Check rules files (or directories of them) and report every problem."""
-    problems = []
-    count = 0
-    for path in paths:
-        try:
-            count += len(RuleSet.from_path(path))
-        except RuleError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise click.ClickException("Invalid rules:\n" + "\n".join(problems))
+    try:
+        count = len(RuleSet.from_paths(paths))
+    except RuleError as exc:
+        raise click.ClickException(f"Invalid rules:\n{exc}") from None
     click.echo(f"{count} rule(s) valid.")
 
 
@@ -75,15 +70,14 @@ def rules_compile(paths: Sequence[Path], out_dir: Path | None) -> None:
     compiled: dict[str, str] = {}
     manual: list[str] = []
     stream: list[str] = []
-    for path in paths:
-        for rule in load_rules(path).rules.values():
-            engine = rule.engine(config.default_engine)
-            if engine == "flux":
-                compiled[rule.id] = compile_rule(rule, options)
-            elif engine == "stream":
-                stream.append(rule.id)
-            else:
-                manual.append(rule.id)
+    for rule in load_rules(*paths).rules.values():
+        engine = rule.engine(config.default_engine)
+        if engine == "flux":
+            compiled[rule.id] = compile_rule(rule, options)
+        elif engine == "stream":
+            stream.append(rule.id)
+        else:
+            manual.append(rule.id)
     _say_skipped(stream, manual)
     if not compiled:
         raise click.ClickException(

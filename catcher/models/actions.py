@@ -7,6 +7,7 @@ A rule's ``actions`` list holds these, told apart by ``type``. Each type has its
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -37,13 +38,14 @@ __all__ = [
     "WebhookAction",
 ]
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,62})$")
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ActionCondition(BaseModel):
     """When an action runs: a minimum severity and an edge."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     severity: SeverityField = Field(
         Severity.WARNING,
@@ -60,7 +62,7 @@ class ActionCondition(BaseModel):
 class ActionBase(BaseModel):
     """Fields every action has."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
     name: str | None = Field(
         None,
@@ -82,7 +84,7 @@ class ActionBase(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str | None) -> str | None:
-        if value is not None and not _NAME.match(value):
+        if value is not None and not _NAME.fullmatch(value):
             raise ValueError(
                 "use 1 to 63 lowercase letters, digits, - and _, starting with a letter or digit"
             )
@@ -96,6 +98,7 @@ class ActionBase(BaseModel):
     def _check_templates(self) -> Self:
         problems: list[str] = []
         for field, value in self.templates().items():
+            problems.extend(f"{field}: {p}" for p in _not_json(value))
             for path, text in placeholders_in(value):
                 problems.extend(
                     f"{field}{'.' + path if path else ''}: {p}" for p in check_template(text)
@@ -105,14 +108,29 @@ class ActionBase(BaseModel):
         return self
 
 
+def _not_json(value: Any, where: str = "") -> list[str]:
+    """What in a value JSON cannot carry: NaN and infinite numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{where or 'value'}: {value} is not a number JSON can carry"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _not_json(v, f"{where}.{k}".lstrip("."))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _not_json(v, f"{where}[{i}]")]
+    return []
+
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=255)]
+"""The name of an environment variable."""
+
+
 class WebhookAction(ActionBase):
     """POST a JSON body to a URL (Slack incoming webhooks and the like)."""
 
     type: Literal["webhook"]
     url: str | None = Field(None, description="The URL, when it is not a secret.")
-    url_env: str | None = Field(None, description="Environment variable holding the URL.")
+    url_env: EnvName | None = Field(None, description="Environment variable holding the URL.")
     url_file: Path | None = Field(None, description="Mounted file holding the URL.")
-    token_env: str | None = Field(
+    token_env: EnvName | None = Field(
         None, description="Environment variable holding a bearer token to send, if any."
     )
     body: Any = Field(
@@ -223,7 +241,7 @@ class OcpsAction(ActionBase):
     @field_validator("environment")
     @classmethod
     def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [k for k in value if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+        bad = [k for k in value if not _ENV_NAME.fullmatch(k)]
         if bad:
             raise ValueError(f"environment variable names are invalid: {', '.join(bad)}")
         return value
@@ -267,7 +285,7 @@ class TimesSquareAction(ActionBase):
     @field_validator("page")
     @classmethod
     def _page_name(cls, value: str) -> str:
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", value):
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
             raise ValueError("a page name has letters, digits, '.', '-' and '_' only")
         return value
 

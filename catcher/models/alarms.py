@@ -12,7 +12,7 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -21,15 +21,21 @@ from pydantic import (
     Field,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 from .durations import Duration
 from .enums import Severity
+from .patterns import Pattern, full_match
 from .records import series_id, series_key, utcnow
 
 __all__ = [
+    "MAX_COMMAND_ALARMS",
+    "MAX_MUTE",
+    "RECENT_COMMANDS",
     "Alarm",
     "AlarmCommand",
+    "AlarmCommandBatch",
     "AlarmSettings",
     "CommandKind",
     "DisplayState",
@@ -39,6 +45,9 @@ __all__ = [
     "alarm_name",
     "escalation_event_id",
 ]
+
+MAX_MUTE = timedelta(days=366)
+"""The longest mute or silence an operator may set."""
 
 SeverityName = Annotated[
     Severity, BeforeValidator(lambda v: Severity.parse(v) if isinstance(v, str) else v)
@@ -132,6 +141,8 @@ class Alarm(BaseModel):
     escalation_attempts: int = 0
     resolve_id: str = ""
     """An incident to resolve (the alarm was acknowledged or cleared after paging)."""
+    recent_commands: list[str] = Field(default_factory=list)
+    """Ids of the last commands applied, so that one delivered again is not applied twice."""
     silence_id: str = ""
     comment: str = ""
     severity_oldest: datetime | None = None
@@ -293,6 +304,30 @@ class AlarmCommand(BaseModel):
         return self.model_dump(mode="json")
 
 
+RECENT_COMMANDS = 32
+"""How many applied command ids an alarm remembers."""
+
+MAX_COMMAND_ALARMS = 1000
+"""Most alarms one operator command may name (one record carries them all)."""
+
+
+class AlarmCommandBatch(BaseModel):
+    """The commands of one operator request on several alarms, written as one record.
+
+    One write makes the request durable as a whole; the series' owner that reads it sends
+    each command on to its alarm's owner (:meth:`catcher.services.planning.intake.Intake`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["alarm_commands"] = "alarm_commands"
+    commands: list[AlarmCommand] = Field(min_length=1, max_length=MAX_COMMAND_ALARMS)
+
+    def to_json(self) -> dict[str, Any]:
+        """The internal message's JSON."""
+        return self.model_dump(mode="json")
+
+
 class SilenceState(StrEnum):
     """Where a silence is in its life."""
 
@@ -312,9 +347,9 @@ class Silence(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))
-    name: str | None = Field(None, description="Regex over whole alarm names.")
-    tags: dict[str, str] = Field(
-        default_factory=dict, description="Tag name → regex over the whole tag value."
+    name: Pattern | None = Field(None, description="Regex (RE2) over whole alarm names.")
+    tags: dict[str, Pattern] = Field(
+        default_factory=dict, description="Tag name → regex (RE2) over the whole tag value."
     )
     starts_at: datetime
     ends_at: datetime
@@ -323,25 +358,11 @@ class Silence(BaseModel):
     created_at: datetime
     expired_at: datetime | None = Field(None, description="When it was expired by hand.")
 
-    @field_validator("name")
-    @classmethod
-    def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
-
-    @field_validator("tags")
-    @classmethod
-    def _tag_regexes(cls, value: dict[str, str]) -> dict[str, str]:
-        for tag, pattern in value.items():
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"tag {tag!r}: not a regular expression: {exc}") from None
-        return value
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if self.ends_at - self.starts_at > MAX_MUTE:
+            raise ValueError(f"a silence lasts at most {MAX_MUTE.days} days")
+        return self
 
     def state(self, now: datetime) -> SilenceState:
         """Pending before it starts, expired after it ends or was expired, else active."""
@@ -352,10 +373,10 @@ class Silence(BaseModel):
 
     def matches(self, alarm: Alarm) -> bool:
         """Whether the silence covers the alarm (whatever its time)."""
-        if self.name is not None and not re.fullmatch(self.name, alarm.name):
+        if self.name is not None and not full_match(self.name, alarm.name):
             return False
         return all(
-            tag in alarm.tags and re.fullmatch(pattern, alarm.tags[tag])
+            tag in alarm.tags and full_match(pattern, alarm.tags[tag])
             for tag, pattern in self.tags.items()
         )
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .alarms import Alarm, SeverityName, Silence
-from .durations import Duration
+from .alarms import MAX_MUTE, Alarm, SeverityName, Silence
+from .durations import Duration, Time
 from .enums import Severity
+from .patterns import Pattern
 
 __all__ = ["CommandBody", "SilenceBody", "alarm_json", "silence_json"]
 
@@ -19,16 +20,28 @@ class CommandBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(
-        min_length=1, description="Regular expression matched against whole alarm names."
+    name: Pattern = Field(
+        min_length=1,
+        description="Regular expression (RE2 syntax, at most 500 characters) matched against"
+        " whole alarm names.",
     )
     severity: SeverityName | None = Field(
         None,
         description="acknowledge: the severity acknowledged (not below the maximum severity);"
         " mute: the highest severity muted.",
     )
-    duration: Duration | None = Field(None, description="mute: how long, e.g. 30m or 2h.")
+    duration: Duration | None = Field(
+        None, description="mute: how long, e.g. 30m or 2h (at most 366 days)."
+    )
     comment: str = Field("", max_length=1000, description="Why; recorded with the command.")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Self:
+        if self.duration is not None and not timedelta(0) < self.duration <= MAX_MUTE:
+            raise ValueError(
+                f"duration: a mute lasts more than 0 s and at most {MAX_MUTE.days} days"
+            )
+        return self
 
 
 class SilenceBody(BaseModel):
@@ -36,13 +49,15 @@ class SilenceBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, description="Regex over whole alarm names.")
-    tags: dict[str, str] = Field(
-        default_factory=dict, description="Tag name → regex over the whole tag value."
+    name: Pattern | None = Field(None, description="Regex (RE2 syntax) over whole alarm names.")
+    tags: dict[str, Pattern] = Field(
+        default_factory=dict, description="Tag name → regex (RE2 syntax) over the whole tag value."
     )
-    starts_at: datetime | None = Field(None, description="Default: now.")
-    ends_at: datetime | None = Field(None, description="When it ends (or give duration).")
-    duration: Duration | None = Field(None, description="How long, e.g. 2h.")
+    starts_at: Time | None = Field(None, description="Default: now. Without a zone: UTC.")
+    ends_at: Time | None = Field(
+        None, description="When it ends (or give duration). Without a zone: UTC."
+    )
+    duration: Duration | None = Field(None, description="How long, e.g. 2h (at most 366 days).")
     comment: str = Field(min_length=1, max_length=1000, description="Why (required).")
 
     @model_validator(mode="after")
@@ -54,7 +69,9 @@ class SilenceBody(BaseModel):
 
 def alarm_json(alarm: Alarm) -> dict[str, Any]:
     """An alarm as the API answers it: severities by name, its display state."""
-    data = alarm.model_dump(mode="json", exclude={"resolve_id", "escalation_attempts"})
+    data = alarm.model_dump(
+        mode="json", exclude={"resolve_id", "escalation_attempts", "recent_commands"}
+    )
     for key in ("severity", "max_severity", "muted_severity"):
         data[key] = Severity(data[key]).name
     data["state"] = alarm.display_state.value

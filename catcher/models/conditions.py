@@ -55,7 +55,7 @@ RESERVED_TAGS = frozenset(
 class Source(BaseModel):
     """Which EFD series a condition reads."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     measurement: str = Field(min_length=1, description="Measurement (topic), e.g. lsst.sal...")
     field: str = Field(min_length=1, description="Field to evaluate.")
@@ -92,7 +92,7 @@ class Thresholds(BaseModel):
     ``hysteresis``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     warning: float | None = Field(None, description="Level of WARNING.")
     serious: float | None = Field(None, description="Level of SERIOUS.")
@@ -134,7 +134,7 @@ class Thresholds(BaseModel):
 class Deadman(BaseModel):
     """No data for ``timeout`` raises ``severity``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     timeout: Duration = Field(description="How long without data before the alarm.")
     severity: SeverityField = Field(Severity.SERIOUS, description="Severity when the data stops.")
@@ -157,7 +157,7 @@ class Deadman(BaseModel):
 class Condition(BaseModel):
     """What a rule evaluates: a window of a source, aggregated, then thresholds or a deadman."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: Source
     window: Duration = Field(timedelta(minutes=1), description="Evaluated window of data.")
@@ -196,7 +196,7 @@ class Condition(BaseModel):
 class Schedule(BaseModel):
     """When a rule's task runs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     every: Duration = Field(timedelta(minutes=1), description="How often the task runs.")
     offset: Duration = Field(

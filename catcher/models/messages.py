@@ -1,7 +1,8 @@
 """The internal topics' messages, told apart by ``kind``.
 
-The series topic carries triggers (planned by the series' owner) and operator commands for
-the series' alarm; the action-requests topic carries planned actions and cancellations.
+The series topic carries triggers (planned by the series' owner), operator commands for
+the series' alarm, and batches of commands (one request on several alarms) to forward;
+the action-requests topic carries planned actions and cancellations.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from .alarms import AlarmCommand
+from .alarms import AlarmCommand, AlarmCommandBatch
 from .records import ActionRequest, CancelRequest, TriggerMessage
 
 __all__ = ["InternalMessage", "parse_internal"]
 
-InternalMessage = TriggerMessage | ActionRequest | CancelRequest | AlarmCommand
+InternalMessage = TriggerMessage | ActionRequest | CancelRequest | AlarmCommand | AlarmCommandBatch
 """What travels on the internal topics, told apart by ``kind``."""
 
 _INTERNAL: TypeAdapter[InternalMessage] = TypeAdapter(

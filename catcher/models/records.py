@@ -82,9 +82,12 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 class Trigger(BaseModel):
-    """One evaluation of a rule for one series (the ``triggers`` topic)."""
+    """One evaluation of a rule for one series (the ``triggers`` topic).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Its value is finite: actions carry it in JSON, which has no NaN or infinity.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     trigger_id: str = Field(min_length=1)
     rule_id: str = Field(min_length=1)

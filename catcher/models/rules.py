@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -29,7 +30,7 @@ from .conditions import Condition, Schedule
 __all__ = ["Rule", "RuleSet", "RulesFile"]
 
 
-_ID = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,127})$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class Rule(BaseModel):
@@ -53,7 +54,7 @@ class Rule(BaseModel):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not _ID.match(value):
+        if not _ID.fullmatch(value):
             raise ValueError(
                 "use 1 to 128 letters, digits, '.', '-' and '_', starting with a letter or digit"
             )
@@ -90,8 +91,58 @@ class RulesFile(BaseModel):
     rules: list[Rule]
 
 
+MAX_RULES_FILE = 1 << 20
+"""Largest rules file read, in bytes."""
+
+MAX_YAML_DEPTH = 32
+"""Deepest nesting of lists and mappings in a rules file."""
+
+
 class _RulesLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false, so that the key ``on`` stays the string "on"."""
+    """A safe loader for rules files, with bounded work whatever the file holds.
+
+    - YAML 1.2 booleans: only true/false, so that the key ``on`` stays the string "on";
+    - no aliases (``*name``): one line of them can expand to gigabytes;
+    - no duplicate keys: YAML would keep the last one silently;
+    - at most :data:`MAX_YAML_DEPTH` levels of nesting.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"aliases (*{event.anchor}) are not allowed in rules files: write the text out",
+                event.start_mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested more than {MAX_YAML_DEPTH} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        keys: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in keys:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark
+                )
+            keys.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _RulesLoader.yaml_implicit_resolvers = {
@@ -124,7 +175,27 @@ def _describe(error: ErrorDetails, raw: Any, path: Path) -> str:
     for part in loc:
         field += f"[{part}]" if isinstance(part, int) else (f".{part}" if field else str(part))
     message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "union_tag_not_found":
+        message = f"an action needs a type: one of {', '.join(ACTION_TYPES)}"
+
     return f"{where}: {field}: {message}" if field else f"{where}: {message}"
+
+
+def _rules_files(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """The files the paths name (a directory's *.yaml and *.yml), and what is wrong."""
+    files: list[Path] = []
+    problems: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not found:
+                problems.append(f"{path}: no *.yaml or *.yml rules files in this directory")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append(f"{path}: no such rules file or directory")
+    return files, problems
 
 
 class RuleSet:
@@ -151,14 +222,38 @@ class RuleSet:
         return [rule for rule in self.rules.values() if rule.engine(default) == engine]
 
     @staticmethod
-    def load_file(path: Path) -> list[Rule]:
-        """Rules of one YAML file; raises RuleError with every problem in it."""
+    def _read(path: Path) -> str:
+        """The text of a rules file: UTF-8, and not larger than :data:`MAX_RULES_FILE`."""
         try:
-            raw = yaml.load(path.read_text(), Loader=_RulesLoader)  # noqa: S506 - a SafeLoader
+            with path.open("rb") as file:
+                data = file.read(MAX_RULES_FILE + 1)
         except OSError as exc:
             raise RuleError(f"{path}: cannot read the rules file: {exc.strerror}") from None
+        if len(data) > MAX_RULES_FILE:
+            raise RuleError(f"{path}: a rules file is at most {MAX_RULES_FILE // 1024} KiB")
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            raise RuleError(
+                f"{path}: not UTF-8 text (a binary file?): byte {exc.start} cannot be read"
+            ) from None
+        if "\x00" in text:
+            raise RuleError(f"{path}: not a text file (it holds NUL characters)")
+        return text
+
+    @staticmethod
+    def load_file(path: Path) -> list[Rule]:
+        """Rules of one YAML file; raises RuleError with every problem in it."""
+        text = RuleSet._read(path)
+        try:
+            raw = yaml.load(text, Loader=_RulesLoader)  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as exc:
-            raise RuleError(f"{path}: not valid YAML: {exc}") from None
+            detail = str(exc).replace('in "<unicode string>", ', "at ")
+            raise RuleError(f"{path}: not valid YAML: {detail}") from None
+        except RecursionError:
+            raise RuleError(f"{path}: nested too deeply to read") from None
+        if raw is None:
+            raise RuleError(f"{path}: the file is empty; write `rules:` and a list of rules")
         try:
             parsed = RulesFile.model_validate(raw, context={"base_dir": path.parent})
         except ValidationError as exc:
@@ -169,18 +264,21 @@ class RuleSet:
     @classmethod
     def from_path(cls, path: Path) -> RuleSet:
         """Rules of a file, or of every *.yaml / *.yml file in a directory."""
-        if path.is_dir():
-            files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
-            if not files:
-                raise RuleError(f"{path}: no *.yaml or *.yml rules files in this directory")
-        elif path.exists():
-            files = [path]
-        else:
-            raise RuleError(f"{path}: no such rules file or directory")
+        return cls.from_paths([path])
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[Path]) -> RuleSet:
+        """Rules of files and directories; a file given twice, or a rule id, is an error."""
+        files, problems = _rules_files(paths)
+        seen: dict[Path, Path] = {}
         rules: list[Rule] = []
         sources: dict[str, Path] = {}
-        problems: list[str] = []
         for file in files:
+            resolved = file.resolve()
+            if resolved in seen:
+                problems.append(f"{file}: given twice (also as {seen[resolved]})")
+                continue
+            seen[resolved] = file
             try:
                 loaded = cls.load_file(file)
             except RuleError as exc:

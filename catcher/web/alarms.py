@@ -11,7 +11,6 @@ severity). The user is Gafaelfawr's ``X-Auth-Request-User`` header.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -23,8 +22,17 @@ from pydantic import ValidationError
 
 from ..constants import USER_HEADER
 from ..exceptions import AlarmCommandError
-from ..models.alarms import Alarm, AlarmCommand, AlarmSettings, CommandKind, Silence, SilenceState
+from ..models.alarms import (
+    MAX_COMMAND_ALARMS,
+    Alarm,
+    AlarmCommand,
+    AlarmSettings,
+    CommandKind,
+    Silence,
+    SilenceState,
+)
 from ..models.api import CommandBody, SilenceBody, alarm_json, silence_json
+from ..models.patterns import compile_pattern
 from ..models.records import utcnow
 from ..services.alarms import machine as alarm_machine
 from ..services.alarms.view import AlarmView, TopicView
@@ -40,7 +48,8 @@ USER = web.RequestKey("user", str)
 OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
 """Paths answered without a user: probes, metrics and the API's description."""
 
-SendCommand = Callable[[AlarmCommand], Awaitable[None]]
+SendCommand = Callable[[list[AlarmCommand]], Awaitable[None]]
+"""Write the commands of one request durably, as a whole (one record)."""
 SaveSilence = Callable[[Silence], Awaitable[None]]
 
 
@@ -73,6 +82,20 @@ def _field_error(field: str, message: str) -> web.Response:
     return _problem(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
 
+MAX_USER_LENGTH = 256
+
+
+def _bad_user(user: str) -> str:
+    """Why a user name cannot be recorded, or an empty string."""
+    try:
+        user.encode()
+    except UnicodeEncodeError:
+        return "the user name is not UTF-8"
+    if len(user) > MAX_USER_LENGTH or not user.isprintable() or user != user.strip():
+        return f"a user name is printable text of at most {MAX_USER_LENGTH} characters"
+    return ""
+
+
 def user_middleware(anonymous_user: str | None) -> Any:
     """Answers 401 to a request without a user, but on :data:`OPEN_PATHS`.
 
@@ -89,6 +112,9 @@ def user_middleware(anonymous_user: str | None) -> Any:
         user = request.headers.get(USER_HEADER) or anonymous_user
         if user is None:
             return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
+        problem = _bad_user(user)
+        if problem:
+            return _problem(400, [{"loc": ["header", USER_HEADER], "msg": problem}])
         request[USER] = user
         return await handler(request)
 
@@ -129,15 +155,15 @@ class AlarmApi:
         rule = request.query.get("rule")
         pattern = request.query.get("name")
         try:
-            regex = re.compile(pattern) if pattern else None
-        except re.error as exc:
-            return _problem(422, [{"loc": ["query", "name"], "msg": f"not a regex: {exc}"}])
+            regex = compile_pattern(pattern) if pattern else None
+        except ValueError as exc:
+            return _problem(422, [{"loc": ["query", "name"], "msg": str(exc)}])
         alarms = [
             alarm_json(a)
             for a in sorted(self._view.alarms.values(), key=lambda a: a.name)
             if (state is None or a.display_state.value == state)
             and (rule is None or a.rule_id == rule)
-            and (regex is None or regex.fullmatch(a.name))
+            and (regex is None or regex.fullmatch(a.name) is not None)
         ]
         return web.json_response({"alarms": alarms})
 
@@ -157,25 +183,29 @@ class AlarmApi:
         matched = [a for n, a in sorted(self._view.alarms.items()) if regex.fullmatch(n)]
         if not matched:
             return _problem(404, f"No alarm matches {body.name!r}.")
-        sent, refused = [], []
-        for alarm in matched:
-            reason = _refusal(kind, body, alarm)
-            if reason:
-                refused.append({"name": alarm.name, "reason": reason})
-                continue
-            await self._send(_command(kind, body, alarm, user))
-            sent.append(alarm.name)
-        logger.info(
-            "Sent alarm commands", command=kind.value, user=user, alarms=sent, refused=refused
-        )
+        if len(matched) > MAX_COMMAND_ALARMS:
+            return _field_error(
+                "name",
+                f"{len(matched)} alarms match; one command names at most {MAX_COMMAND_ALARMS}",
+            )
+        refused = [
+            {"name": alarm.name, "reason": reason}
+            for alarm in matched
+            if (reason := _refusal(kind, body, alarm))
+        ]
+        if refused:  # all or nothing: one alarm that cannot take it, and none is sent
+            logger.info("Refused alarm commands", command=kind.value, user=user, refused=refused)
+            return web.json_response(
+                {"command": kind.value, "alarms": [], "refused": refused}, status=409
+            )
+        await self._send([_command(kind, body, alarm, user) for alarm in matched])
+        sent = [alarm.name for alarm in matched]
+        logger.info("Sent alarm commands", command=kind.value, user=user, alarms=sent)
         return web.json_response(
-            {"command": kind.value, "alarms": sent, "refused": refused},
-            status=202 if sent else 409,
+            {"command": kind.value, "alarms": sent, "refused": []}, status=202
         )
 
-    async def _parse(
-        self, request: web.Request
-    ) -> tuple[str, CommandKind, CommandBody, re.Pattern[str]]:
+    async def _parse(self, request: web.Request) -> tuple[str, CommandKind, CommandBody, Any]:
         user = request[USER]
         try:
             kind = CommandKind(request.match_info["command"])
@@ -191,11 +221,7 @@ class AlarmApi:
         for field in _NEEDS[kind]:
             if getattr(body, field) is None:
                 raise _Problem(_field_error(field, f"{kind.value} needs a {field}"))
-        try:
-            regex = re.compile(body.name)
-        except re.error as exc:
-            raise _Problem(_field_error("name", f"not a regular expression: {exc}")) from None
-        return user, kind, body, regex
+        return user, kind, body, compile_pattern(body.name)  # checked by the body's model
 
     async def list_silences(self, request: web.Request) -> web.Response:
         """``GET /silences?state=pending|active|expired``."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -258,3 +259,86 @@ def test_how_much_history_a_condition_needs(
     )
     assert parsed.samples_span() == parse_duration(span)
     assert parsed.history_needed() == parse_duration(needed)
+
+
+HOSTILE_RULE = """rules:
+  - id: {id}
+    description: d
+    condition:
+      source: {{measurement: lsst.sal.X.y, field: temperature}}
+      window: {window}
+      thresholds: {{warning: {warning}}}
+    actions:
+      - name: {name}
+        type: webhook
+        url_env: {url_env}
+        body: {body}
+"""
+
+
+def _hostile(**fields: str) -> str:
+    values = {
+        "id": "r1",
+        "window": "1m",
+        "warning": "10",
+        "name": "a",
+        "url_env": "X_URL",
+        "body": "{text: hi}",
+    }
+    return HOSTILE_RULE.format(**(values | fields))
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (_hostile(window=".inf"), "condition.window: a duration is at most 3650 days"),
+        (_hostile(window="999999999d"), "condition.window: a duration is at most 3650 days"),
+        (_hostile(window=".nan"), "condition.window: nan is not a duration"),
+        (_hostile(warning=".nan"), "condition.thresholds.warning: Input should be a finite"),
+        (_hostile(warning="-.inf"), "condition.thresholds.warning: Input should be a finite"),
+        (_hostile(body="{v: .nan}"), "body: v: nan is not a number JSON can carry"),
+        (_hostile(id='"r1\\n"'), "id: use 1 to 128 letters"),
+        (_hostile(name='"a\\n"'), "actions[0].name: use 1 to 63 lowercase"),
+        (_hostile(url_env='""'), "actions[0].url_env: String should match pattern"),
+        (_hostile(url_env='"X_URL\\n"'), "actions[0].url_env: String should match pattern"),
+        ("rules:\n  - id: r1\n    id: r2\n", "the key 'id' is given twice"),
+        (
+            "rules:\n  - id: r1\n    description: d\n    actions:\n      - {name: a, url: 'http://x'}\n",
+            "an action needs a type: one of webhook, noteburst, ocps, times_square",
+        ),
+        ("", "the file is empty; write `rules:` and a list of rules"),
+        ("# only a comment\n", "the file is empty"),
+        ("rules: " + "[" * 5000 + "]" * 5000, "nested more than 32 levels deep"),
+        (BOMB + "rules: *b\n", "aliases (*a) are not allowed in rules files"),
+    ],
+)
+def test_hostile_rules_files_get_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(RuleError) as raised:
+        RuleSet.from_path(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    assert message in str(raised.value)
+
+
+def test_binary_huge_and_repeated_files_are_refused(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x00rules: []\x89PNG")
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("rules: []\n" + "#" * (1 << 20))
+    nul = tmp_path / "nul.yaml"
+    nul.write_text("rules: []\x00\n")
+    for path, message in (
+        (binary, "not UTF-8 text (a binary file?): byte 0 cannot be read"),
+        (huge, "a rules file is at most 1024 KiB"),
+        (nul, "not a text file"),
+    ):
+        with pytest.raises(RuleError, match=re.escape(f"{path}: {message}")):
+            RuleSet.from_path(path)
+    good = write(tmp_path, _hostile(), "good.yaml")
+    with pytest.raises(RuleError, match="given twice"):
+        RuleSet.from_paths([good, tmp_path / "." / "good.yaml"])
+    with pytest.raises(RuleError, match="already defined in"):
+        RuleSet.from_paths([good, write(tmp_path, _hostile(), "again.yaml")])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from catcher.config import load_config
 from catcher.models.alarms import Alarm, AlarmCommand, Silence
 from catcher.models.enums import Severity
+from catcher.models.records import utcnow
 from catcher.services.alarms.view import AlarmView, TopicView
 from catcher.web.alarms import AlarmApi, user_middleware
 
@@ -21,10 +24,15 @@ pytestmark = pytest.mark.asyncio
 
 
 class Api:
-    def __init__(self, url: str, commands: list[AlarmCommand], saved: list[Silence]) -> None:
+    def __init__(self, url: str, batches: list[list[AlarmCommand]], saved: list[Silence]) -> None:
         self.url = url
-        self.commands = commands
+        self.batches = batches
+        """What each request wrote (one write per request)."""
         self.saved = saved
+
+    @property
+    def commands(self) -> list[AlarmCommand]:
+        return [command for batch in self.batches for command in batch]
 
     async def call(self, method: str, path: str, user: str | None = "ana", **kw: Any) -> Any:
         headers = {"X-Auth-Request-User": user} if user else {}
@@ -50,11 +58,11 @@ async def api() -> AsyncIterator[Api]:
             max_severity=severity,
         )
     silences: TopicView[Silence] = TopicView(config, "silences", _decode)
-    commands: list[AlarmCommand] = []
+    batches: list[list[AlarmCommand]] = []
     saved: list[Silence] = []
 
-    async def send(command: AlarmCommand) -> None:
-        commands.append(command)
+    async def send(commands: list[AlarmCommand]) -> None:
+        batches.append(commands)
 
     async def save(silence: Silence) -> None:
         saved.append(silence)
@@ -64,7 +72,7 @@ async def api() -> AsyncIterator[Api]:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        yield Api(str(server.make_url("")).rstrip("/"), commands, saved)
+        yield Api(str(server.make_url("")).rstrip("/"), batches, saved)
     finally:
         await server.close()
 
@@ -123,15 +131,28 @@ async def test_invalid_input_names_the_field(
     assert api.commands == [] and api.saved == []
 
 
-async def test_a_regex_becomes_one_command_per_alarm_and_refusals_are_listed(api: Api) -> None:
+async def test_a_regex_command_is_all_or_nothing(api: Api) -> None:
     answer = await api.call(
         "POST", "/alarms/acknowledge", json={"name": "m1m3-.*", "severity": "SERIOUS"}
     )
+    assert answer.status_code == httpx.codes.CONFLICT  # salIndex=1 was CRITICAL
+    assert answer.json()["alarms"] == []
+    assert [r["name"] for r in answer.json()["refused"]] == ["m1m3-temperature:salIndex=1"]
+    assert api.batches == []  # nothing sent
+    answer = await api.call(
+        "POST", "/alarms/acknowledge", json={"name": "m1m3-.*", "severity": "CRITICAL"}
+    )
     assert answer.status_code == httpx.codes.ACCEPTED
-    assert answer.json()["alarms"] == ["m1m3-temperature:salIndex=2"]
-    assert answer.json()["refused"][0]["name"] == "m1m3-temperature:salIndex=1"
-    (command,) = api.commands
-    assert (command.user, command.series) == ("ana", "m1m3-temperature|salIndex=2")
+    assert answer.json() == {
+        "command": "acknowledge",
+        "alarms": ["m1m3-temperature:salIndex=1", "m1m3-temperature:salIndex=2"],
+        "refused": [],
+    }
+    (batch,) = api.batches  # one write for the whole request
+    assert [(c.user, c.series) for c in batch] == [
+        ("ana", "m1m3-temperature|salIndex=1"),
+        ("ana", "m1m3-temperature|salIndex=2"),
+    ]
     assert (await api.call("POST", "/alarms/unmute", json={"name": "x"})).status_code == 404
     assert (await api.call("POST", "/alarms/shout", json={"name": ".*"})).status_code == 404
 
@@ -151,6 +172,61 @@ async def test_silences_are_created_listed_and_expired(api: Api) -> None:
     assert again.status_code == httpx.codes.CONFLICT
     assert (await api.call("DELETE", "/silences/nope")).status_code == httpx.codes.NOT_FOUND
     assert [s.expired_at is None for s in api.saved] == [True, False]
+
+
+async def test_hostile_patterns_times_durations_and_users_are_refused_at_the_edge(
+    api: Api,
+) -> None:
+    for pattern in ("(a+)+$", "(.*.*)*!", "(x+x+)+y"):  # would hang Python's re
+        listed = await api.call("GET", "/alarms", params={"name": pattern})
+        assert listed.status_code == httpx.codes.OK
+        assert listed.json() == {"alarms": []}
+    for pattern, why in (("(?=m)m1m3.*", "lookaround"), ("x" * 501, "at most 500"), ("(", "")):
+        refused = await api.call("GET", "/alarms", params={"name": pattern})
+        assert refused.status_code == httpx.codes.UNPROCESSABLE_ENTITY
+        assert refused.json()["detail"][0]["loc"] == ["query", "name"]
+        assert why in refused.json()["detail"][0]["msg"]
+        command = await api.call("POST", "/alarms/unmute", json={"name": pattern})
+        assert command.status_code == httpx.codes.UNPROCESSABLE_ENTITY
+        assert command.json()["detail"][0]["loc"] == ["body", "name"]
+        silence = await api.call(
+            "POST", "/silences", json={"name": pattern, "duration": "1h", "comment": "x"}
+        )
+        assert silence.status_code == httpx.codes.UNPROCESSABLE_ENTITY
+        assert silence.json()["detail"][0]["loc"] == ["body", "name"]
+    for duration in ("999999999d", 1e300, "nan", float("inf"), -5, 0):
+        body = {"name": "m1m3-.*", "severity": "CRITICAL", "duration": duration}
+        mute = await api.call("POST", "/alarms/mute", content=json.dumps(body))  # NaN, Infinity
+        assert mute.status_code == httpx.codes.UNPROCESSABLE_ENTITY, (duration, mute.text)
+    too_long = await api.call(
+        "POST", "/silences", json={"name": "m1m3-.*", "duration": "400d", "comment": "x"}
+    )
+    assert too_long.status_code == httpx.codes.UNPROCESSABLE_ENTITY
+    far = await api.call(
+        "POST",
+        "/silences",
+        json={"name": "x", "starts_at": "9999-01-01T00:00:00Z", "duration": "1h", "comment": "x"},
+    )
+    assert far.status_code == httpx.codes.UNPROCESSABLE_ENTITY
+    naive = await api.call(
+        "POST",
+        "/silences",
+        json={"name": "x", "ends_at": "2099-01-01T00:00:00", "comment": "read as UTC"},
+    )
+    assert naive.status_code == httpx.codes.UNPROCESSABLE_ENTITY  # more than 366 days
+    soon = (utcnow() + timedelta(hours=2)).replace(tzinfo=None, microsecond=0)
+    naive = await api.call(
+        "POST", "/silences", json={"name": "x", "ends_at": soon.isoformat(), "comment": "UTC"}
+    )
+    assert naive.status_code == httpx.codes.CREATED, naive.text
+    assert naive.json()["ends_at"] == soon.isoformat() + "Z"
+    assert api.batches == []
+    async with httpx.AsyncClient() as client:
+        for user in (b"\xff\xfe", b"a" * 300, b"ana\x07"):
+            answer = await client.get(f"{api.url}/alarms", headers={"X-Auth-Request-User": user})
+            assert answer.status_code == httpx.codes.BAD_REQUEST, user
+            if user != b"ana\x07":  # a control character: aiohttp's parser refuses it first
+                assert answer.json()["detail"][0]["loc"] == ["header", "X-Auth-Request-User"]
 
 
 async def test_the_openapi_document_lists_every_route(api: Api) -> None:

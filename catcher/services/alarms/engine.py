@@ -19,6 +19,7 @@ import structlog
 
 from ...exceptions import ActionError, AlarmCommandError
 from ...models.alarms import (
+    RECENT_COMMANDS,
     Alarm,
     AlarmCommand,
     AlarmSettings,
@@ -126,23 +127,36 @@ class AlarmEngine:
             await self._write(changed, partition)
 
     async def on_command(self, command: AlarmCommand, partition: int) -> Alarm | None:
-        """Apply one operator command; returns the alarm after it (None if unknown)."""
+        """Apply one operator command; returns the alarm after it (None if unknown).
+
+        A command delivered again (the same ``command_id``, after a restart) is not applied
+        a second time.
+        """
         log = logger.bind(alarm=command.name, command=command.command.value, user=command.user)
         alarm = self.get(command.name)
         if alarm is None:
             log.warning("Ignored a command for an alarm that does not exist")
             return None
+        if command.command_id in alarm.recent_commands:
+            log.info("Ignored a command applied before", command_id=command.command_id)
+            return alarm
         settings = self.settings(alarm.rule_id)
         now = self._clock()
+        remembered = [*alarm.recent_commands, command.command_id][-RECENT_COMMANDS:]
         try:
             changed = _apply(command, alarm, now, settings)
         except AlarmCommandError as exc:
             log.warning("Refused an alarm command", reason=str(exc))
             # Recorded with the unchanged state, so that every command is on the topic.
-            await self._publish(alarm, command.model_copy(update={"refused": str(exc)}))
-            return alarm
+            unchanged = alarm.model_copy(update={"recent_commands": remembered})
+            await self._write(
+                unchanged, partition, command.model_copy(update={"refused": str(exc)})
+            )
+            return unchanged
+        update: dict[str, object] = {"recent_commands": remembered}
         if command.comment and changed.comment != command.comment:
-            changed = changed.model_copy(update={"comment": command.comment, "updated": now})
+            update |= {"comment": command.comment, "updated": now}
+        changed = changed.model_copy(update=update)
         # Every command is recorded, even one that changed nothing.
         await self._write(changed, partition, command)
         log.info("Applied an alarm command", comment=command.comment)

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import urllib3
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.domain.task_create_request import TaskCreateRequest
 from influxdb_client.domain.task_update_request import TaskUpdateRequest
@@ -20,6 +21,7 @@ from influxdb_client.rest import ApiException
 from ...config import Config
 from ...exceptions import DeployError
 from ...models.rules import RuleSet
+from ...redact import brief
 from .flux import TASK_PREFIX, CompileOptions, compile_rule, task_name
 
 __all__ = ["Change", "TaskSync", "desired_tasks", "plan_changes"]
@@ -124,6 +126,7 @@ class TaskSync:
             url=config.influxdb_url, token=token, org=config.influxdb_org, timeout=30_000
         )
         self._org = config.influxdb_org
+        self._url = config.influxdb_url
         self._api = self._client.tasks_api()
 
     def close(self) -> None:
@@ -138,8 +141,15 @@ class TaskSync:
             raise DeployError(
                 f"Could not list tasks: HTTP {exc.status}: {_server_message(exc)}"
             ) from exc
-        except OSError as exc:
-            raise DeployError(f"Could not reach the tasks API: {exc}") from exc
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: Exception) -> DeployError:
+        detail = brief(str(exc)) or type(exc).__name__
+        return DeployError(
+            f"Could not reach the tasks API at {brief(self._url)} (CATCHER_INFLUXDB_URL):"
+            f" {type(exc).__name__}: {detail}"
+        )
 
     def plan(self, desired: dict[str, tuple[str, str]], *, prune: bool) -> list[Change]:
         """The changes that would bring the server in step with the rules."""
@@ -173,5 +183,7 @@ class TaskSync:
                     f"Could not {change.kind} the task of {what}: HTTP {exc.status}:"
                     f" {_server_message(exc)}"
                 ) from exc
+            except (OSError, urllib3.exceptions.HTTPError) as exc:
+                raise self._unreachable(exc) from None
             done.append(change)
         return done

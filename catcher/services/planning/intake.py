@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from ...avro import AvroCodec
 from ...exceptions import RecordError, SchemaRegistryUnavailableError, Unprocessable
+from ...models.alarms import AlarmCommandBatch
 from ...models.enums import DeadLetterStage
 from ...models.records import Trigger, TriggerMessage
 from ...models.rules import RuleSet
@@ -92,3 +93,12 @@ class Intake:
         await self._send(
             self._series_topic, trigger.series, TriggerMessage(trigger=trigger).to_json()
         )
+
+    async def forward(self, batch: AlarmCommandBatch) -> None:
+        """Send each command of an operator's request on to its alarm's owner.
+
+        Done again from the start if interrupted; the owners ignore a command they have
+        applied already (by its id).
+        """
+        for command in batch.commands:
+            await self._send(self._series_topic, command.series, command.to_json())

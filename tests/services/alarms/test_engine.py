@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import fastavro
@@ -70,7 +71,7 @@ def _command(kind: CommandKind, clock: Clock, **fields: object) -> AlarmCommand:
             "rule_id": "m1m3-temperature",
             "tags": {"salIndex": "1"},
             "user": "ana",
-            "command_id": "c1",
+            "command_id": str(uuid.uuid4()),
             "time": clock.now,
             **fields,
         }
@@ -290,8 +291,15 @@ def test_silences_match_names_and_tags_and_have_states() -> None:
     assert later.state(clock.now + timedelta(hours=2)) == "expired"
     ended = _silence(clock, expired_at=clock.now + timedelta(minutes=1))
     assert ended.state(clock.now + timedelta(minutes=1)) == "expired"
-    with pytest.raises(ValueError, match="not a regular expression"):
+    with pytest.raises(ValueError, match="not a pattern Catcher can match"):
         _silence(clock, name="(")
+    hostile = {"(a+)+$": "a" * 5000 + "!", "(.*.*)*!": "a" * 5000, "(x+x+)+y": "x" * 5000}
+    for pattern, text in hostile.items():  # linear time: Python's re would never return
+        assert not _silence(clock, name=pattern).matches(alarm.model_copy(update={"name": text}))
+    with pytest.raises(ValueError, match="no backreferences or lookaround"):
+        _silence(clock, name=r"(a)\1")
+    with pytest.raises(ValueError, match="at most 500 characters"):
+        _silence(clock, tags={"salIndex": "a" * 501})
 
 
 @pytest.mark.asyncio
@@ -329,3 +337,16 @@ async def test_a_silence_starting_later_mutes_existing_alarms_when_it_starts() -
     await engine.scan(lambda _p: True)
     alarm = engine.get("m1m3-temperature:salIndex=1")
     assert alarm is not None and not alarm.muted
+
+
+@pytest.mark.asyncio
+async def test_a_command_delivered_again_is_applied_once() -> None:
+    engine, _, sent, clock = _engine()
+    await engine.on_trigger(_trigger(Severity.CRITICAL), 0)
+    mute = _command(CommandKind.mute, clock, severity=Severity.CRITICAL, duration="1h")
+    first = await engine.on_command(mute, 0)
+    assert first is not None and first.muted
+    clock.now += timedelta(minutes=30)
+    again = await engine.on_command(mute, 0)  # redelivered after a restart
+    assert again == first  # not muted again for another hour from now
+    assert [r[1].command_id for r in sent.records if r[1] is not None] == [mute.command_id]
