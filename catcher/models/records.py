@@ -6,6 +6,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -48,9 +49,22 @@ def isoformat(time: datetime | None) -> str | None:
     return time.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _escaped(text: str) -> str:
+    """Text with the separators of series keys and alarm names percent-encoded.
+
+    ``%``, ``,``, ``=``, ``|``, ``:``, whitespace and anything not ASCII are escaped, so
+    that ``{salIndex: "1,x=2"}`` and ``{salIndex: "1", x: "2"}`` are different series, and
+    an alarm name never holds a space.
+    """
+    return quote(text, safe="/")
+
+
 def series_key(tags: dict[str, str]) -> str:
-    """Canonical text of a series' tags: ``k=v`` pairs sorted by key, comma-separated."""
-    return ",".join(f"{k}={tags[k]}" for k in sorted(tags))
+    """Canonical text of a series' tags: ``k=v`` pairs sorted by key, comma-separated.
+
+    Keys and values are escaped (:func:`_escaped`): distinct tags give distinct keys.
+    """
+    return ",".join(f"{_escaped(k)}={_escaped(tags[k])}" for k in sorted(tags))
 
 
 def series_id(rule_id: str, tags: dict[str, str]) -> str:

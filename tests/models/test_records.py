@@ -2,9 +2,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from catcher.models.alarms import AlarmCommand
+from catcher.models.alarms import AlarmCommand, CommandKind, alarm_name
 from catcher.models.enums import Severity, TriggerSource
-from catcher.models.records import Trigger, make_action_id, make_trigger_id, series_id
+from catcher.models.records import (
+    Trigger,
+    make_action_id,
+    make_trigger_id,
+    series_id,
+    series_key,
+    utcnow,
+)
 
 TIME = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -59,3 +66,22 @@ def test_a_trigger_and_a_command_for_its_alarm_name_the_same_series() -> None:
         }
     )
     assert trigger.series == command.series == series_id("r", tags) == "r|axis=x,salIndex=2"
+
+
+def test_series_identity_is_unambiguous() -> None:
+    assert series_key({"salIndex": "1,x=2"}) != series_key({"salIndex": "1", "x": "2"})
+    assert series_id("r", {"a": "1|b"}) != series_id("r", {"a": "1", "b": ""})
+    assert series_key({"salIndex": "1"}) == "salIndex=1"  # plain values read as before
+    name = alarm_name("r", {"cscName": "MT Mount", "where": "a:b"})
+    assert name == "r:cscName=MT%20Mount,where=a%3Ab"
+    command = AlarmCommand(  # a space in a tag value no longer breaks commands on its alarm
+        command=CommandKind.acknowledge,
+        name=name,
+        rule_id="r",
+        tags={"cscName": "MT Mount", "where": "a:b"},
+        user="ana",
+        severity="CRITICAL",
+        command_id="c1",
+        time=utcnow(),
+    )
+    assert command.series == "r|cscName=MT%20Mount,where=a%3Ab"
