@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_serializer,
     field_validator,
     model_validator,
@@ -49,8 +50,21 @@ __all__ = [
 MAX_MUTE = timedelta(days=366)
 """The longest mute or silence an operator may set."""
 
+SEVERITY_NAMES = [s.name for s in Severity]
+
 SeverityName = Annotated[
-    Severity, BeforeValidator(lambda v: Severity.parse(v) if isinstance(v, str) else v)
+    Severity,
+    BeforeValidator(lambda v: Severity.parse(v) if isinstance(v, str) else v),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": SEVERITY_NAMES},
+                {"type": "integer", "enum": [s.value for s in Severity]},
+            ],
+            "description": "A severity by name (any case) or number (1 to 4).",
+        },
+        mode="validation",
+    ),
 ]
 """A severity given by name (``CRITICAL``) or number (4)."""
 

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Self
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from .alarms import MAX_MUTE, Alarm, SeverityName, Silence
+from .alarms import (
+    MAX_MUTE,
+    Alarm,
+    CommandKind,
+    DisplayState,
+    SeverityName,
+    Silence,
+    SilenceState,
+)
 from .durations import Duration, Time
 from .enums import Severity
 from .patterns import Pattern
 
-__all__ = ["CommandBody", "SilenceBody", "alarm_json", "silence_json"]
+__all__ = [
+    "AlarmAnswer",
+    "AlarmList",
+    "CommandAnswer",
+    "CommandBody",
+    "Problem",
+    "SilenceAnswer",
+    "SilenceBody",
+    "SilenceList",
+    "alarm_json",
+    "silence_json",
+]
 
 
 class CommandBody(BaseModel):
@@ -47,7 +66,28 @@ class CommandBody(BaseModel):
 class SilenceBody(BaseModel):
     """The body of ``POST /silences``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "allOf": [
+                {  # something to match
+                    "anyOf": [
+                        {"required": ["name"], "properties": {"name": {"type": "string"}}},
+                        {"required": ["tags"], "properties": {"tags": {"minProperties": 1}}},
+                    ]
+                },
+                {  # an end
+                    "anyOf": [
+                        {
+                            "required": ["duration"],
+                            "properties": {"duration": {"not": {"type": "null"}}},
+                        },
+                        {"required": ["ends_at"], "properties": {"ends_at": {"type": "string"}}},
+                    ]
+                },
+            ]
+        },
+    )
 
     name: Pattern | None = Field(None, description="Regex (RE2 syntax) over whole alarm names.")
     tags: dict[str, Pattern] = Field(
@@ -67,17 +107,91 @@ class SilenceBody(BaseModel):
         return self
 
 
+_INTERNAL_FIELDS = frozenset({"resolve_id", "escalation_attempts", "recent_commands"})
+"""Fields of an alarm's state the API does not show."""
+
+_SEVERITY_FIELDS = ("severity", "max_severity", "muted_severity")
+
+SeverityLabel = Literal["NONE", "WARNING", "SERIOUS", "CRITICAL"]
+
+
+def _answer_of(model: type[BaseModel], replaced: dict[str, Any], hidden: frozenset[str]) -> Any:
+    """The fields of an answer made from a model: every field present, some retyped."""
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if name not in hidden:
+            annotation = replaced.get(name, info.annotation)
+            fields[name] = (annotation, Field(description=info.description))
+    return fields
+
+
+AlarmAnswer = create_model(
+    "AlarmAnswer",
+    __doc__="An alarm as the API answers it: severities by name, and its display state.",
+    __config__=ConfigDict(extra="forbid"),
+    **_answer_of(Alarm, dict.fromkeys(_SEVERITY_FIELDS, SeverityLabel), _INTERNAL_FIELDS),
+    state=(DisplayState, Field(description="The Watcher's display state.")),
+)
+
+SilenceAnswer = create_model(
+    "SilenceAnswer",
+    __doc__="A silence as the API answers it, with its state now.",
+    __config__=ConfigDict(extra="forbid"),
+    **_answer_of(Silence, {}, frozenset()),
+    state=(SilenceState, Field(description="pending, active or expired, now.")),
+)
+
+
+class AlarmList(BaseModel):
+    """``GET /alarms``."""
+
+    alarms: list[AlarmAnswer]  # type: ignore[valid-type]
+
+
+class SilenceList(BaseModel):
+    """``GET /silences``."""
+
+    silences: list[SilenceAnswer]  # type: ignore[valid-type]
+
+
+class Refusal(BaseModel):
+    """An alarm that would refuse a command, and why."""
+
+    name: str
+    reason: str
+
+
+class CommandAnswer(BaseModel):
+    """``POST /alarms/{command}``: the alarms it was sent to (202), or those refusing (409)."""
+
+    command: CommandKind
+    alarms: list[str]
+    refused: list[Refusal]
+
+
+class ProblemItem(BaseModel):
+    """One invalid input: where it is (``body``, ``query`` or ``header``, then the field)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str | None = None
+
+
+class Problem(BaseModel):
+    """Every error answer: a sentence, or the invalid inputs."""
+
+    detail: str | list[ProblemItem]
+
+
 def alarm_json(alarm: Alarm) -> dict[str, Any]:
-    """An alarm as the API answers it: severities by name, its display state."""
-    data = alarm.model_dump(
-        mode="json", exclude={"resolve_id", "escalation_attempts", "recent_commands"}
-    )
-    for key in ("severity", "max_severity", "muted_severity"):
+    """An alarm as the API answers it (:data:`AlarmAnswer`)."""
+    data = alarm.model_dump(mode="json", exclude=set(_INTERNAL_FIELDS))
+    for key in _SEVERITY_FIELDS:
         data[key] = Severity(data[key]).name
     data["state"] = alarm.display_state.value
     return data
 
 
 def silence_json(silence: Silence, now: datetime) -> dict[str, Any]:
-    """A silence as the API answers it, with its state now."""
+    """A silence as the API answers it, with its state now (:data:`SilenceAnswer`)."""
     return {**silence.to_json(), "state": silence.state(now).value}

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
 __all__ = ["MAX_DURATION", "Duration", "Time", "as_utc", "parse_duration"]
 
@@ -50,7 +50,19 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION.total_seconds()},
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"},
+    ],
+    "description": "Seconds, or text such as 30s, 10m, 1h30m or 2d.",
+}
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    WithJsonSchema(DURATION_SCHEMA, mode="validation"),
+]
 
 
 def as_utc(value: datetime) -> datetime:

@@ -14,7 +14,7 @@ import functools
 from typing import Annotated, Any
 
 import re2
-from pydantic import AfterValidator
+from pydantic import AfterValidator, WithJsonSchema
 
 __all__ = [
     "MAX_PATTERN_LENGTH",
@@ -42,6 +42,8 @@ def _options() -> Any:
 @functools.lru_cache(maxsize=1024)
 def compile_pattern(pattern: str) -> Any:
     """The compiled pattern; ``ValueError`` says why a pattern is refused."""
+    if not pattern:
+        raise ValueError("a pattern is not empty")
     if len(pattern) > MAX_PATTERN_LENGTH:
         raise ValueError(
             f"a pattern has at most {MAX_PATTERN_LENGTH} characters, not {len(pattern)}"
@@ -69,5 +71,16 @@ def full_match(pattern: str, text: str) -> bool:
     return compile_pattern(pattern).fullmatch(text) is not None
 
 
-Pattern = Annotated[str, AfterValidator(check_pattern)]
+Pattern = Annotated[
+    str,
+    AfterValidator(check_pattern),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_PATTERN_LENGTH,
+            "description": "A regular expression in RE2 syntax, matched against the whole text.",
+        }
+    ),
+]
 """A user-supplied regular expression, checked when it arrives."""

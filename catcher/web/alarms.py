@@ -11,6 +11,7 @@ severity). The user is Gafaelfawr's ``X-Auth-Request-User`` header.
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from ..models.alarms import (
     AlarmCommand,
     AlarmSettings,
     CommandKind,
+    DisplayState,
     Silence,
     SilenceState,
 )
@@ -91,8 +93,12 @@ def _bad_user(user: str) -> str:
         user.encode()
     except UnicodeEncodeError:
         return "the user name is not UTF-8"
-    if len(user) > MAX_USER_LENGTH or not user.isprintable() or user != user.strip():
-        return f"a user name is printable text of at most {MAX_USER_LENGTH} characters"
+    control = any(unicodedata.category(c) == "Cc" for c in user)
+    if len(user) > MAX_USER_LENGTH or control or user != user.strip():
+        return (
+            f"a user name is text of at most {MAX_USER_LENGTH} characters, without control"
+            " characters or surrounding spaces"
+        )
     return ""
 
 
@@ -110,7 +116,7 @@ def user_middleware(anonymous_user: str | None) -> Any:
         if request.path in OPEN_PATHS:
             return await handler(request)
         user = request.headers.get(USER_HEADER) or anonymous_user
-        if user is None:
+        if not user:
             return _problem(401, f"No {USER_HEADER} header: log in through Gafaelfawr.")
         problem = _bad_user(user)
         if problem:
@@ -152,6 +158,9 @@ class AlarmApi:
     async def list_alarms(self, request: web.Request) -> web.Response:
         """``GET /alarms?state=&rule=&name=``."""
         state = request.query.get("state")
+        if state is not None and state not in {s.value for s in DisplayState}:
+            choices = ", ".join(s.value for s in DisplayState)
+            return _problem(422, [{"loc": ["query", "state"], "msg": f"one of {choices}"}])
         rule = request.query.get("rule")
         pattern = request.query.get("name")
         try:
@@ -227,6 +236,9 @@ class AlarmApi:
         """``GET /silences?state=pending|active|expired``."""
         now = utcnow()
         state = request.query.get("state")
+        if state is not None and state not in {s.value for s in SilenceState}:
+            choices = ", ".join(s.value for s in SilenceState)
+            return _problem(422, [{"loc": ["query", "state"], "msg": f"one of {choices}"}])
         silences = [
             silence_json(s, now)
             for s in sorted(self._silences.values.values(), key=lambda s: s.starts_at)

@@ -1,146 +1,217 @@
-"""The alarm API's OpenAPI 3.1 document (``GET /openapi.json``)."""
+"""The alarm API's OpenAPI 3.1 document (``GET /openapi.json``).
+
+Every body and answer is described by its pydantic model (``catcher/models/api.py``), all
+under ``components/schemas``, so every ``$ref`` resolves; a test checks real answers
+against this document.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
 from ..constants import USER_HEADER
-from ..models.alarms import Alarm, CommandKind, Silence
-from ..models.api import CommandBody, SilenceBody
+from ..models.alarms import CommandKind, DisplayState, SilenceState
+from ..models.api import (
+    AlarmAnswer,
+    AlarmList,
+    CommandAnswer,
+    CommandBody,
+    Problem,
+    SilenceAnswer,
+    SilenceBody,
+    SilenceList,
+)
 
 __all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return _json(Problem, description)
+
+
+def _path(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": schema or {"type": "string"},
+        "description": description,
+    }
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema or {"type": "string"},
+        "description": description,
+    }
+
+
+_USER = {
+    "name": USER_HEADER,
+    "in": "header",
+    "required": True,
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 256,
+        "pattern": r"^[^\s\x00-\x1f\x7f](?:[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$",
+    },
+    "description": "The user, set by Gafaelfawr in front of the API (it is not a credential:"
+    " the API trusts whoever sets it, so only the ingress may reach it).",
+}
+
+_COMMON = {
+    "400": _problem(f"The {USER_HEADER} header is not a user name (UTF-8 text, no controls)."),
+    "401": _problem(f"No {USER_HEADER} header: log in through Gafaelfawr."),
+}
 
 
 def openapi_document() -> dict[str, Any]:
     """OpenAPI 3.1 description of the alarm API."""
-    alarm_ref = {"$ref": "#/components/schemas/Alarm"}
-    command_names = [k.value for k in CommandKind]
-    user = {
-        "name": USER_HEADER,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": "Set by Gafaelfawr.",
-    }
+    _, definitions = models_json_schema(
+        [
+            (CommandBody, "validation"),
+            (SilenceBody, "validation"),
+            (AlarmAnswer, "serialization"),
+            (AlarmList, "serialization"),
+            (SilenceAnswer, "serialization"),
+            (SilenceList, "serialization"),
+            (CommandAnswer, "serialization"),
+            (Problem, "serialization"),
+        ],
+        ref_template=_REF,
+    )
+    invalid = _problem("Invalid input, naming the field.")
     return {
         "openapi": "3.1.0",
         "info": {"title": "Catcher alarms", "version": "1"},
+        "components": {"schemas": definitions["$defs"]},
         "paths": {
             "/alarms": {
                 "get": {
-                    "summary": "List alarms",
+                    "summary": "List alarms, sorted by name",
                     "parameters": [
-                        user,
-                        {"name": "state", "in": "query", "schema": {"type": "string"}},
-                        {"name": "rule", "in": "query", "schema": {"type": "string"}},
-                        {"name": "name", "in": "query", "schema": {"type": "string"}},
+                        _USER,
+                        _query(
+                            "state",
+                            "Only alarms in this display state.",
+                            {"enum": [s.value for s in DisplayState]},
+                        ),
+                        _query("rule", "Only the alarms of this rule."),
+                        _query(
+                            "name",
+                            "Only names this regular expression (RE2) matches whole.",
+                            {"type": "string", "maxLength": 500},
+                        ),
                     ],
-                    "responses": {"200": {"description": "The alarms."}},
+                    "responses": {
+                        "200": _json(AlarmList, "The alarms."),
+                        **_COMMON,
+                        "422": invalid,
+                    },
                 }
             },
             "/alarms/{name}": {
                 "get": {
                     "summary": "One alarm",
-                    "parameters": [
-                        user,
-                        {
-                            "name": "name",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                    ],
+                    "parameters": [_USER, _path("name", "The alarm's name.")],
                     "responses": {
-                        "200": {"content": {"application/json": {"schema": alarm_ref}}},
-                        "404": {"description": "No such alarm."},
+                        "200": _json(AlarmAnswer, "The alarm."),
+                        **_COMMON,
+                        "404": _problem("No such alarm."),
                     },
-                }
+                },
+                "post": {
+                    "summary": "Acknowledge, unacknowledge, mute or unmute the alarms a regex"
+                    " names: all of them, or none",
+                    "parameters": [
+                        _USER,
+                        _path(
+                            "name",
+                            "The command (the path is /alarms/acknowledge, /alarms/mute...).",
+                            {"enum": [k.value for k in CommandKind]},
+                        ),
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(CommandBody)}},
+                    },
+                    "responses": {
+                        "202": _json(CommandAnswer, "Written for the alarms' owners."),
+                        **_COMMON,
+                        "404": _problem("No alarm matches."),
+                        "409": _json(CommandAnswer, "Some alarm would refuse it: none sent."),
+                        "422": invalid,
+                    },
+                },
             },
             "/silences": {
                 "get": {
-                    "summary": "List silences (state: pending, active, expired)",
+                    "summary": "List silences",
                     "parameters": [
-                        user,
-                        {"name": "state", "in": "query", "schema": {"type": "string"}},
+                        _USER,
+                        _query(
+                            "state",
+                            "Only silences in this state now.",
+                            {"enum": [s.value for s in SilenceState]},
+                        ),
                     ],
-                    "responses": {"200": {"description": "The silences."}},
+                    "responses": {
+                        "200": _json(SilenceList, "The silences."),
+                        **_COMMON,
+                        "422": invalid,
+                    },
                 },
                 "post": {
                     "summary": "Create a silence",
-                    "parameters": [user],
+                    "parameters": [_USER],
                     "requestBody": {
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/SilenceBody"}
-                            }
-                        }
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(SilenceBody)}},
                     },
                     "responses": {
                         "201": {
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Silence"}
+                            **_json(SilenceAnswer, "The silence."),
+                            "links": {
+                                "ExpireSilence": {
+                                    "operationId": "expireSilence",
+                                    "parameters": {"id": "$response.body#/id"},
                                 }
-                            }
+                            },
                         },
-                        "422": {"description": "Invalid input, naming the field."},
+                        **_COMMON,
+                        "422": invalid,
                     },
                 },
             },
             "/silences/{id}": {
                 "delete": {
+                    "operationId": "expireSilence",
                     "summary": "Expire a silence now",
-                    "parameters": [
-                        user,
-                        {
-                            "name": "id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        },
-                    ],
+                    "parameters": [_USER, _path("id", "The silence's id.")],
                     "responses": {
-                        "200": {"description": "The expired silence."},
-                        "404": {"description": "No such silence."},
-                        "409": {"description": "Already expired."},
+                        "200": _json(SilenceAnswer, "The expired silence."),
+                        **_COMMON,
+                        "404": _problem("No such silence."),
+                        "409": _problem("Already expired."),
                     },
                 }
             },
-            "/alarms/{command}": {
-                "post": {
-                    "summary": "Acknowledge, unacknowledge, mute or unmute alarms by regex",
-                    "parameters": [
-                        user,
-                        {
-                            "name": "command",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"enum": command_names},
-                        },
-                    ],
-                    "requestBody": {
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/CommandBody"}
-                            }
-                        }
-                    },
-                    "responses": {
-                        "202": {"description": "Sent to the alarms' owners."},
-                        "401": {"description": "No user."},
-                        "404": {"description": "No alarm matches."},
-                        "409": {"description": "Refused for every matching alarm."},
-                        "422": {"description": "Invalid input, naming the field."},
-                    },
-                }
-            },
-        },
-        "components": {
-            "schemas": {
-                "Alarm": Alarm.model_json_schema(),
-                "CommandBody": CommandBody.model_json_schema(),
-                "SilenceBody": SilenceBody.model_json_schema(),
-                "Silence": Silence.model_json_schema(),
-            }
         },
     }

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from catcher import topics
 from catcher.broker import free_port
 from catcher.fakes.love import FakeLoveManager
 from catcher.fakes.squadcast import FakeSquadCast
-from catcher.kafka import read_topic
+from catcher.kafka import ensure_topics, read_topic
 from catcher.models.enums import Severity
+from catcher.models.records import utcnow
+from tests.support import DATA
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -376,3 +383,115 @@ async def test_two_workers_either_answers_reads_and_commands_reach_the_owners(
     applied = [w.log.count("Applied an alarm command") for w in stack.workers]
     assert sum(applied) == len(names)
     assert all(applied), applied  # each worker applied the commands of its own alarms
+
+
+async def _ready(api: str) -> bool:
+    async with httpx.AsyncClient(timeout=2) as client:
+        try:
+            return (await client.get(f"{api}/ready")).status_code == httpx.codes.OK
+        except httpx.HTTPError:
+            return False
+
+
+async def test_hostile_patterns_and_stored_silences_never_stall_the_worker(stack: Stack) -> None:
+    """A silence no worker can compile is skipped; hostile patterns are matched in linear time."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    stack.extra_env.update(CATCHER_HTTP_PORT=str(port))
+    stack.write_rules(RULES)
+    config = stack.config
+    await ensure_topics(config, [topics.SILENCES])
+    now = utcnow()
+    stored = {  # as an older version, or anyone with write access to the topic, left them
+        "catastrophic": {"tags": {"salIndex": "(a+)+$"}},  # Python's re: 2**40 steps below
+        "lookahead": {"name": "(?=m1m3)m1m3.*"},  # not RE2: skipped, with a log line
+    }
+    records = [
+        (
+            key.encode(),
+            json.dumps(
+                {
+                    "id": key,
+                    **fields,
+                    "starts_at": now.isoformat(),
+                    "ends_at": (now + timedelta(hours=1)).isoformat(),
+                    "comment": "stored",
+                    "created_by": "someone",
+                    "created_at": now.isoformat(),
+                }
+            ).encode(),
+        )
+        for key, fields in stored.items()
+    ]
+    await stack.operator.send(config.silences_topic, [*records, (b"junk", b"not json")])
+    worker = await stack.start_worker()
+    await stack.wait_for(lambda: _ready(api), what="the worker ready with hostile silences")
+    await stack.publish(
+        "m1m3-temperature", Severity.CRITICAL, tags={"salIndex": "a" * 40 + "!"}, reason="hot"
+    )
+    await stack.publish("m1m3-temperature", Severity.CRITICAL, tags={"salIndex": "1"})
+    assert await stack.wait_for(lambda: _alarm(api), what="an alarm")
+
+    async def hostile_reads() -> list[int]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            answers = await asyncio.gather(
+                *(
+                    client.get(
+                        f"{api}/alarms",
+                        params={"name": pattern},
+                        headers={"X-Auth-Request-User": "mallory"},
+                    )
+                    for pattern in ["(a+)+$", "(.*.*)*!", "(x+x+)+y"] * 20
+                )
+            )
+        return [a.status_code for a in answers]
+
+    reads = asyncio.create_task(hostile_reads())
+    async with httpx.AsyncClient(timeout=2) as client:  # /health answers within 2 s
+        while not reads.done():
+            assert (await client.get(f"{api}/health")).status_code == httpx.codes.OK
+            await asyncio.sleep(0.05)
+    assert set(await reads) == {httpx.codes.OK}
+    async with httpx.AsyncClient(timeout=10) as client:
+        listed = await client.get(f"{api}/silences", headers={"X-Auth-Request-User": "ana"})
+    assert sorted(s["id"] for s in listed.json()["silences"]) == ["catastrophic"]
+    assert "lookahead" in worker.log  # skipped, and said so
+    worker.stop()
+    restarted = await stack.start_worker()  # reads the same silences back at start-up
+    await stack.wait_for(lambda: _ready(api), what="the restarted worker ready")
+    restarted.assert_alive()
+
+
+async def test_the_api_answers_as_its_openapi_document_says(stack: Stack) -> None:
+    """Schemathesis checks real answers of a worker against the document, all checks on."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    # As deployed: no anonymous user, so a request without the header is refused.
+    stack.extra_env.update(CATCHER_HTTP_PORT=str(port), CATCHER_API_ANONYMOUS_USER="")
+    stack.write_rules(RULES)
+    await stack.start_worker()
+    for n, severity in ((1, Severity.CRITICAL), (2, Severity.WARNING)):
+        await stack.publish("m1m3-temperature", severity, tags={"salIndex": str(n)})
+    user = {"X-Auth-Request-User": "ana"}
+    await stack.wait_for(lambda: _alarm(api, "m1m3-temperature:salIndex=2", **user), what="alarms")
+    settings = DATA / "schemathesis" / "schemathesis.toml"
+    for headers in (["-H", "X-Auth-Request-User: ana"], []):  # with the user, and without
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).parent / "st"),
+            "--config-file",
+            str(settings),
+            "run",
+            f"{api}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "15",
+            "--seed",
+            "20261130",
+            "--no-color",
+            *headers,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await process.communicate()
+        assert process.returncode == 0, out.decode()[-6000:]
