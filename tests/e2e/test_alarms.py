@@ -495,3 +495,46 @@ async def test_the_api_answers_as_its_openapi_document_says(stack: Stack) -> Non
         )
         out, _ = await process.communicate()
         assert process.returncode == 0, out.decode()[-6000:]
+
+
+async def test_a_command_on_several_alarms_is_one_record_applied_once_by_each_owner(
+    stack: Stack,
+) -> None:
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    stack.extra_env.update(CATCHER_HTTP_PORT=str(port), CATCHER_TOPIC_PARTITIONS="3")
+    stack.write_rules(RULES)
+    await stack.start_worker()
+    names = [f"m1m3-temperature:salIndex={n}" for n in range(1, 7)]
+    for n in range(1, 7):
+        await stack.publish("m1m3-temperature", Severity.CRITICAL, tags={"salIndex": str(n)})
+    for name in names:
+        await stack.wait_for(lambda name=name: _alarm(api, name), what=f"alarm {name}")
+    config = stack.config
+    before = len(await read_topic(config, config.series_topic))
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            f"{api}/alarms/acknowledge",
+            json={"name": "m1m3-temperature:.*", "severity": "CRITICAL", "comment": "all"},
+            headers={"X-Auth-Request-User": "ana"},
+        )
+    assert answer.status_code == httpx.codes.ACCEPTED, answer.text
+    assert answer.json()["alarms"] == names
+
+    async def all_acknowledged() -> bool:
+        alarms = [await _alarm(api, name) for name in names]
+        return all(a and a["acknowledged_by"] == "ana" for a in alarms)
+
+    await stack.wait_for(all_acknowledged, what="every alarm acknowledged")
+    series = [
+        json.loads(m.value) for m in (await read_topic(config, config.series_topic))[before:]
+    ]
+    kinds = [s["kind"] for s in series]
+    assert kinds.count("alarm_commands") == 1  # the request: one record
+    assert sorted(s["name"] for s in series if s["kind"] == "alarm_command") == names
+    records = [
+        await stack.codec.decode("alarms", m.value)
+        for m in await read_topic(config, config.alarms_topic)
+    ]
+    acknowledgements = [r["name"] for r in records if r["command"] == "acknowledge"]
+    assert sorted(acknowledgements) == names  # each alarm once
