@@ -38,6 +38,7 @@ from .models.enums import DeadLetterStage
 from .models.messages import parse_internal
 from .models.records import ActionRequest, CancelRequest, TriggerMessage
 from .models.rules import RuleSet
+from .services.evaluation.stream import MARK_INTERVAL
 from .services.guard import keep_trying
 from .topics import ALARM_TABLE, LEDGER_TABLE
 from .web.alarms import user_middleware
@@ -70,23 +71,11 @@ class CatcherApp:
         self.triggers_topic = self._topic(config.triggers_topic)
         self.series_topic = self._topic(config.series_topic, internal=True)
         self.requests_topic = self._topic(config.action_requests_topic, internal=True)
-        self._topics = {
-            t.get_topic_name(): t
-            for t in (
-                self.triggers_topic,
-                self.series_topic,
-                self.requests_topic,
-                *(
-                    self._topic(name)
-                    for name in (
-                        config.actions_topic,
-                        config.deadletter_topic,
-                        config.alarms_topic,
-                        config.silences_topic,
-                    )
-                ),
-            )
-        }
+        self.samples_topic = self._topic(config.samples_topic, internal=True)
+        inputs = [self.triggers_topic, self.series_topic, self.requests_topic, self.samples_topic]
+        outputs = [config.actions_topic, config.deadletter_topic, config.alarms_topic]
+        outputs.append(config.silences_topic)
+        self._topics = {t.get_topic_name(): t for t in [*inputs, *map(self._topic, outputs)]}
         self._tables: dict[str, Any] = {}
         self.services = services = Factory(self.context).worker(rules, self._send, self._table)
         self.http_port = config.http_port
@@ -117,8 +106,10 @@ class CatcherApp:
             )
         return self._tables[name]
 
-    async def _send(self, topic: str, key: bytes, value: bytes) -> None:
-        delivery = await self._topics[topic].send(key=key, value=value)
+    async def _send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> None:
+        delivery = await self._topics[topic].send(key=key, value=value, partition=partition)
         await delivery
 
     def _owns_series(self, partition: int) -> bool:
@@ -178,7 +169,12 @@ class CatcherApp:
         committed = await consumer.seek_to_committed()
         inputs = {
             t.get_topic_name()
-            for t in (self.triggers_topic, self.series_topic, self.requests_topic)
+            for t in (
+                self.triggers_topic,
+                self.series_topic,
+                self.requests_topic,
+                self.samples_topic,
+            )
         }
         for tp, offset in committed.items():
             if offset is None and tp.topic in inputs:
@@ -188,6 +184,8 @@ class CatcherApp:
                     partition=tp.partition,
                 )
                 await consumer.seek(tp, 0)
+        if self.services.telemetry is not None:  # where each telemetry partition starts, ends
+            await self.services.telemetry.assigned(committed, consumer.highwaters)
 
     def _agent(
         self,
@@ -226,27 +224,34 @@ class CatcherApp:
 
         await asyncio.gather(*(in_order(messages) for messages in by_key.values()))
 
-    async def _on_telemetry(self, message: Any) -> None:
-        if self.services.stream is None or not isinstance(message.value, bytes):
-            raise RecordError("A telemetry record has no value.")
-        record = await self.context.codec.decode_any(message.value)
-        await self.services.stream.on_record(message.topic, record, message.partition)
-
     def _wire_stream(self) -> None:
-        stream = self.services.stream
-        if stream is None:
+        reader = self.services.telemetry
+        if reader is None:
             return
-        telemetry = self.faust.topic(*stream.topics, key_serializer="raw", value_serializer="raw")
-        self._agent(telemetry, "catcher.telemetry", DeadLetterStage.decode, self._on_telemetry)
+        telemetry = self.faust.topic(*reader.topics, key_serializer="raw", value_serializer="raw")
+
+        async def read(stream: Any) -> None:
+            batches = stream.take_events(self.config.batch_max, within=self.config.batch_wait)
+            async for events in batches:
+                await reader.read([event.message for event in events])
+
+        self.faust.agent(telemetry, name="catcher.telemetry")(read)
+        self._agent(self.samples_topic, "catcher.samples", DeadLetterStage.plan, self._on_samples)
+
+        @self.faust.timer(MARK_INTERVAL)
+        async def telemetry_marks() -> None:
+            if self._ready():
+                await keep_trying("Sending telemetry marks", reader.send_marks)
+
+        owner, owns, samples = self.services.stream, self.services.ownership.owns, self.config
+        assert owner is not None
 
         @self.faust.timer(1.0)
         async def close_windows() -> None:
             if self._ready():
-                await keep_trying("Closing stream windows", self._stream_tick)
-
-    async def _stream_tick(self) -> None:
-        if self.services.stream is not None:
-            await self.services.stream.tick(self.services.ownership.owns)
+                await keep_trying(
+                    "Closing stream windows", lambda: owner.tick(owns, samples.samples_topic)
+                )
 
     def _wire_agents(self) -> None:
         self._agent(
@@ -349,6 +354,10 @@ class CatcherApp:
         await self.services.alarms.scan(self._owns_series)
 
     # -- handlers: decode, then ask a service -------------------------------------------------
+
+    async def _on_samples(self, message: Any) -> None:
+        assert self.services.stream is not None
+        await self.services.stream.handle(_json(message.value), message.partition)
 
     async def _on_trigger(self, message: Any) -> None:
         await self.services.intake.handle(message.key, message.value, message.partition)

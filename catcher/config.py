@@ -524,6 +524,11 @@ class Config(BaseSettings):
         """Internal topic of planned actions keyed by action_id."""
         return self.topic_name(topics.ACTION_REQUESTS)
 
+    @property
+    def samples_topic(self) -> str:
+        """Internal topic of telemetry samples keyed by series (stream rules)."""
+        return self.topic_name(topics.SAMPLES)
+
     def changelog_topic(self, table: str) -> str:
         """The changelog topic of one of the worker's tables (Faust names it so)."""
         return f"{self.app_id}-{table}-changelog"

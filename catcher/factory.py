@@ -34,7 +34,7 @@ from .services.alarms.engine import AlarmEngine
 from .services.alarms.escalation import Escalator
 from .services.alarms.love import LoveProducer
 from .services.alarms.view import AlarmView, TopicView
-from .services.evaluation.stream import StreamEngine
+from .services.evaluation.stream import StreamOwner, TelemetryReader
 from .services.execution.admission import Admission
 from .services.execution.history import OperatorTopics
 from .services.execution.publisher import Publisher
@@ -48,7 +48,7 @@ from .storage.influxdb import InfluxQL
 from .storage.ledger import Ledger
 from .storage.tables import ChangelogTable, DurableTable, Ownership
 from .topics import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
-from .types import Send
+from .types import Send, SendToPartition
 from .web.alarms import AlarmApi
 
 if TYPE_CHECKING:
@@ -180,7 +180,8 @@ class WorkerServices:
     alarms: AlarmEngine
     series: SeriesOwner
     intake: Intake
-    stream: StreamEngine | None
+    telemetry: TelemetryReader | None
+    stream: StreamOwner | None
     love: LoveProducer | None
     api: AlarmApi
     singletons: SingletonJobs
@@ -254,9 +255,13 @@ class Factory:
         return Mirror.from_config(self.config, self.context.codec, send, self.context.http)
 
     def worker(
-        self, rules: RuleSet, send: Send, table: Callable[[str], ChangelogTable]
+        self, rules: RuleSet, send_to: SendToPartition, table: Callable[[str], ChangelogTable]
     ) -> WorkerServices:
-        """The worker's services; ``send`` and ``table`` (by name) come from the Faust wiring."""
+        """The worker's services; ``send_to`` and ``table`` come from the Faust wiring."""
+
+        async def send(topic: str, key: bytes, value: bytes) -> None:
+            await send_to(topic, key, value, None)
+
         config, codec = self.config, self.context.codec
 
         out = _Outbox(config, codec, send)
@@ -277,6 +282,7 @@ class Factory:
             max_record_size=config.producer_max_request_size,
             triggers_topic=config.triggers_topic,
         )
+        guard = Guard(publisher.dead_letter, Backoff)
         ledger = Ledger(table(LEDGER_TABLE), publisher.entry_changed, written=_crash_hook())
         runner = ActionRunner(
             ledger=ledger,
@@ -309,9 +315,17 @@ class Factory:
             alarms=alarms,
         )
         stream_rules = rules.by_engine("stream", config.default_engine)
-        stream = None
+        telemetry, stream = None, None
         if stream_rules:
-            stream = StreamEngine(
+            telemetry = TelemetryReader(
+                stream_rules,
+                decode=codec.decode_any,
+                guard=guard,
+                send=send_to,
+                samples_topic=config.samples_topic,
+                partitions=config.topic_partitions,
+            )
+            stream = StreamOwner(
                 stream_rules,
                 DurableTable(table(STREAM_STATE_TABLE)),
                 out.trigger,
@@ -323,7 +337,7 @@ class Factory:
         return WorkerServices(
             ownership=ownership,
             publisher=publisher,
-            guard=Guard(publisher.dead_letter, Backoff),
+            guard=guard,
             ledger=ledger,
             runner=runner,
             admission=Admission(rules, ledger, runner, config.max_trigger_age),
@@ -332,6 +346,7 @@ class Factory:
             alarms=alarms,
             series=series,
             intake=Intake(codec, rules, out.json, config.series_topic, config.rules_path, series),
+            telemetry=telemetry,
             stream=stream,
             love=love,
             api=AlarmApi(view, out.commands, silences=silences, save_silence=out.silence),

@@ -28,6 +28,7 @@ __all__ = [
     "LEADER",
     "LEDGER_TABLE",
     "MIRROR",
+    "SAMPLES",
     "SERIES",
     "SERIES_STATE_TABLE",
     "SILENCES",
@@ -113,6 +114,13 @@ ACTION_REQUESTS = Topic(
     "Planned actions keyed by action id, so that one worker owns an action",
     INTERNAL_RETENTION,
 )
+SAMPLES = Topic(
+    "internal.samples",
+    Cleanup.delete,
+    "Telemetry samples keyed by rule and series, so that stream work spreads over workers",
+    INTERNAL_RETENTION,
+    stream_only=True,
+)
 ALARMS = Topic("alarms", Cleanup.compact, "Alarm states, keyed by alarm name")
 SILENCES = Topic("silences", Cleanup.compact, "Silences (maintenance windows), keyed by id")
 MIRROR = Topic(
@@ -133,6 +141,7 @@ CATALOGUE: tuple[Topic, ...] = (
     DEADLETTER,
     SERIES,
     ACTION_REQUESTS,
+    SAMPLES,
     ALARMS,
     SILENCES,
     MIRROR,

@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["OwnsPartition", "OwnsTopicPartition", "Send", "SendJson"]
+__all__ = ["OwnsPartition", "OwnsTopicPartition", "Send", "SendJson", "SendToPartition"]
 
 Send = Callable[[str, bytes, bytes], Awaitable[None]]
 """Send a record (topic, key, value) and wait for the broker's acknowledgement."""
+
+SendToPartition = Callable[[str, bytes, bytes, int | None], Awaitable[None]]
+"""Send a record (topic, key, value) to one partition (None: by its key), acknowledged."""
 
 SendJson = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 """Send a JSON record (topic, key, value) and wait for the broker's acknowledgement."""

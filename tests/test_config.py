@@ -25,6 +25,7 @@ def test_defaults_and_topics(monkeypatch: pytest.MonkeyPatch) -> None:
         "lsst.catcher.dev.deadletter": month,
         "lsst.catcher.dev.internal.series": week,
         "lsst.catcher.dev.internal.action-requests": week,
+        "lsst.catcher.dev.internal.samples": week,
         "lsst.catcher.dev.alarms": {"cleanup.policy": "compact"},
         "lsst.catcher.dev.silences": {"cleanup.policy": "compact"},
         "lsst.catcher.dev.internal.mirror": {"cleanup.policy": "compact"},

@@ -2,7 +2,8 @@
 
 The series topic carries triggers (planned by the series' owner), operator commands for
 the series' alarm, and batches of commands (one request on several alarms) to forward;
-the action-requests topic carries planned actions and cancellations.
+the action-requests topic carries planned actions and cancellations; the samples topic
+carries telemetry samples re-keyed by series, and the telemetry readers' marks.
 """
 
 from __future__ import annotations
@@ -13,10 +14,19 @@ from pydantic import Field, TypeAdapter
 
 from .alarms import AlarmCommand, AlarmCommandBatch
 from .records import ActionRequest, CancelRequest, TriggerMessage
+from .telemetry import SampleBatch, TelemetryMark
 
 __all__ = ["InternalMessage", "parse_internal"]
 
-InternalMessage = TriggerMessage | ActionRequest | CancelRequest | AlarmCommand | AlarmCommandBatch
+InternalMessage = (
+    TriggerMessage
+    | ActionRequest
+    | CancelRequest
+    | AlarmCommand
+    | AlarmCommandBatch
+    | SampleBatch
+    | TelemetryMark
+)
 """What travels on the internal topics, told apart by ``kind``."""
 
 _INTERNAL: TypeAdapter[InternalMessage] = TypeAdapter(

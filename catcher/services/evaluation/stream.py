@@ -1,54 +1,83 @@
 """The stream engine: rules with ``engine: stream`` evaluated on the telemetry topics.
 
 Sasquatch feeds the EFD from Avro topics named after the measurement (``lsst.sal.<CSC>.
-<topic>``); tags such as ``salIndex`` are fields of each record, and its event time is
-``private_efdStamp`` (UTC seconds). For each rule and series the engine keeps, in a
-changelog-backed table, the samples still needed, the time of the last sample and the end
-of the last evaluated window:
+<topic>``), each with one partition and the key ``""``; tags such as ``salIndex`` are
+fields of each record, and its event time is ``private_efdStamp`` (UTC seconds). The
+engine has two halves, so that any partition count works and the work spreads:
 
-- a sample not newer than the last of its series is dropped, as SAL readers drop it;
-- the window ending at a scheduled time ``T`` (multiples of ``every``) is closed once the
-  series' event time, or the owner's clock, passes ``T`` plus the grace
-  (``CATCHER_STREAM_GRACE``), and evaluated with :mod:`catcher.semantics`, exactly as the
-  rule's Flux task would;
-- deadman rules are evaluated on the owner's clock at every scheduled time;
-- each evaluation is a trigger (``source: stream``, the deterministic id of its rule,
-  series and time) sent to the triggers topic, so planning, alarms and actions follow as for
-  any trigger. The end of the last evaluated window is written after its triggers are sent:
-  a restart never evaluates a window again, and a crash in between sends the same trigger
-  ids again, which planning absorbs.
+- :class:`TelemetryReader`, on the worker that reads a telemetry partition, decodes each
+  batch of records, takes each stream rule's samples from them, and sends each series'
+  new samples in one record, keyed by the series id, to Catcher's own partitioned samples
+  topic (``<prefix>.internal.samples``). Once a second it tells every owner how far it has
+  read (:class:`~catcher.models.telemetry.TelemetryMark`): whether it has read what the
+  partition held when it was assigned it.
+- :class:`StreamOwner`, on the worker that owns a series' samples partition, keeps for
+  each rule and series, in a changelog-backed table, the samples still needed, the time
+  of the last sample and the end of the last evaluated window, written once per record:
+
+  - a sample not newer than the last of its series is dropped (as SAL readers drop it;
+    an equal time is not newer);
+  - the window ``[T - window, T)`` ending at a scheduled time ``T`` (multiples of
+    ``every``) is closed once the series' event time passes ``T`` plus the grace
+    (``CATCHER_STREAM_GRACE``) plus ``schedule.offset``, or the owner's clock does while the
+    series' reader is caught up, and evaluated with :mod:`catcher.semantics`, exactly as
+    the rule's Flux task would. A worker that restarts closes nothing by its clock until
+    the reader has read the backlog, so no window is lost or evaluated on partial data;
+  - deadman rules are evaluated on the owner's clock at every scheduled time (again only
+    while the reader is caught up);
+  - each evaluation is a trigger (``source: stream``, the deterministic id of its rule,
+    series and time) sent to the triggers topic, so planning, alarms and actions follow as
+    for any trigger. The end of the last evaluated window is written after its triggers
+    are sent: a restart never evaluates a window again, and a crash in between sends the
+    same trigger ids again, which planning absorbs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from ...models.enums import Severity, TriggerSource
+from ...exceptions import RecordError
+from ...metrics import METRICS
+from ...models.enums import DeadLetterStage, Severity, TriggerSource
+from ...models.messages import parse_internal
 from ...models.records import Trigger, series_id, utcnow
 from ...models.rules import Rule
+from ...models.telemetry import SampleBatch, TelemetryMark
 from ...semantics import evaluate_condition
 from ...storage.tables import DurableTable
-from ...types import OwnsTopicPartition
+from ...types import OwnsTopicPartition, SendToPartition
+from ..guard import Guard, keep_trying
 
-__all__ = ["EVENT_TIME", "StreamEngine"]
+__all__ = ["EVENT_TIME", "MARK_INTERVAL", "StreamOwner", "TelemetryReader", "field_value"]
 
 logger = structlog.get_logger("catcher")
 
 EVENT_TIME = "private_efdStamp"
+MARK_INTERVAL = 1.0
+"""Seconds between two marks of a telemetry reader."""
+_MARK_STALE = 5 * MARK_INTERVAL
+"""A reader not heard from for this long may be behind: its owners' clocks wait."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Emit = Callable[[Trigger], Awaitable[None]]
+Decode = Callable[[bytes], Awaitable[dict[str, Any]]]
 
 
-def _boundaries(after: datetime, until: datetime, every: timedelta) -> list[datetime]:
-    """Scheduled times T with ``after < T <= until``."""
-    step = every.total_seconds()
+def _boundaries(after: datetime, until: datetime, rule: Rule) -> list[datetime]:
+    """Scheduled times T (multiples of ``every``) whose window closes in ``(after, until]``.
+
+    ``schedule.offset`` delays the evaluation of the window ending at T to T + offset, as
+    it delays a Flux task's run (whose ``now()`` stays T).
+    """
+    step = rule.schedule.every.total_seconds()
+    until = until - rule.schedule.offset
     n = int((after - _EPOCH).total_seconds() // step) + 1
     times = []
     while (at := _EPOCH + timedelta(seconds=n * step)) <= until:
@@ -57,8 +86,169 @@ def _boundaries(after: datetime, until: datetime, every: timedelta) -> list[date
     return times
 
 
-class StreamEngine:
-    """Evaluates stream rules on the telemetry this worker owns."""
+def _dumps(value: dict[str, Any]) -> bytes:
+    return json.dumps(value).encode()
+
+
+def field_value(record: dict[str, Any], field: str) -> Any:
+    """A record's field; ``name[i]`` is element ``i`` of the array ``name``."""
+    if field.endswith("]") and "[" in field:
+        name, _, index = field[:-1].partition("[")
+        array = record.get(name)
+        if isinstance(array, list) and index.isdigit() and int(index) < len(array):
+            return array[int(index)]
+        return None
+    return record.get(field)
+
+
+class TelemetryReader:
+    """Takes the stream rules' samples from telemetry records and sends them to the owners.
+
+    ``decode`` reads a record's Avro value; ``guard`` runs each record's handling (a record
+    that cannot be read is dead-lettered); ``partitions`` is the samples topic's count.
+    """
+
+    def __init__(
+        self,
+        rules: Iterable[Rule],
+        *,
+        decode: Decode,
+        guard: Guard,
+        send: SendToPartition,
+        samples_topic: str,
+        partitions: int,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._decode = decode
+        self._guard = guard
+        self._send = send
+        self._samples_topic = samples_topic
+        self._partitions = partitions
+        self._clock = clock
+        self._by_topic: dict[str, list[Rule]] = {}
+        for rule in rules:
+            assert rule.condition is not None  # only rules with a condition are given
+            self._by_topic.setdefault(rule.condition.source.measurement, []).append(rule)
+        self._target: dict[tuple[str, int], int] = {}
+        """Offset each assigned partition must be read up to before it is caught up."""
+        self._caught_up: dict[tuple[str, int], bool] = {}
+
+    @property
+    def topics(self) -> list[str]:
+        """The telemetry topics the stream rules read."""
+        return sorted(self._by_topic)
+
+    def rules_of(self, topic: str) -> list[Rule]:
+        """The stream rules reading a topic."""
+        return list(self._by_topic.get(topic, []))
+
+    async def assigned(
+        self,
+        committed: Mapping[Any, int | None],
+        highwaters: Callable[..., Awaitable[Mapping[Any, int]]],
+    ) -> None:
+        """Note where each telemetry partition this worker now reads starts and ends.
+
+        ``committed`` holds the offsets of every assigned partition; ``highwaters`` finds
+        where partitions end. Until a partition's backlog is read, its owners' clocks wait.
+        """
+        tps = [tp for tp in committed if tp.topic in self._by_topic]
+        ends = await highwaters(*tps) if tps else {}
+        self._target = {}
+        self._caught_up = {}
+        for tp, end in ends.items():
+            start = committed.get(tp) or 0
+            key = (tp.topic, tp.partition)
+            self._caught_up[key] = start >= end
+            self._target[key] = int(end)
+            if start < end:
+                logger.info(
+                    "Reading the telemetry backlog before closing windows by the clock",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    records=end - start,
+                )
+
+    def collect(
+        self, topic: str, partition: int, record: dict[str, Any], into: dict[str, SampleBatch]
+    ) -> None:
+        """Add one decoded record's samples to the batch being gathered (by series id)."""
+        for rule in self._by_topic.get(topic, []):
+            sample = _sample(rule, record)
+            if sample is None:
+                continue
+            tags, stamp, value = sample
+            key = series_id(rule.id, tags)
+            found = into.get(key)
+            if found is None:
+                into[key] = SampleBatch(
+                    rule_id=rule.id,
+                    tags=tags,
+                    topic=topic,
+                    partition=partition,
+                    samples=[(stamp, value)],
+                )
+            else:
+                found.samples.append((stamp, value))
+
+    def handled(self, topic: str, partition: int, offset: int) -> None:
+        """A record of a partition is handled (or dead-lettered)."""
+        tp = (topic, partition)
+        if not self._caught_up.get(tp, True) and offset + 1 >= self._target.get(tp, 0):
+            self._caught_up[tp] = True
+            logger.info("Read the telemetry backlog", topic=topic, partition=partition)
+
+    async def read(self, messages: list[Any]) -> None:
+        """Take a batch's samples, then send each series' to its owner, in one record.
+
+        All are acknowledged before this returns, so before the batch's offsets may be
+        committed.
+        """
+        gathered: dict[str, SampleBatch] = {}
+        for message in messages:
+
+            async def take(message: Any = message) -> None:
+                try:
+                    if not isinstance(message.value, bytes):
+                        raise RecordError("A telemetry record has no value.")
+                    record = await self._decode(message.value)
+                    self.collect(message.topic, message.partition, record, gathered)
+                finally:
+                    self.handled(message.topic, message.partition, message.offset)
+
+            await self._guard.run(message, DeadLetterStage.decode, take)
+        if messages:
+            METRICS.consumed.labels(messages[0].topic).inc(len(messages))
+        if gathered:
+            await keep_trying("Sending telemetry samples", lambda: self._flush(gathered))
+
+    async def _flush(self, batch: dict[str, SampleBatch]) -> None:
+        await asyncio.gather(
+            *(
+                self._send(self._samples_topic, key.encode(), _dumps(b.to_json()), None)
+                for key, b in batch.items()
+            )
+        )
+
+    async def send_marks(self) -> None:
+        """Tell every owner how far this worker has read its telemetry partitions."""
+        for mark in self.marks():
+            key = f"{mark.topic}|{mark.partition}".encode()
+            value = _dumps(mark.to_json())
+            for partition in range(self._partitions):
+                await self._send(self._samples_topic, key, value, partition)
+
+    def marks(self) -> list[TelemetryMark]:
+        """How far this worker has read each telemetry partition it reads."""
+        now = self._clock().timestamp()
+        return [
+            TelemetryMark(topic=topic, partition=partition, caught_up=caught_up, sent=now)
+            for (topic, partition), caught_up in sorted(self._caught_up.items())
+        ]
+
+
+class StreamOwner:
+    """Evaluates the windows of the series whose samples partitions this worker owns."""
 
     def __init__(
         self,
@@ -68,52 +258,68 @@ class StreamEngine:
         grace: timedelta,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._rules = list(rules)
+        self._rules = {rule.id: rule for rule in rules}
         self._table = table
         self._emit = emit
         self._grace = grace
         self._clock = clock
-        self._by_topic: dict[str, list[Rule]] = {}
+        self._readers: dict[tuple[str, int], TelemetryMark] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        for rule in self._rules:
-            assert rule.condition is not None  # only rules with a condition are given
-            self._by_topic.setdefault(rule.condition.source.measurement, []).append(rule)
 
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    @property
-    def topics(self) -> list[str]:
-        """The telemetry topics the stream rules read."""
-        return sorted(self._by_topic)
+    async def handle(self, data: Any, partition: int) -> None:
+        """One record of the samples topic: a series' samples, or a reader's mark."""
+        message = parse_internal(data)
+        if isinstance(message, SampleBatch):
+            await self.on_samples(message, partition)
+        elif isinstance(message, TelemetryMark):
+            self.on_mark(message)
+        else:
+            raise RecordError(f"A {message.kind} message does not belong on the samples topic.")
 
-    async def on_record(self, topic: str, record: dict[str, Any], partition: int) -> int:
-        """Take one telemetry record; returns how many triggers it let out."""
-        emitted = 0
-        for rule in self._by_topic.get(topic, []):
-            sample = _sample(rule, record)
-            if sample is None:
-                continue
-            tags, time, value = sample
-            key = series_id(rule.id, tags)
-            async with self._lock(key):  # records of one series may come in one batch
-                stored = self._table.get(key)
-                state = _copy(stored) if stored else _new_state(rule, tags, topic, partition, time)
-                if state["last"] is not None and time.timestamp() <= state["last"]:
-                    continue  # older than the last sample of its series: dropped
-                state["samples"].append([time.timestamp(), value])
-                state["last"] = time.timestamp()
-                emitted += await self._close(rule, key, state, time - self._grace, changed=True)
-        return emitted
+    def on_mark(self, mark: TelemetryMark) -> None:
+        """A reader says how far it has read a telemetry partition."""
+        self._readers[(mark.topic, mark.partition)] = mark
 
-    async def tick(self, owns: OwnsTopicPartition) -> int:
+    def _clock_may_close(self, topic: str, partition: int) -> bool:
+        """Whether the reader of the partition has read its backlog, as heard lately."""
+        mark = self._readers.get((topic, partition))
+        if mark is None or not mark.caught_up:
+            return False
+        return self._clock().timestamp() - mark.sent <= _MARK_STALE
+
+    async def on_samples(self, batch: SampleBatch, partition: int) -> int:
+        """Take a series' new samples; returns how many triggers they let out."""
+        rule = self._rules.get(batch.rule_id)
+        if rule is None:
+            return 0  # a rule no longer loaded
+        key = series_id(rule.id, batch.tags)
+        async with self._lock(key):  # records of one series may come in one batch
+            stored = self._table.get(key)
+            first = datetime.fromtimestamp(batch.samples[0][0], UTC)
+            state = _copy(stored) if stored else _new_state(rule, batch, partition, first)
+            state["partition"] = partition
+            last = state["last"]
+            for stamp, value in batch.samples:
+                if last is not None and stamp <= last:
+                    continue  # not newer than the last sample of its series: dropped
+                state["samples"].append([stamp, value])
+                last = stamp
+            state["last"] = last
+            marker = datetime.fromtimestamp(last, UTC) - self._grace
+            return await self._close(rule, key, state, marker, changed=True)
+
+    async def tick(self, owns: OwnsTopicPartition, samples_topic: str) -> int:
         """Close the windows the owner's clock has passed (and run the deadmen)."""
-        rules = {rule.id: rule for rule in self._rules}
         emitted = 0
         marker = self._clock() - self._grace
         for key, state in self._table.items():
-            rule = rules.get(state["rule_id"])
-            if rule is None or not owns(state["topic"], int(state["partition"])):
+            rule = self._rules.get(state["rule_id"])
+            if rule is None or not owns(samples_topic, int(state["partition"])):
+                continue
+            if not self._clock_may_close(state["topic"], int(state["source_partition"])):
                 continue
             async with self._lock(key):
                 current = self._table.get(key)
@@ -128,9 +334,9 @@ class StreamEngine:
         condition = rule.condition
         assert condition is not None
         done = datetime.fromtimestamp(state["evaluated_until"], UTC)
-        times = _boundaries(done, marker, rule.schedule.every)
+        times = _boundaries(done, marker, rule)
         if not times:
-            if changed:  # a new sample: written before its offset may be committed
+            if changed:  # new samples: written before their offset may be committed
                 await self._table.put(int(state["partition"]), key, state)
             return 0
         samples = [(datetime.fromtimestamp(t, UTC), v) for t, v in state["samples"]]
@@ -164,32 +370,31 @@ class StreamEngine:
         return emitted
 
 
-def _sample(rule: Rule, record: dict[str, Any]) -> tuple[dict[str, str], datetime, float] | None:
+def _sample(rule: Rule, record: dict[str, Any]) -> tuple[dict[str, str], float, float] | None:
     condition = rule.condition
     assert condition is not None
     source = condition.source
-    value = record.get(source.field)
+    value = field_value(record, source.field)
     stamp = record.get(EVENT_TIME)
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
-    if not isinstance(stamp, int | float):
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
         return None
     for tag, wanted in source.tags.items():
         if str(record.get(tag)) != wanted:
             return None
     tags = {tag: str(record.get(tag)) for tag in source.group_by if tag in record}
-    return tags, datetime.fromtimestamp(float(stamp), UTC), float(value)
+    return tags, float(stamp), float(value)
 
 
-def _new_state(
-    rule: Rule, tags: dict[str, str], topic: str, partition: int, first: datetime
-) -> dict[str, Any]:
+def _new_state(rule: Rule, batch: SampleBatch, partition: int, first: datetime) -> dict[str, Any]:
     step = rule.schedule.every.total_seconds()
     start = (first.timestamp() // step) * step
     return {
         "rule_id": rule.id,
-        "tags": tags,
-        "topic": topic,
+        "tags": dict(batch.tags),
+        "topic": batch.topic,
+        "source_partition": batch.partition,
         "partition": partition,
         "samples": [],
         "last": None,

@@ -1,38 +1,49 @@
-"""The stream engine without Faust: samples in, windows closed, triggers out, state durable."""
+"""The stream engine without Faust: telemetry read and re-keyed, windows closed, triggers out."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger, make_trigger_id
 from catcher.models.rules import Rule
-from catcher.services.evaluation.stream import StreamEngine
+from catcher.models.telemetry import SampleBatch, TelemetryMark
+from catcher.services.evaluation.stream import StreamOwner, TelemetryReader, field_value
 from catcher.storage.tables import DurableTable
 from tests.support.tables import MemoryTable
 
 T0 = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 TOPIC = "lsst.sal.MTHexapod.electrical"
-RULE = Rule.model_validate(
-    {
-        "id": "hexapod",
-        "description": "d",
-        "condition": {
-            "engine": "stream",
-            "source": {
-                "measurement": TOPIC,
-                "field": "motorTemperature0",
-                "group_by": ["salIndex"],
+SAMPLES = "lsst.catcher.internal.samples"
+
+
+def _rule(**schedule: Any) -> Rule:
+    return Rule.model_validate(
+        {
+            "id": "hexapod",
+            "description": "d",
+            "condition": {
+                "engine": "stream",
+                "source": {
+                    "measurement": TOPIC,
+                    "field": "motorTemperature0",
+                    "group_by": ["salIndex"],
+                },
+                "aggregate": "max",
+                "window": "1m",
+                "thresholds": {"warning": 60, "critical": 70},
             },
-            "aggregate": "max",
-            "window": "1m",
-            "thresholds": {"warning": 60, "critical": 70},
-        },
-        "schedule": {"every": "1m"},
-    }
-)
+            "schedule": {"every": "1m", **schedule},
+        }
+    )
+
+
+RULE = _rule()
 
 
 class Clock:
@@ -42,30 +53,39 @@ class Clock:
         return self.now
 
 
-def _record(seconds: float, value: float, sal_index: int = 1) -> dict[str, object]:
-    return {
-        "private_efdStamp": (T0 + timedelta(seconds=seconds)).timestamp(),
-        "salIndex": sal_index,
-        "motorTemperature0": value,
-    }
+def _stamp(seconds: float) -> float:
+    return (T0 + timedelta(seconds=seconds)).timestamp()
 
 
-def _engine() -> tuple[StreamEngine, MemoryTable, list[Trigger], Clock]:
+def _batch(*samples: tuple[float, float], sal_index: int = 1) -> SampleBatch:
+    return SampleBatch(
+        rule_id="hexapod",
+        tags={"salIndex": str(sal_index)},
+        topic=TOPIC,
+        partition=0,
+        samples=[(_stamp(s), v) for s, v in samples],
+    )
+
+
+def _owner(rule: Rule = RULE) -> tuple[StreamOwner, MemoryTable, list[Trigger], Clock]:
     table, sent, clock = MemoryTable(), [], Clock()
 
     async def emit(trigger: Trigger) -> None:
         sent.append(trigger)
 
-    engine = StreamEngine([RULE], DurableTable(table), emit, timedelta(seconds=5), clock)
-    return engine, table, sent, clock
+    owner = StreamOwner([rule], DurableTable(table), emit, timedelta(seconds=5), clock)
+    return owner, table, sent, clock
+
+
+def _caught_up(clock: Clock, caught_up: bool = True) -> TelemetryMark:
+    return TelemetryMark(topic=TOPIC, partition=0, caught_up=caught_up, sent=clock.now.timestamp())
 
 
 @pytest.mark.asyncio
 async def test_windows_close_after_the_grace_and_emit_deterministic_triggers() -> None:
-    engine, table, sent, _ = _engine()
-    assert engine.topics == [TOPIC]
+    owner, table, sent, _ = _owner()
     for seconds, value in ((10, 50), (40, 62), (64, 55), (70, 71), (120, 72), (126, 40)):
-        await engine.on_record(TOPIC, _record(seconds, value), 0)
+        await owner.on_samples(_batch((seconds, value)), partition=2)
     # 03:01 closes at the sample of 03:01:05+; 03:02 at 03:02:05+ (the sample at 03:02:06).
     assert [(t.time - T0, t.severity, t.value) for t in sent] == [
         (timedelta(minutes=1), Severity.WARNING, 62.0),
@@ -75,36 +95,137 @@ async def test_windows_close_after_the_grace_and_emit_deterministic_triggers() -
     assert first.source == TriggerSource.stream and first.tags == {"salIndex": "1"}
     assert first.trigger_id == make_trigger_id("hexapod", T0 + timedelta(minutes=1), first.tags)
     assert first.window_start == T0 and first.window_stop == T0 + timedelta(minutes=1)
-    # Every accepted sample was written durably; the state holds only what is still needed.
     state = table.data["hexapod|salIndex=1"]
     assert state["evaluated_until"] == (T0 + timedelta(minutes=2)).timestamp()
     assert [s[1] for s in state["samples"]] == [72.0, 40.0]
+    assert {partition for partition, _, _ in table.changelog} == {2}  # the samples partition
 
 
 @pytest.mark.asyncio
-async def test_older_samples_are_dropped_and_other_topics_ignored() -> None:
-    engine, table, sent, _ = _engine()
-    await engine.on_record(TOPIC, _record(30, 65), 0)
-    await engine.on_record(TOPIC, _record(20, 99), 0)  # older than the last: dropped
-    await engine.on_record("lsst.sal.Other.topic", _record(40, 99), 0)
-    await engine.on_record(TOPIC, {"salIndex": 1, "motorTemperature0": 1.0}, 0)  # no stamp
-    await engine.on_record(TOPIC, _record(70, 50), 0)
-    assert [(t.severity, t.value) for t in sent] == [(Severity.WARNING, 65.0)]
-    assert len(table.changelog) == 2
+async def test_a_batch_is_one_write_and_older_or_equal_samples_are_dropped() -> None:
+    owner, table, sent, _ = _owner()
+    await owner.on_samples(_batch((30, 65), (20, 99), (30, 98), (40, 66)), partition=0)
+    assert len(table.changelog) == 1  # one write for the batch
+    assert [s[1] for s in table.data["hexapod|salIndex=1"]["samples"]] == [65.0, 66.0]
+    await owner.on_samples(_batch((70, 50)), partition=0)
+    assert [(t.severity, t.value) for t in sent] == [(Severity.WARNING, 66.0)]
 
 
 @pytest.mark.asyncio
-async def test_the_owners_clock_closes_quiet_windows_once_even_after_a_restart() -> None:
-    engine, table, sent, clock = _engine()
-    await engine.on_record(TOPIC, _record(30, 75), 0)
-    clock.now = T0 + timedelta(seconds=64)
-    assert await engine.tick(lambda _topic, _partition: True) == 0  # inside the grace
+async def test_the_clock_closes_quiet_windows_only_while_the_reader_is_caught_up() -> None:
+    owner, table, sent, clock = _owner()
+    await owner.on_samples(_batch((30, 75)), partition=0)
+
+    def owns(_topic: str, _partition: int) -> bool:
+        return True
+
     clock.now = T0 + timedelta(seconds=66)
-    assert await engine.tick(lambda _topic, _partition: False) == 0  # not the owner
-    assert await engine.tick(lambda _topic, _partition: True) == 1
+    assert await owner.tick(owns, SAMPLES) == 0  # no reader heard from: it may be behind
+    owner.on_mark(_caught_up(clock, caught_up=False))
+    assert await owner.tick(owns, SAMPLES) == 0  # the reader is reading its backlog
+    owner.on_mark(_caught_up(clock))
+    assert await owner.tick(lambda _t, _p: False, SAMPLES) == 0  # not the owner
+    assert await owner.tick(owns, SAMPLES) == 1
     assert sent[0].severity == Severity.CRITICAL
-    restarted, _, _, _ = _engine()
+    clock.now = T0 + timedelta(seconds=200)  # the reader's last mark is now old
+    assert await owner.tick(owns, SAMPLES) == 0
+    restarted, _, _, _ = _owner()
     restarted._table = DurableTable(table)  # the recovered table
     restarted._clock = clock
+    restarted.on_mark(_caught_up(clock))
     clock.now = T0 + timedelta(seconds=80)
-    assert await restarted.tick(lambda _topic, _partition: True) == 0  # 03:01 was done
+    assert await restarted.tick(owns, SAMPLES) == 0  # 03:01 was done
+
+
+@pytest.mark.asyncio
+async def test_schedule_offset_delays_the_evaluation_not_the_window() -> None:
+    owner, _, sent, _ = _owner(_rule(offset="30s"))
+    await owner.on_samples(_batch((40, 65)), partition=0)
+    await owner.on_samples(_batch((70, 50)), partition=0)  # 03:01:10: not yet (offset 30 s)
+    assert sent == []
+    await owner.on_samples(_batch((96, 50)), partition=0)  # past 03:01 + 5 s grace + 30 s
+    assert [(t.time - T0, t.window_start) for t in sent] == [(timedelta(minutes=1), T0)]
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+
+
+class Passing:
+    """A guard that runs each handler and swallows what it would dead-letter."""
+
+    def __init__(self) -> None:
+        self.rejected: list[int] = []
+
+    async def run(self, message: Any, _stage: Any, handler: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await handler()
+        except Exception:  # noqa: BLE001
+            self.rejected.append(message.offset)
+
+
+@pytest.mark.asyncio
+async def test_the_reader_sends_one_record_per_series_and_marks_when_caught_up() -> None:
+    sent: list[tuple[str, bytes, bytes, int | None]] = []
+
+    async def send(topic: str, key: bytes, value: bytes, partition: int | None) -> None:
+        sent.append((topic, key, value, partition))
+
+    records = {
+        0: {"private_efdStamp": _stamp(1), "salIndex": 1, "motorTemperature0": 61.0},
+        1: {"private_efdStamp": _stamp(1), "salIndex": 2, "motorTemperature0": 62.0},
+        2: {"private_efdStamp": _stamp(2), "salIndex": 1, "motorTemperature0": 63.0},
+        4: {"private_efdStamp": _stamp(3), "salIndex": 1, "motorTemperature0": "n/a"},
+    }
+
+    async def decode(value: bytes) -> dict[str, Any]:
+        return records[int(value)]
+
+    guard = Passing()
+    clock = Clock()
+    reader = TelemetryReader(
+        [RULE],
+        decode=decode,
+        guard=guard,  # type: ignore[arg-type]
+        send=send,
+        samples_topic=SAMPLES,
+        partitions=3,
+        clock=clock,
+    )
+
+    @dataclass(frozen=True)
+    class TP:
+        topic: str
+        partition: int
+
+    async def highwaters(*tps: TP) -> dict[TP, int]:
+        return dict.fromkeys(tps, 5)
+
+    await reader.assigned({TP(TOPIC, 0): None, TP("lsst.catcher.triggers", 0): 3}, highwaters)
+    assert [m.caught_up for m in reader.marks()] == [False]
+    await reader.read([Message(TOPIC, 0, n, str(n).encode()) for n in (0, 1, 2)])
+    assert [m.caught_up for m in reader.marks()] == [False]
+    assert sorted((key, SampleBatch.model_validate_json(v).samples) for _, key, v, _ in sent) == [
+        (b"hexapod|salIndex=1", [(_stamp(1), 61.0), (_stamp(2), 63.0)]),
+        (b"hexapod|salIndex=2", [(_stamp(1), 62.0)]),
+    ]
+    sent.clear()
+    await reader.read([Message(TOPIC, 0, 3, None), Message(TOPIC, 0, 4, b"4")])
+    assert guard.rejected == [3]  # no value: dead-lettered; a text value: no sample
+    assert sent == []
+    assert [m.caught_up for m in reader.marks()] == [True]  # offset 4 was the last of 5
+    await reader.send_marks()
+    assert [(topic, partition) for topic, _, _, partition in sent] == [
+        (SAMPLES, p) for p in range(3)
+    ]
+
+
+def test_array_elements_are_addressed_by_index() -> None:
+    record = {"temperatureItem": [1.0, 2.5, 3.0], "plain": 4.0}
+    assert field_value(record, "temperatureItem[1]") == 2.5
+    assert field_value(record, "temperatureItem[7]") is None
+    assert field_value(record, "plain") == 4.0
