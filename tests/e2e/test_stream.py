@@ -7,6 +7,7 @@ import io
 import json
 import struct
 import time
+from collections import Counter
 from typing import Any
 
 import fastavro
@@ -65,12 +66,12 @@ async def _telemetry(stack: Stack) -> Any:
     producer = make_producer(stack.config)
     await producer.start()
 
-    async def send(stamp: float, value: float) -> None:
+    async def send(stamp: float, value: float, sal_index: int = 1) -> None:
         body = io.BytesIO()
         body.write(struct.pack(">bI", 0, schema_id))
-        record = {"private_efdStamp": stamp, "salIndex": 1, "motorTemperature0": value}
+        record = {"private_efdStamp": stamp, "salIndex": sal_index, "motorTemperature0": value}
         fastavro.schemaless_writer(body, parsed, record)
-        await producer.send_and_wait(TOPIC, body.getvalue(), key=b"1")
+        await producer.send_and_wait(TOPIC, body.getvalue(), key=b"")  # SAL's key
 
     return producer, send
 
@@ -147,3 +148,151 @@ async def test_telemetry_becomes_triggers_and_actions_and_no_window_twice_after_
         assert bodies == [{"text": "WARNING 65.0"}, {"text": "CRITICAL 72.0"}]
     finally:
         await producer.stop()
+
+
+EXACT_RULES = f"""
+rules:
+  - id: exact
+    description: Maximum over 2 s windows, for every salIndex.
+    condition:
+      engine: stream
+      source:
+        measurement: {TOPIC}
+        field: motorTemperature0
+        group_by: [salIndex]
+      aggregate: max
+      window: 2s
+      thresholds: {{warning: 60, critical: 70}}
+    schedule: {{every: 2s}}
+    actions:
+      - name: page
+        type: webhook
+        url_env: CATCHER_TEST_WEBHOOK_URL
+        on: {{severity: CRITICAL, edge: rising}}
+        body: {{text: "{{trigger_id}}"}}
+"""
+
+
+def _value(n: int, sal_index: int) -> float:
+    """A deterministic walk through the levels: NONE, WARNING and CRITICAL windows."""
+    return 50.0 + ((n * 7 + sal_index * 13) % 29)
+
+
+def _expected(
+    sent: list[tuple[float, int, float]],
+) -> tuple[list[tuple[float, str, str, float]], int]:
+    """Every window's trigger and the number of rises to CRITICAL, computed independently."""
+    windows: dict[tuple[str, float], float] = {}
+    first: dict[str, float] = {}
+    for stamp, sal_index, value in sent:
+        series = str(sal_index)
+        first.setdefault(series, stamp)
+        end = (stamp // 2) * 2 + 2
+        windows[(series, end)] = max(value, windows.get((series, end), value))
+    expected = []
+    rises = 0
+    for series in sorted(first):
+        previous = "NONE"
+        for (s, end), value in sorted(windows.items()):
+            if s != series:
+                continue
+            severity = "CRITICAL" if value >= 70 else "WARNING" if value >= 60 else "NONE"
+            rises += severity == "CRITICAL" and previous != "CRITICAL"
+            previous = severity
+            expected.append((end, series, severity, value))
+    return sorted(expected), rises
+
+
+async def _feed(
+    send: Any, sal_indexes: list[int], seconds: float, sent: list[tuple[float, int, float]]
+) -> None:
+    """Telemetry at 5 Hz per series, in real time, stamped now."""
+    n = len(sent)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        stamp = time.time()
+        for sal_index in sal_indexes:
+            value = _value(n, sal_index)
+            await send(stamp, value, sal_index)
+            sent.append((stamp, sal_index, value))
+        n += 1
+        await asyncio.sleep(0.2)
+
+
+async def _check_exact(stack: Stack, sent: list[tuple[float, int, float]]) -> None:
+    expected, rises = _expected(sent)
+
+    async def all_windows() -> bool:
+        return len(await _stream_triggers(stack)) >= len(expected)
+
+    await stack.wait_for(all_windows, timeout=120, what="every window evaluated")
+    await asyncio.sleep(3)  # nothing more comes
+    triggers = await _stream_triggers(stack)
+    found = sorted(
+        (t.time.timestamp(), t.tags["salIndex"], t.severity.name, t.value) for t in triggers
+    )
+    assert found == expected  # every window once, on all of its samples
+    await stack.wait_for(
+        lambda: _posts(stack, rises), timeout=60, what=f"{rises} pages for rises to CRITICAL"
+    )
+    keys = Counter(r.headers["Idempotency-Key"] for r in stack.webhook.requests)
+    assert len(keys) == rises and set(keys.values()) == {1}  # every action once
+
+
+async def _posts(stack: Stack, n: int) -> bool:
+    return len({r.headers["Idempotency-Key"] for r in stack.webhook.requests}) >= n
+
+
+async def test_a_worker_killed_amid_the_feed_and_restarted_after_the_grace_is_exact(
+    stack: Stack,
+) -> None:
+    """SIGKILL in the middle of a feed at the default 10 s grace, back 15 s later.
+
+    One record per batch makes the backlog take seconds to read, so that a clock closing
+    windows before it is read would lose some or evaluate them on part of their samples.
+    """
+    port = free_port()
+    stack.write_rules(EXACT_RULES)
+    stack.extra_env.update(CATCHER_HTTP_PORT=str(port), CATCHER_BATCH_MAX="1")
+    await ensure_topics(stack.config, [TOPIC])
+    worker = await stack.start_worker()
+    await _ready(stack, port)
+    producer, send = await _telemetry(stack)
+    sent: list[tuple[float, int, float]] = []
+    try:
+        series = [1, 2, 3, 4, 5, 6]
+        await _feed(send, series, 8, sent)
+        worker.kill()
+        await _feed(send, series, 15, sent)  # the grace passes with nobody reading
+        await stack.start_worker()
+        await _feed(send, series, 8, sent)
+        await _check_exact(stack, sent)
+    finally:
+        await producer.stop()
+
+
+async def test_a_one_partition_telemetry_topic_is_shared_by_two_workers(stack: Stack) -> None:
+    """As on Sasquatch: one partition per telemetry topic; the series spread over workers."""
+    stack.write_rules(EXACT_RULES)
+    stack.extra_env.update(CATCHER_TOPIC_PARTITIONS="3")
+    await ensure_topics(stack.config, [TOPIC])  # one partition
+    ports = [free_port(), free_port()]
+    for port in ports:
+        stack.extra_env["CATCHER_HTTP_PORT"] = str(port)
+        await stack.start_worker()
+    for port in ports:
+        await _ready(stack, port)
+    producer, send = await _telemetry(stack)
+    sent: list[tuple[float, int, float]] = []
+    try:
+        await _feed(send, [1, 2, 3, 4, 5, 6], 10, sent)
+        await _check_exact(stack, sent)
+    finally:
+        await producer.stop()
+    for worker in stack.workers:
+        worker.assert_alive()
+    states = [
+        json.loads(m.value)["kind"]
+        for m in await read_topic(stack.config, stack.config.samples_topic)
+    ]
+    assert "samples" in states and "telemetry_mark" in states

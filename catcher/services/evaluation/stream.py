@@ -264,6 +264,8 @@ class StreamOwner:
         self._grace = grace
         self._clock = clock
         self._readers: dict[tuple[str, int], TelemetryMark] = {}
+        self._started = clock().timestamp()
+        """Marks sent before this owner started are an earlier run's: not believed."""
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _lock(self, key: str) -> asyncio.Lock:
@@ -286,7 +288,7 @@ class StreamOwner:
     def _clock_may_close(self, topic: str, partition: int) -> bool:
         """Whether the reader of the partition has read its backlog, as heard lately."""
         mark = self._readers.get((topic, partition))
-        if mark is None or not mark.caught_up:
+        if mark is None or not mark.caught_up or mark.sent < self._started:
             return False
         return self._clock().timestamp() - mark.sent <= _MARK_STALE
 
