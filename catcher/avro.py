@@ -99,6 +99,21 @@ class AvroCodec:
             await self._schema_id(kind)
         return dict(self._ids)
 
+    async def latest(self, subject: str) -> dict[str, Any] | None:
+        """The latest schema registered under a subject (None when there is none)."""
+        try:
+            found = await self._registry.get_schema(subject)
+        except (ClientError, httpx.HTTPError, ValueError) as exc:
+            raise registry_error(
+                f"Could not read the schema of {subject} at {self._registry_url}"
+                " (check CATCHER_SCHEMA_REGISTRY_URL and that the registry is up)",
+                exc,
+            ) from exc
+        if found is None:
+            return None
+        raw = found.schema.raw_schema if hasattr(found.schema, "raw_schema") else found.schema
+        return raw if isinstance(raw, dict) else json.loads(str(raw))
+
     async def _schema_id(self, kind: RecordKind) -> int:
         subject = self.subject(kind)
         if subject not in self._ids:

@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from .config import Config
 from .topics import Topic
 
-__all__ = ["TopicFollower", "ensure_topics", "make_producer", "read_topic"]
+__all__ = ["TopicFollower", "ensure_topics", "existing_topics", "make_producer", "read_topic"]
 
 logger = structlog.get_logger("catcher")
 
@@ -55,6 +55,16 @@ async def ensure_topics(config: Config, wanted: Iterable[Topic | str]) -> list[s
             logger.info("Created topics", topics=missing)
             await _until_led(admin, missing)
         return missing
+    finally:
+        await admin.close()
+
+
+async def existing_topics(config: Config) -> set[str]:
+    """The names of the topics the broker has."""
+    admin = AIOKafkaAdminClient(**config.kafka.aiokafka_params())
+    await admin.start()
+    try:
+        return set(await admin.list_topics())
     finally:
         await admin.close()
 

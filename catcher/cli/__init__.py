@@ -12,17 +12,21 @@ import sys
 from pathlib import Path
 
 import click
+import structlog
 
 from .. import topics
-from ..config import LogProfile
+from ..config import Config, LogProfile
 from ..exceptions import CatcherError
 from ..logs import configure_logging, stdlib_logging_config
+from ..models.rules import Rule
 from ..redact import secrets
 from ._common import CONTEXT_SETTINGS, load_rules, rules_option, run, settings
 from .actions import actions, history, replay, trigger
 from .alarms import alarms
 from .backtest import backtest
 from .rules import rules, tasks
+
+logger = structlog.get_logger("catcher")
 
 __all__ = ["main"]
 
@@ -64,9 +68,11 @@ def worker(rules_path: Path | None) -> None:
         raise click.ClickException(
             f"Cannot create CATCHER_DATA_DIR {config.data_dir}: {exc.strerror}."
         ) from None
+    stream_rules = rules.by_engine("stream", config.default_engine)
     if config.create_topics:  # before Faust subscribes, so that none is missed at first
-        stream = bool(rules.by_engine("stream", config.default_engine))
-        run(ensure_topics(config, config.worker_topics(stream=stream)))
+        run(ensure_topics(config, config.worker_topics(stream=bool(stream_rules))))
+    if stream_rules:
+        run(_check_telemetry(config, stream_rules))
     app = create_app(config, rules)
     worker = faust.Worker(
         app.faust,
@@ -80,6 +86,34 @@ def worker(rules_path: Path | None) -> None:
     # every debug call of aiokafka and Faust builds a record only to drop it.
     worker.spinner = None
     worker.execute_from_commandline()
+
+
+async def _check_telemetry(config: Config, rules: list[Rule]) -> None:
+    """The telemetry topics exist, and their schemas have the stream rules' fields."""
+    from ..avro import AvroCodec  # noqa: PLC0415
+    from ..kafka import existing_topics  # noqa: PLC0415
+    from ..services.evaluation.stream import field_problems  # noqa: PLC0415
+
+    topics_used = sorted({r.condition.source.measurement for r in rules if r.condition})
+    missing = sorted(set(topics_used) - await existing_topics(config))
+    if missing:
+        raise click.ClickException(
+            "The stream rules read telemetry topics the broker does not have: "
+            + ", ".join(missing)
+            + " (check each rule's source.measurement and KAFKA_BOOTSTRAP_SERVERS)."
+        )
+    codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
+    schemas = {topic: await codec.latest(f"{topic}-value") for topic in topics_used}
+    for topic, schema in schemas.items():
+        if schema is None:
+            logger.warning(
+                "No schema registered for a telemetry topic: fields not checked", topic=topic
+            )
+    problems = field_problems(rules, schemas)
+    if problems:
+        raise click.ClickException(
+            "The stream rules name fields their topics do not have:\n  " + "\n  ".join(problems)
+        )
 
 
 @main.command()

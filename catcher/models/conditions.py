@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import timedelta
 from typing import Literal, Self, get_args
 
@@ -52,13 +53,20 @@ RESERVED_TAGS = frozenset(
 """Column names the compiled tasks use; tags cannot have them."""
 
 
+_FIELD = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>\d{1,4})\])?")
+
+
 class Source(BaseModel):
     """Which EFD series a condition reads."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     measurement: str = Field(min_length=1, description="Measurement (topic), e.g. lsst.sal...")
-    field: str = Field(min_length=1, description="Field to evaluate.")
+    field: str = Field(
+        min_length=1,
+        description="Field to evaluate; name[i] is element i of a SAL array (the EFD's"
+        " flattened name{i}, e.g. temperatureItem[3] or temperatureItem3).",
+    )
     tags: dict[str, str] = Field(
         default_factory=dict, description="Tag filters: only points with these tag values."
     )
@@ -66,6 +74,28 @@ class Source(BaseModel):
         default_factory=list,
         description="Tags that tell series apart (e.g. salIndex): one trigger per series.",
     )
+
+    @field_validator("field")
+    @classmethod
+    def _field_name(cls, value: str) -> str:
+        if not _FIELD.fullmatch(value):
+            raise ValueError(
+                "a field is a name (letters, digits, _), or name[i] for an array element"
+            )
+        return value
+
+    @property
+    def element(self) -> tuple[str, int] | None:
+        """``(array, index)`` when the field names an array element as ``name[i]``."""
+        found = _FIELD.fullmatch(self.field)
+        assert found is not None  # checked when the rule was loaded
+        return (found["name"], int(found["index"])) if found["index"] is not None else None
+
+    @property
+    def efd_field(self) -> str:
+        """The field's name in the EFD, where Telegraf flattens ``name[i]`` to ``name{i}``."""
+        element = self.element
+        return f"{element[0]}{element[1]}" if element else self.field
 
     @field_validator("group_by")
     @classmethod

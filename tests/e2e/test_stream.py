@@ -296,3 +296,90 @@ async def test_a_one_partition_telemetry_topic_is_shared_by_two_workers(stack: S
         for m in await read_topic(stack.config, stack.config.samples_topic)
     ]
     assert "samples" in states and "telemetry_mark" in states
+
+
+ESS = "lsst.sal.ESS.temperature"
+ESS_SCHEMA = {
+    "type": "record",
+    "name": "temperature",
+    "namespace": "lsst.sal.ESS",
+    "fields": [
+        {"name": "private_efdStamp", "type": "double"},
+        {"name": "salIndex", "type": "long"},
+        {"name": "temperatureItem", "type": {"type": "array", "items": "float"}},
+    ],
+}
+
+
+def _ess_rule(rule_id: str, field: str) -> str:
+    return f"""
+  - id: {rule_id}
+    description: One channel of an ESS temperature array.
+    condition:
+      engine: stream
+      source: {{measurement: {ESS}, field: "{field}", group_by: [salIndex]}}
+      aggregate: max
+      window: 2s
+      thresholds: {{warning: 30}}
+    schedule: {{every: 2s}}
+    actions:
+      - name: notify
+        type: webhook
+        url_env: CATCHER_TEST_WEBHOOK_URL
+        body: {{text: "{{rule_id}} {{value}}"}}
+"""
+
+
+async def test_rules_on_sal_array_elements_fire_and_a_missing_field_is_refused(
+    stack: Stack,
+) -> None:
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            f"{stack.registry.url}/subjects/{ESS}-value/versions",
+            json={"schema": json.dumps(ESS_SCHEMA)},
+        )
+    schema_id = answer.json()["id"]
+    await ensure_topics(stack.config, [ESS])
+    stack.write_rules(
+        "rules:" + _ess_rule("ess", "temperatureItem[13]") + _ess_rule("bad", "temperature")
+    )
+    code, _, err = await stack.cli("worker")
+    assert code == 1
+    assert "rule 'bad': lsst.sal.ESS.temperature has no number field 'temperature'" in err
+    stack.write_rules(
+        "rules:"
+        + _ess_rule("indexed", "temperatureItem[13]")
+        + _ess_rule("flat", "temperatureItem13")
+    )
+    port = free_port()
+    stack.extra_env.update(CATCHER_HTTP_PORT=str(port), CATCHER_STREAM_GRACE="1")
+    await stack.start_worker()
+    await _ready(stack, port)
+    parsed = fastavro.parse_schema(ESS_SCHEMA)
+    producer = make_producer(stack.config)
+    await producer.start()
+    try:
+        start = _boundary()
+        for offset, hot in ((-1.5, 20.0), (-1.0, 31.5), (1.5, 20.0)):
+            body = io.BytesIO()
+            body.write(struct.pack(">bI", 0, schema_id))
+            channels = [10.0] * 16
+            channels[13] = hot
+            record = {
+                "private_efdStamp": start + offset,
+                "salIndex": 3,
+                "temperatureItem": channels,
+            }
+            fastavro.schemaless_writer(body, parsed, record)
+            await producer.send_and_wait(ESS, body.getvalue(), key=b"")
+    finally:
+        await producer.stop()
+
+    async def both() -> bool:
+        return stack.webhook.count("POST") >= 2
+
+    await stack.wait_for(both, what="both rules on channel 13 fired")
+    assert sorted(r.json()["text"] for r in stack.webhook.requests) == [
+        "flat 31.5",
+        "indexed 31.5",
+    ]

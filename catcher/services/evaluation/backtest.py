@@ -101,7 +101,7 @@ def _query(condition: Condition, start: datetime, end: datetime) -> str:
     ]
     grouped = ", ".join(quote_identifier(t) for t in source.group_by)
     group = f" GROUP BY {grouped}" if source.group_by else ""
-    field, measurement = quote_identifier(source.field), quote_identifier(source.measurement)
+    field, measurement = quote_identifier(source.efd_field), quote_identifier(source.measurement)
     return (
         f"SELECT {field} FROM {measurement}"  # noqa: S608 - every part quoted or a number
         f" WHERE {' AND '.join(where)}{group}"
@@ -115,7 +115,7 @@ async def read_source(
     found: dict[str, Series] = {}
     for raw in await efd.query(_query(condition, start, end)):
         tags = {k: v for k, v in raw.tags.items() if v != ""}
-        column = raw.columns.index(condition.source.field)
+        column = raw.columns.index(condition.source.efd_field)
         samples = [
             (datetime.fromtimestamp(row[0] / 1e9, tz=UTC), float(row[column]))
             for row in raw.values

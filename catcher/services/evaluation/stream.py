@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -55,7 +56,14 @@ from ...storage.tables import DurableTable
 from ...types import OwnsTopicPartition, SendToPartition
 from ..guard import Guard, keep_trying
 
-__all__ = ["EVENT_TIME", "MARK_INTERVAL", "StreamOwner", "TelemetryReader", "field_value"]
+__all__ = [
+    "EVENT_TIME",
+    "MARK_INTERVAL",
+    "StreamOwner",
+    "TelemetryReader",
+    "field_problems",
+    "field_value",
+]
 
 logger = structlog.get_logger("catcher")
 
@@ -90,15 +98,27 @@ def _dumps(value: dict[str, Any]) -> bytes:
     return json.dumps(value).encode()
 
 
+_FLATTENED = re.compile(r"(?P<name>.*?)(?P<index>\d+)")
+
+
 def field_value(record: dict[str, Any], field: str) -> Any:
-    """A record's field; ``name[i]`` is element ``i`` of the array ``name``."""
+    """A record's field.
+
+    ``name[i]``, or the EFD's flattened ``name{i}``, is element ``i`` of the SAL array
+    ``name``.
+    """
     if field.endswith("]") and "[" in field:
         name, _, index = field[:-1].partition("[")
-        array = record.get(name)
-        if isinstance(array, list) and index.isdigit() and int(index) < len(array):
-            return array[int(index)]
+    elif field in record:
+        return record[field]
+    elif found := _FLATTENED.fullmatch(field):
+        name, index = found["name"], found["index"]
+    else:
         return None
-    return record.get(field)
+    array = record.get(name)
+    if isinstance(array, list) and index.isdigit() and int(index) < len(array):
+        return array[int(index)]
+    return None
 
 
 class TelemetryReader:
@@ -420,3 +440,56 @@ def _reason(rule: Rule, value: float, severity: Severity) -> str:
         f"{condition.aggregate} of {source.measurement}.{source.field} over"
         f" {condition.window} is {value:g}: {severity.name}"
     )
+
+
+_NUMBERS = {"int", "long", "float", "double"}
+
+
+def _numeric(avro_type: Any) -> bool:
+    if isinstance(avro_type, list):  # a union, e.g. ["null", "double"]
+        return any(_numeric(t) for t in avro_type if t != "null")
+    if isinstance(avro_type, dict):
+        return avro_type.get("type") in _NUMBERS
+    return avro_type in _NUMBERS
+
+
+def _array_of_numbers(avro_type: Any) -> bool:
+    if isinstance(avro_type, list):
+        return any(_array_of_numbers(t) for t in avro_type if t != "null")
+    return (
+        isinstance(avro_type, dict)
+        and avro_type.get("type") == "array"
+        and _numeric(avro_type.get("items"))
+    )
+
+
+def field_problems(
+    rules: Iterable[Rule], schemas: Mapping[str, dict[str, Any] | None]
+) -> list[str]:
+    """What the telemetry topics' registered schemas say against the stream rules' fields.
+
+    A topic without a registered schema (``None``) cannot be checked and is not a problem.
+    """
+    problems = []
+    for rule in rules:
+        assert rule.condition is not None
+        source = rule.condition.source
+        schema = schemas.get(source.measurement)
+        if schema is None:
+            continue
+        fields = {f["name"]: f["type"] for f in schema.get("fields", []) if "name" in f}
+        element = source.element
+        if element is None and source.field in fields and _numeric(fields[source.field]):
+            continue
+        flattened = _FLATTENED.fullmatch(source.field)
+        array = element[0] if element else flattened["name"] if flattened else None
+        if array is not None and array in fields and _array_of_numbers(fields[array]):
+            continue
+        known = ", ".join(
+            sorted(n for n, t in fields.items() if _numeric(t) or _array_of_numbers(t))
+        )
+        problems.append(
+            f"rule {rule.id!r}: {source.measurement} has no number field {source.field!r}"
+            f" (its schema's numbers and arrays of numbers: {known or 'none'})"
+        )
+    return problems

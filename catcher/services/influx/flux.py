@@ -147,7 +147,7 @@ def _common(
         "trigger_bucket": flux_string(options.trigger_bucket),
         "trigger_measurement": flux_string(options.trigger_measurement),
         "measurement": flux_string(source.measurement),
-        "field": flux_string(source.field),
+        "field": flux_string(source.efd_field),
         "tag_filters": "\n".join(filters),
         "group_by": _strings(group_by),
         "series_columns": "\n".join(
