@@ -55,6 +55,7 @@ from ...semantics import evaluate_condition
 from ...storage.tables import DurableTable
 from ...types import OwnsTopicPartition, SendToPartition
 from ..guard import Guard, keep_trying
+from .panes import add_sample, evaluate_panes, pane_width, prune, uses_panes
 
 __all__ = [
     "EVENT_TIME",
@@ -324,10 +325,15 @@ class StreamOwner:
             state = _copy(stored) if stored else _new_state(rule, batch, partition, first)
             state["partition"] = partition
             last = state["last"]
+            panes = _panes_of(rule, state)
+            width = pane_width(rule)
             for stamp, value in batch.samples:
                 if last is not None and stamp <= last:
                     continue  # not newer than the last sample of its series: dropped
-                state["samples"].append([stamp, value])
+                if panes is None:
+                    state["samples"].append([stamp, value])
+                else:
+                    add_sample(panes, width, stamp, value)
                 last = stamp
             state["last"] = last
             marker = datetime.fromtimestamp(last, UTC) - self._grace
@@ -361,11 +367,15 @@ class StreamOwner:
             if changed:  # new samples: written before their offset may be committed
                 await self._table.put(int(state["partition"]), key, state)
             return 0
+        panes = _panes_of(rule, state)
         samples = [(datetime.fromtimestamp(t, UTC), v) for t, v in state["samples"]]
         previous = Severity(state["severity"])
         emitted = 0
         for at in times:
-            found = evaluate_condition(condition, samples, at, previous)
+            if panes is not None:
+                found = evaluate_panes(condition, panes, at, previous)
+            else:
+                found = evaluate_condition(condition, samples, at, previous)
             if found is None:
                 continue
             trigger = Trigger.create(
@@ -383,10 +393,12 @@ class StreamOwner:
             emitted += 1
             previous = found.severity
         keep = condition.samples_span()
-        oldest = (times[-1] + rule.schedule.every - keep).timestamp()  # the next window's start
-        kept = [s for s in state["samples"] if s[0] >= oldest]
+        oldest = times[-1] + rule.schedule.every - keep  # the next window's start
+        kept = [s for s in state["samples"] if s[0] >= oldest.timestamp()]
         if condition.deadman is not None and state["samples"]:
             kept = kept or [state["samples"][-1]]  # the deadman needs the last sample
+        if panes is not None:
+            state["panes"] = prune(panes, oldest)
         state.update(samples=kept, evaluated_until=times[-1].timestamp(), severity=int(previous))
         await self._table.put(int(state["partition"]), key, state)
         return emitted
@@ -427,7 +439,25 @@ def _new_state(rule: Rule, batch: SampleBatch, partition: int, first: datetime) 
 
 def _copy(state: dict[str, Any]) -> dict[str, Any]:
     """A state to change: what the table holds is only replaced, never changed in place."""
-    return {**state, "samples": [list(s) for s in state["samples"]], "tags": dict(state["tags"])}
+    copied = {**state, "samples": [list(s) for s in state["samples"]], "tags": dict(state["tags"])}
+    if "panes" in state:
+        copied["panes"] = {k: list(v) for k, v in state["panes"].items()}
+    return copied
+
+
+def _panes_of(rule: Rule, state: dict[str, Any]) -> dict[str, list[float]] | None:
+    """The state's panes for a rule that keeps panes (made from samples of an older state)."""
+    if not uses_panes(rule):
+        return None
+    if "panes" not in state:
+        panes: dict[str, list[float]] = {}
+        width = pane_width(rule)
+        for stamp, value in state["samples"]:
+            add_sample(panes, width, stamp, value)
+        state["panes"] = panes
+        state["samples"] = []
+    panes_found: dict[str, list[float]] = state["panes"]
+    return panes_found
 
 
 def _reason(rule: Rule, value: float, severity: Severity) -> str:

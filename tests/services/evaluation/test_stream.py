@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -102,7 +103,9 @@ async def test_windows_close_after_the_grace_and_emit_deterministic_triggers() -
     assert first.window_start == T0 and first.window_stop == T0 + timedelta(minutes=1)
     state = table.data["hexapod|salIndex=1"]
     assert state["evaluated_until"] == (T0 + timedelta(minutes=2)).timestamp()
-    assert [s[1] for s in state["samples"]] == [72.0, 40.0]
+    # Kept as per-pane aggregates: one pane (03:02) of two samples, whatever the rate.
+    assert state["samples"] == []
+    assert [(p[0], p[4], p[5]) for p in state["panes"].values()] == [(2, 40.0, 72.0)]
     assert {partition for partition, _, _ in table.changelog} == {2}  # the samples partition
 
 
@@ -111,7 +114,8 @@ async def test_a_batch_is_one_write_and_older_or_equal_samples_are_dropped() -> 
     owner, table, sent, _ = _owner()
     await owner.on_samples(_batch((30, 65), (20, 99), (30, 98), (40, 66)), partition=0)
     assert len(table.changelog) == 1  # one write for the batch
-    assert [s[1] for s in table.data["hexapod|salIndex=1"]["samples"]] == [65.0, 66.0]
+    (pane,) = table.data["hexapod|salIndex=1"]["panes"].values()
+    assert (pane[0], pane[4], pane[5]) == (2, 65.0, 66.0)  # n, min, max
     await owner.on_samples(_batch((70, 50)), partition=0)
     assert [(t.severity, t.value) for t in sent] == [(Severity.WARNING, 66.0)]
 
@@ -284,3 +288,37 @@ def test_an_array_element_has_one_name_in_the_efd() -> None:
     for bad in ("temperatureItem[]", "temperatureItem[-1]", "a b", "x[1]y"):
         with pytest.raises(ValueError, match="a field is a name"):
             _on(bad)
+
+
+@pytest.mark.asyncio
+async def test_a_50_hz_series_with_a_one_hour_window_keeps_a_small_state() -> None:
+    rule = Rule.model_validate(
+        {
+            **{
+                k: v for k, v in RULE.model_dump(mode="json").items() if k in ("id", "description")
+            },
+            "condition": {
+                "engine": "stream",
+                "source": {"measurement": TOPIC, "field": "motorTemperature0"},
+                "aggregate": "mean",
+                "window": "1h",
+                "thresholds": {"warning": 60},
+            },
+            "schedule": {"every": "1m"},
+        }
+    )
+    owner, table, sent, _ = _owner(rule)
+    for second in range(0, 7200, 10):  # two hours at 50 Hz, ten seconds a record
+        samples = [(second + i / 50, 50.0 + (i % 7)) for i in range(500)]
+        await owner.on_samples(
+            SampleBatch(
+                rule_id="hexapod",
+                topic=TOPIC,
+                partition=0,
+                samples=[(_stamp(t), v) for t, v in samples],
+            ),
+            partition=0,
+        )
+    largest = max(len(json.dumps(value)) for _, _, value in table.changelog)
+    assert largest < 16_000  # not 180,000 samples (about 5 MB)
+    assert len(sent) > 60 and all(t.severity == Severity.NONE for t in sent)
