@@ -5,6 +5,10 @@
         {"done": t} at the N-th record after it.
     python bench/baselines.py pipeline BROKER PREFIX HOPS URL
         HOPS agents in a chain (each send awaited); the last POSTs the record's text to URL.
+    python bench/baselines.py telemetry BROKER TOPIC N REGISTRY_URL
+        one agent that decodes Confluent-framed Avro telemetry (its schema fetched from the
+        registry once) and keeps a running mean per salIndex; prints {"ready": t} on the
+        first record, then {"done": t} at the N-th record after it.
     python bench/baselines.py table BROKER APP_ID TOPIC PARTITIONS
         one agent and a table named "table" (so its changelog is APP_ID-table-changelog),
         recovered at start; prints {"first": t} when the first record of TOPIC arrives.
@@ -15,12 +19,14 @@ idempotent producers unless BENCH_IDEMPOTENCE=0, as for a broker without them).
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import os
 import sys
 import time
 
+import fastavro
 import faust
 import httpx
 
@@ -97,6 +103,38 @@ def pipeline(broker: str, prefix: str, hops: int, url: str, batch_size: int) -> 
     app.main()
 
 
+def telemetry(broker: str, topic_name: str, n: int, registry: str, batch_size: int) -> None:
+    """Decode SAL-shaped Avro and keep a running mean per series, as the stream engine must."""
+    app = _app(f"bench-telemetry-{time.time_ns()}", broker, batch_size)
+    topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+    schemas: dict[int, object] = {}
+    means: dict[object, tuple[int, float]] = {}
+    seen = -1
+
+    @app.agent(topic)
+    async def decode(stream: faust.StreamT) -> None:
+        nonlocal seen
+        async with httpx.AsyncClient(timeout=30) as http:
+            async for event in stream.events():
+                value = event.value
+                schema_id = int.from_bytes(value[1:5], "big")
+                if schema_id not in schemas:
+                    answer = await http.get(f"{registry}/schemas/ids/{schema_id}")
+                    schemas[schema_id] = fastavro.parse_schema(json.loads(answer.json()["schema"]))
+                record = fastavro.schemaless_reader(io.BytesIO(value[5:]), schemas[schema_id])
+                key = record["salIndex"]
+                count, mean = means.get(key, (0, 0.0))
+                count += 1
+                means[key] = (count, mean + (record["value"] - mean) / count)
+                seen += 1
+                if seen == 0:
+                    _say({"ready": time.time()})
+                elif seen == n:
+                    _say({"done": time.time()})
+
+    app.main()
+
+
 def table(broker: str, app_id: str, topic_name: str, partitions: int, batch_size: int) -> None:
     """Recover a table like Catcher's ledger (text keys, JSON values), then consume."""
     app = _app(app_id, broker, batch_size)
@@ -119,6 +157,8 @@ if __name__ == "__main__":
     sys.argv = [sys.argv[0], "worker", "--loglevel", level]
     if kind == "count":
         count(broker, rest[0], int(rest[1]), batch)
+    elif kind == "telemetry":
+        telemetry(broker, rest[0], int(rest[1]), rest[2], batch)
     elif kind == "table":
         table(broker, rest[0], rest[1], int(rest[2]), batch)
     else:

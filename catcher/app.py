@@ -176,6 +176,8 @@ class CatcherApp:
                 self.samples_topic,
             )
         }
+        if self.services.telemetry is not None:  # as consumer_auto_offset_reset says
+            inputs.update(self.services.telemetry.topics)
         for tp, offset in committed.items():
             if offset is None and tp.topic in inputs:
                 logger.info(
