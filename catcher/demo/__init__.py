@@ -62,15 +62,25 @@ TELEMETRY_SCHEMA = {
     "type": "record",
     "name": "electrical",
     "namespace": "lsst.sal.MTHexapod",
-    "doc": "Synthetic hexapod telemetry for the demo.",
+    "doc": "Synthetic hexapod telemetry for the demo, shaped as SAL's (arrays per motor).",
     "fields": [
         {"name": "private_efdStamp", "type": "double", "doc": "UTC unix seconds."},
+        {"name": "private_kafkaStamp", "type": "double", "doc": "TAI unix seconds."},
         {"name": "salIndex", "type": "long", "doc": "SAL index of the hexapod."},
-        {"name": "motorTemperature0", "type": "double", "doc": "Motor temperature (C)."},
+        {
+            "name": "motorCurrent",
+            "type": {"type": "array", "items": "double"},
+            "doc": "Current of each of the six motors (A).",
+        },
+        {
+            "name": "motorVoltage",
+            "type": {"type": "array", "items": "double"},
+            "doc": "Voltage of each of the six motors (V).",
+        },
     ],
 }
-# Telemetry at 4 Hz for 8 s: warm, then hot past 60 C (WARNING), then cool again.
-PROFILE = [52.0, 55.0, 63.0, 66.0, 58.0, 54.0, 53.0, 52.0]
+# Motor 2's current at 4 Hz for 8 s: normal, then past 2 A (WARNING), then normal again.
+PROFILE = [1.6, 1.7, 2.3, 2.5, 1.9, 1.7, 1.6, 1.6]
 TAGS = {"salIndex": "1", "day_obs": "20261123"}
 
 
@@ -164,14 +174,21 @@ async def _feed_telemetry(config: Any, registry_url: str) -> None:
                 stamp = start + second + quarter / 4
                 body = io.BytesIO()
                 body.write(struct.pack(">bI", 0, schema_id))
-                record = {"private_efdStamp": stamp, "salIndex": 1, "motorTemperature0": value}
+                currents = [1.5, 1.4, value, 1.6, 1.5, 1.4]
+                record = {
+                    "private_efdStamp": stamp,
+                    "private_kafkaStamp": stamp + 37,
+                    "salIndex": 1,
+                    "motorCurrent": currents,
+                    "motorVoltage": [24.0] * 6,
+                }
                 fastavro.schemaless_writer(body, parsed, record)
-                await producer.send_and_wait(STREAM_TOPIC, body.getvalue(), key=b"1")
+                await producer.send_and_wait(STREAM_TOPIC, body.getvalue(), key=b"")
     finally:
         await producer.stop()
     click.echo(
         f"Fed {len(PROFILE) * 4} telemetry samples to {STREAM_TOPIC} for the stream rule"
-        " demo-hexapod-stream (peaking at 66 C)"
+        " demo-hexapod-stream (motor 2's current peaking at 2.5 A)"
     )
 
 
