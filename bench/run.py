@@ -662,7 +662,7 @@ async def _stream_figure(bench: Bench, registry: str, hook: str, n: int) -> None
     try:
         await _until_ready(port)
         if os.environ.get("BENCH_PROFILE"):  # py-spy record of the worker while it works
-            subprocess.Popen(  # noqa: S603 - a tool the person running the bench asked for
+            subprocess.Popen(  # noqa: ASYNC220 - starting it does not block
                 [
                     os.environ["BENCH_PROFILE"],
                     "record",
