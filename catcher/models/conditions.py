@@ -190,7 +190,11 @@ class Condition(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: Source
-    window: Duration = Field(timedelta(minutes=1), description="Evaluated window of data.")
+    window: Duration = Field(
+        timedelta(minutes=1),
+        description="Evaluated window of data; 0 (stream rules with thresholds): every sample"
+        " is evaluated as it arrives, as the Watcher's rules are.",
+    )
     aggregate: Aggregate = Field("mean", description="How the window's points become one value.")
     thresholds: Thresholds | None = None
     deadman: Deadman | None = None
@@ -204,9 +208,22 @@ class Condition(BaseModel):
     def _one_kind(self) -> Self:
         if (self.thresholds is None) == (self.deadman is None):
             raise ValueError("give exactly one of thresholds or deadman")
-        if self.window <= timedelta(0):
-            raise ValueError("window must be longer than zero")
+        if self.window < timedelta(0):
+            raise ValueError("window cannot be negative")
+        if self.window == timedelta(0):
+            if self.engine != "stream" or self.thresholds is None:
+                raise ValueError(
+                    "window 0 (every sample evaluated as it arrives) needs engine: stream"
+                    " and thresholds"
+                )
+            if self.thresholds.held_for is not None:
+                raise ValueError("window 0 evaluates single samples: drop held_for")
         return self
+
+    @property
+    def per_sample(self) -> bool:
+        """Whether every sample is evaluated as it arrives (``window: 0``, stream rules)."""
+        return self.window == timedelta(0)
 
     def samples_span(self) -> timedelta:
         """How far before an evaluation its samples count: the window or ``held_for``."""

@@ -311,7 +311,7 @@ ESS_SCHEMA = {
 }
 
 
-def _ess_rule(rule_id: str, field: str) -> str:
+def _ess_rule(rule_id: str, field: str, window: str = "2s") -> str:
     return f"""
   - id: {rule_id}
     description: One channel of an ESS temperature array.
@@ -319,7 +319,7 @@ def _ess_rule(rule_id: str, field: str) -> str:
       engine: stream
       source: {{measurement: {ESS}, field: "{field}", group_by: [salIndex]}}
       aggregate: max
-      window: 2s
+      window: {window}
       thresholds: {{warning: 30}}
     schedule: {{every: 2s}}
     actions:
@@ -350,6 +350,7 @@ async def test_rules_on_sal_array_elements_fire_and_a_missing_field_is_refused(
         "rules:"
         + _ess_rule("indexed", "temperatureItem[13]")
         + _ess_rule("flat", "temperatureItem13")
+        + _ess_rule("each", "temperatureItem[13]", window="0")  # every sample, as it comes
     )
     port = free_port()
     stack.extra_env.update(CATCHER_HTTP_PORT=str(port), CATCHER_STREAM_GRACE="1")
@@ -375,11 +376,12 @@ async def test_rules_on_sal_array_elements_fire_and_a_missing_field_is_refused(
     finally:
         await producer.stop()
 
-    async def both() -> bool:
-        return stack.webhook.count("POST") >= 2
+    async def all_three() -> bool:
+        return stack.webhook.count("POST") >= 3
 
-    await stack.wait_for(both, what="both rules on channel 13 fired")
+    await stack.wait_for(all_three, what="the three rules on channel 13 fired")
     assert sorted(r.json()["text"] for r in stack.webhook.requests) == [
+        "each 31.5",
         "flat 31.5",
         "indexed 31.5",
     ]

@@ -230,7 +230,7 @@ def condition_rule(tmp_path: Path, condition: str) -> Path:
         ),
         (
             "{source: {measurement: m, field: f}, window: 0s, deadman: {timeout: 1m}}",
-            "window must be longer than zero",
+            "window 0 (every sample evaluated as it arrives) needs engine: stream and thresholds",
         ),
     ],
 )

@@ -136,6 +136,11 @@ def run_backtest(
     condition = rule.condition
     if condition is None:
         raise BacktestError(f"Rule {rule.id!r} has no condition: it only fires by hand.")
+    if condition.per_sample:
+        raise BacktestError(
+            f"Rule {rule.id!r} evaluates every sample as it arrives (window 0);"
+            " backtests evaluate scheduled windows, so it cannot be backtested yet."
+        )
     times = schedule(start, end, rule.schedule.every)
     changes: list[Change] = []
     for one in series.values():

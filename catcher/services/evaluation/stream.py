@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -51,7 +52,7 @@ from ...models.messages import parse_internal
 from ...models.records import Trigger, series_id, utcnow
 from ...models.rules import Rule
 from ...models.telemetry import SampleBatch, TelemetryMark
-from ...semantics import evaluate_condition
+from ...semantics import evaluate_condition, level_of
 from ...storage.tables import DurableTable
 from ...types import OwnsTopicPartition, SendToPartition
 from ..guard import Guard, keep_trying
@@ -324,6 +325,8 @@ class StreamOwner:
             first = datetime.fromtimestamp(batch.samples[0][0], UTC)
             state = _copy(stored) if stored else _new_state(rule, batch, partition, first)
             state["partition"] = partition
+            if rule.condition is not None and rule.condition.per_sample:
+                return await self._each_sample(rule, key, state, batch.samples)
             last = state["last"]
             panes = _panes_of(rule, state)
             width = pane_width(rule)
@@ -339,6 +342,49 @@ class StreamOwner:
             marker = datetime.fromtimestamp(last, UTC) - self._grace
             return await self._close(rule, key, state, marker, changed=True)
 
+    async def _each_sample(
+        self, rule: Rule, key: str, state: dict[str, Any], samples: list[tuple[float, float]]
+    ) -> int:
+        """Evaluate each new sample as it arrives; a change of severity is a trigger.
+
+        As the Watcher's rules: no window and no schedule. The first sample of a series,
+        and every sample whose level differs from the one before, is sent as a trigger at
+        its own time; the others change nothing.
+        """
+        condition = rule.condition
+        assert condition is not None
+        assert condition.thresholds is not None
+        last, emitted = state["last"], 0
+        previous = Severity(state["severity"])
+        for stamp, value in samples:
+            if (last is not None and stamp <= last) or math.isnan(value):
+                continue
+            first = last is None
+            last = stamp
+            severity = level_of(value, condition.thresholds, previous)
+            if severity == previous and not first:
+                continue
+            at = datetime.fromtimestamp(stamp, UTC)
+            await self._emit(
+                Trigger.create(
+                    rule.id,
+                    severity,
+                    reason=f"{condition.source.measurement}.{condition.source.field} is"
+                    f" {value:g}: {severity.name}",
+                    source=TriggerSource.stream,
+                    time=at,
+                    tags=state["tags"],
+                    value=value,
+                    window_start=at,
+                    window_stop=at,
+                )
+            )
+            emitted += 1
+            previous = severity
+        state.update(last=last, severity=int(previous), evaluated_until=last or 0.0)
+        await self._table.put(int(state["partition"]), key, state)
+        return emitted
+
     async def tick(self, owns: OwnsTopicPartition, samples_topic: str) -> int:
         """Close the windows the owner's clock has passed (and run the deadmen)."""
         emitted = 0
@@ -347,6 +393,8 @@ class StreamOwner:
             rule = self._rules.get(state["rule_id"])
             if rule is None or not owns(samples_topic, int(state["partition"])):
                 continue
+            if rule.condition is not None and rule.condition.per_sample:
+                continue  # no windows to close
             if not self._clock_may_close(state["topic"], int(state["source_partition"])):
                 continue
             async with self._lock(key):

@@ -322,3 +322,55 @@ async def test_a_50_hz_series_with_a_one_hour_window_keeps_a_small_state() -> No
     largest = max(len(json.dumps(value)) for _, _, value in table.changelog)
     assert largest < 16_000  # not 180,000 samples (about 5 MB)
     assert len(sent) > 60 and all(t.severity == Severity.NONE for t in sent)
+
+
+@pytest.mark.asyncio
+async def test_window_0_evaluates_every_sample_and_sends_changes() -> None:
+    rule = Rule.model_validate(
+        {
+            "id": "hexapod",
+            "description": "d",
+            "condition": {
+                "engine": "stream",
+                "source": {"measurement": TOPIC, "field": "motorTemperature0"},
+                "window": 0,
+                "thresholds": {"warning": 60, "critical": 70, "hysteresis": 2},
+            },
+        }
+    )
+    owner, _, sent, clock = _owner(rule)
+    await owner.on_samples(
+        SampleBatch(
+            rule_id="hexapod",
+            topic=TOPIC,
+            partition=0,
+            samples=[(_stamp(s), v) for s, v in ((0.1, 50), (0.2, 61), (0.3, 62), (0.4, 59))],
+        ),
+        partition=0,
+    )
+    await owner.on_samples(
+        SampleBatch(rule_id="hexapod", topic=TOPIC, partition=0, samples=[(_stamp(0.5), 57)]),
+        partition=0,
+    )
+    # The first sample, then each change of level (59 is within the 2-degree hysteresis).
+    assert [(t.time - T0, t.severity, t.value) for t in sent] == [
+        (timedelta(seconds=0.1), Severity.NONE, 50.0),
+        (timedelta(seconds=0.2), Severity.WARNING, 61.0),
+        (timedelta(seconds=0.5), Severity.NONE, 57.0),
+    ]
+    clock.now = T0 + timedelta(hours=1)
+    owner.on_mark(_caught_up(clock))
+    assert await owner.tick(lambda _t, _p: True, SAMPLES) == 0  # no windows to close
+    for bad in ({"window": 0}, {"window": 0, "engine": "flux"}):
+        with pytest.raises(ValueError, match="window 0"):
+            Rule.model_validate(
+                {
+                    "id": "x",
+                    "description": "d",
+                    "condition": {
+                        "source": {"measurement": TOPIC, "field": "f"},
+                        "thresholds": {"warning": 1},
+                        **bad,
+                    },
+                }
+            )
