@@ -418,7 +418,9 @@ async def main(args: argparse.Namespace) -> None:
 
         # The same restart of a bare Faust app whose table recovers the same records.
         await bench.topics("bench-table-table-changelog", "bench.table-in")
-        await bench.produce_to_partitions("bench-table-table-changelog", records)
+        await bench.produce_to_partitions(
+            "bench-table-table-changelog", [(p, k, v) for p, k, v, _t in records]
+        )
         bare_first = 0.0
         for run in range(2):  # the first run joins the group; the second is the restart
             started = time.time()
@@ -568,7 +570,8 @@ async def _group_join(bench: Bench) -> float:
         await consumer.stop()
 
 
-async def _read_all(bench: Bench, topic: str) -> list[tuple[int, bytes, bytes]]:
+async def _read_all(bench: Bench, topic: str) -> list[tuple[int, bytes, bytes, float]]:
+    """Every record of a topic: partition, key, value and the broker's time."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bench.bootstrap,
@@ -582,12 +585,15 @@ async def _read_all(bench: Bench, topic: str) -> list[tuple[int, bytes, bytes]]:
             await asyncio.sleep(0.05)
             partitions = consumer.assignment()
         end = await consumer.end_offsets(list(partitions))
-        records: list[tuple[int, bytes, bytes]] = []
+        records: list[tuple[int, bytes, bytes, float]] = []
         remaining = set(partitions)
         while remaining:
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
-                records.extend((m.partition, m.key or b"", m.value or b"") for m in messages)
+                records.extend(
+                    (m.partition, m.key or b"", m.value or b"", m.timestamp / 1000)
+                    for m in messages
+                )
             remaining = {tp for tp in remaining if await consumer.position(tp) < end[tp]}
         return records
     finally:
@@ -758,6 +764,7 @@ async def _stream_latency(
             await producer.send(EACH_TOPIC, body.getvalue(), key=b"")
         await producer.flush()
         await receiver.distinct(len(sent), limit=120)
+        await _stream_stages(bench, prefix, sent, receiver)
     finally:
         await producer.stop()
         stop_process(worker)
@@ -770,6 +777,38 @@ async def _stream_latency(
         f"plain broker hop p99 {_pct(hop, 99):.3f}",
         _pct(latencies, 99) / _pct(hop, 99),
     )
+
+
+async def _stream_stages(
+    bench: Bench, prefix: str, sent: dict[str, float], receiver: Receiver
+) -> None:
+    """Where an every-sample trigger's time goes: each topic's broker time of its record.
+
+    A crossing sample is found on the samples topic by its time, and on the later topics
+    by its trigger id.
+    """
+    hops = ["internal.samples", "triggers", "internal.series", "internal.action-requests"]
+    records = {hop: await _read_all(bench, f"{prefix}.{hop}") for hop in hops}
+    hops = [hop for hop in hops if records[hop]]  # triggers keyed by series skip a hop
+    stages: dict[str, list[float]] = {}
+    for trigger_id, stamp in sent.items():
+        times = [stamp]
+        for hop in hops:
+            needle = (json.dumps(stamp) if hop == "internal.samples" else trigger_id).encode()
+            found = [ts for _p, _key, value, ts in records[hop] if needle in value]
+            if not found:
+                break
+            times.append(min(found))
+        else:
+            times.append(receiver.arrivals[trigger_id])
+            names = ["produce", *hops, "POST"]
+            for i in range(len(times) - 1):
+                stages.setdefault(f"{names[i]} → {names[i + 1]}", []).append(
+                    times[i + 1] - times[i]
+                )
+    parts = [f"{name} p50 {_pct(sorted(v), 50):.3f} s" for name, v in stages.items()]
+    bench.extra.append("every-sample stages (broker times): " + "; ".join(parts))
+    print(f"  {bench.extra[-1]}", flush=True)
 
 
 async def _until_ready(port: int, limit: float = 180) -> None:

@@ -31,7 +31,7 @@ from ...config import Config
 from ...exceptions import MirrorError
 from ...kafka import read_topic
 from ...models.enums import Severity, TriggerSource
-from ...models.records import Trigger
+from ...models.records import Trigger, make_trigger_id
 from ...redact import brief
 from ...storage.influxdb import InfluxQL, quote_identifier
 from ...types import Send
@@ -77,16 +77,23 @@ def _time(text: Any) -> datetime | None:
 
 
 def row_to_trigger(tags: dict[str, str], row: dict[str, Any]) -> Trigger:
-    """A trigger record from one row of the trigger measurement."""
+    """A trigger record from one row of the trigger measurement.
+
+    Its id is derived from the rule, the series and the evaluation time, as the stream
+    engine's and ``catcher trigger``'s are, so an evaluation has one id whichever engine
+    made it; the row's own ``trigger_id`` text only tells the mirror which rows it has
+    published.
+    """
     tags = dict(tags)
-    rule_id = tags.pop("rule_id", None) or row.get("rule_id")
+    rule_id = str(tags.pop("rule_id", None) or row.get("rule_id"))
     series_tags = {k: v for k, v in tags.items() if v != ""}
     source = str(row.get("source") or "")
     value = row.get("value")
+    time = datetime.fromtimestamp(int(row["time"]) / 1e9, tz=UTC)
     return Trigger(
-        trigger_id=str(row["trigger_id"]),
-        rule_id=str(rule_id),
-        time=datetime.fromtimestamp(int(row["time"]) / 1e9, tz=UTC),
+        trigger_id=make_trigger_id(rule_id, time, series_tags),
+        rule_id=rule_id,
+        time=time,
         severity=Severity.parse(str(row["severity"])),
         reason=str(row.get("reason") or ""),
         value=float(value) if value is not None else None,
@@ -213,7 +220,7 @@ class Mirror:
                 continue
             value = await self._codec.encode("triggers", trigger.to_avro())
             await self._send(self._topic, trigger.key, value)
-            checkpoint.published[trigger.trigger_id] = int(row["time"])
+            checkpoint.published[str(trigger_id)] = int(row["time"])
             published += 1
         if rows:
             checkpoint.high_water_ns = max(checkpoint.high_water_ns, int(rows[-1][1]["time"]))
