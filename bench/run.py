@@ -44,7 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import fastavro
@@ -57,6 +57,7 @@ from catcher.avro import AvroCodec
 from catcher.broker import EmbeddedBroker, free_port, stop_process
 from catcher.config import KafkaConnectionSettings, load_config
 from catcher.demo import EMBEDDED_BROKER_ENV, worker_environment
+from catcher.fakes.love import FakeLoveManager
 from catcher.fakes.registry import FakeSchemaRegistry
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger, make_trigger_id
@@ -721,13 +722,42 @@ rules:
         url_env: BENCH_WEBHOOK_URL
         on: {{severity: WARNING, edge: rising}}
         body: {{text: "{{trigger_id}}"}}
+  - id: bench-windowed
+    description: The mean of each 1 s window, above its level every other second.
+    condition:
+      engine: stream
+      source: {{measurement: {EACH_TOPIC}, field: value, group_by: [salIndex]}}
+      aggregate: mean
+      window: 1s
+      thresholds: {{warning: 60}}
+    schedule: {{every: 1s}}
 """
+EACH_RATE = 50
+EACH_TOGGLE = 5
+"""The every-sample rule's level changes every fifth sample: five rises a second."""
+
+
+def _first_shown(love: FakeLoveManager, text: str) -> float | None:
+    """When LOVE first received a map with an alarm whose reason holds ``text``."""
+    for arrived, message in zip(love.arrived, love.messages, strict=True):
+        for item in message.get("data") or []:
+            alarms = (item.get("data") or {}).get("stream", {}).get("alarms", {})
+            if any(text in alarm["reason"]["value"] for alarm in alarms.values()):
+                return arrived
+    return None
 
 
 async def _stream_latency(
     bench: Bench, registry: str, hook: str, receiver: Receiver, seconds: int
 ) -> None:
-    """Crossing sample produced → webhook POST at 50 samples/s, every sample evaluated."""
+    """Watcher-class latency at 50 samples/s: to the webhook POST and to LOVE's alarm map.
+
+    The every-sample rule's level rises five times a second, each time to a value of its
+    own (its alarm's reason names it): crossing sample produced → POST, and → the first
+    map LOVE receives showing it. The windowed rule's 1 s windows alternate above and
+    below its level, each with a mean of its own: the window's close (its end plus the
+    grace, when the owner may evaluate it) → the first map showing it.
+    """
     await bench.topics(EACH_TOPIC)
     async with httpx.AsyncClient() as http:
         answer = await http.post(
@@ -737,45 +767,91 @@ async def _stream_latency(
     schema_id = answer.json()["id"]
     parsed = fastavro.parse_schema(TELEMETRY_SCHEMA)
     prefix = "lsst.benchevery"
-    port = free_port()
-    worker = bench.worker(prefix, registry, hook, EACH_RULES, CATCHER_HTTP_PORT=str(port))
+    port, grace = free_port(), 2.0
+    love = await FakeLoveManager().start()
+    worker = bench.worker(
+        prefix,
+        registry,
+        hook,
+        EACH_RULES,
+        CATCHER_HTTP_PORT=str(port),
+        CATCHER_LOVE_URL=love.url,
+        CATCHER_LOVE_PASSWORD=love.password,
+        CATCHER_STREAM_GRACE=str(grace),
+    )
     producer = bench.producer()
     await producer.start()
     sent: dict[str, float] = {}
+    rises: dict[str, float] = {}  # an every-sample alarm's reason → its sample's time
+    closes: dict[str, float] = {}  # a windowed alarm's reason → its window's close
+    window = f"value over {timedelta(seconds=1)}"
     try:
         await _until_ready(port)
         receiver.reset()
         start = time.monotonic()
-        for n in range(seconds * 50):
-            delay = start + n / 50 - time.monotonic()
+        for n in range(seconds * EACH_RATE):
+            delay = start + n / EACH_RATE - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             stamp = time.time()
-            hot = n % 2 == 1  # every other sample crosses the level
+            rise, phase = divmod(n, 2 * EACH_TOGGLE)
+            hot = phase >= EACH_TOGGLE  # five samples below the level, five above
+            channels = [10.0] * 8
+            channels[3] = 61.25 + rise if hot else 50.0
+            second = int(stamp)
+            mean = 61.0 + second % 1000 if second % 2 else 50.0  # the whole window's value
             body = io.BytesIO()
             body.write(struct.pack(">bI", 0, schema_id))
-            channels = [10.0] * 8
-            channels[3] = 70.0 if hot else 50.0
-            record = {"private_efdStamp": stamp, "salIndex": 1, "value": 1.0, "channels": channels}
-            fastavro.schemaless_writer(body, parsed, record)
-            if hot:
+            record = {"private_efdStamp": stamp, "salIndex": 1, "value": mean}
+            fastavro.schemaless_writer(body, parsed, record | {"channels": channels})
+            if phase == EACH_TOGGLE:
                 at = datetime.fromtimestamp(stamp, UTC)
                 sent[make_trigger_id("bench-each", at, {"salIndex": "1"})] = stamp
+                rises[f"channels[3] is {channels[3]:g}: WARNING"] = stamp
+            if second % 2 and n >= EACH_RATE:  # not the first, partial, second
+                closes.setdefault(f"{window} is {mean:g}: WARNING", second + 1 + grace)
             await producer.send(EACH_TOPIC, body.getvalue(), key=b"")
         await producer.flush()
         await receiver.distinct(len(sent), limit=120)
+        await asyncio.sleep(grace + 3)  # the last windows close by the owner's clock
         await _stream_stages(bench, prefix, sent, receiver)
     finally:
         await producer.stop()
         stop_process(worker)
+        await love.stop()
     latencies = sorted(receiver.arrivals[key] - stamp for key, stamp in sent.items())
+    to_love: dict[str, list[float]] = {"each": [], "windows": []}
+    unseen = {"each": 0, "windows": 0}  # changes LOVE never received
+    for kind, expected in (("each", rises), ("windows", closes)):
+        for text, since in expected.items():
+            found = _first_shown(love, text)
+            if found is None:
+                unseen[kind] += 1
+            else:
+                to_love[kind].append(found - since)
     await bench.topics("bench.hop")
     hop = await _plain_hop(bench, len(sent))
+    hop_p99 = f"plain broker hop p99 {_pct(hop, 99):.3f}"
     bench.record(
         "every-sample rule at 50 samples/s, crossing sample → POST, p99 (s)",
         f"p50 {_pct(latencies, 50):.3f}, p99 {_pct(latencies, 99):.3f}",
-        f"plain broker hop p99 {_pct(hop, 99):.3f}",
+        hop_p99,
         _pct(latencies, 99) / _pct(hop, 99),
+    )
+    each, windows = sorted(to_love["each"]), sorted(to_love["windows"])
+    bench.record(
+        "every-sample rule, crossing sample → LOVE alarm map, p99 (s)",
+        f"p50 {_pct(each, 50):.3f}, p99 {_pct(each, 99):.3f}"
+        + (f"; {unseen['each']} never shown" if unseen["each"] else ""),
+        hop_p99,
+        _pct(each, 99) / _pct(hop, 99),
+    )
+    bench.record(
+        f"1 s windows, window close (end + {grace:g} s grace) → LOVE alarm map, p99 (s)",
+        f"p50 {_pct(windows, 50):.3f}, p99 {_pct(windows, 99):.3f}"
+        + (f"; {unseen['windows']} never shown" if unseen["windows"] else ""),
+        hop_p99,
+        _pct(windows, 99) / _pct(hop, 99),
     )
 
 

@@ -77,7 +77,9 @@ class CatcherApp:
         outputs.append(config.silences_topic)
         self._topics = {t.get_topic_name(): t for t in [*inputs, *map(self._topic, outputs)]}
         self._tables: dict[str, Any] = {}
-        self.services = services = Factory(self.context).worker(rules, self._send, self._table)
+        self.services = services = Factory(self.context).worker(
+            rules, self._send_soon, self._table
+        )
         self.http_port = config.http_port
         self._web = HttpServer(
             [*services.api.routes(), *operations_routes(self._not_ready)],
@@ -106,11 +108,19 @@ class CatcherApp:
             )
         return self._tables[name]
 
-    async def _send(
+    async def _send_soon(
         self, topic: str, key: bytes, value: bytes, partition: int | None = None
-    ) -> None:
-        delivery = await self._topics[topic].send(key=key, value=value, partition=partition)
-        await delivery
+    ) -> Awaitable[None]:
+        delivery: Awaitable[None] = await self._topics[topic].send(
+            key=key, value=value, partition=partition
+        )
+        return delivery
+
+    def _highwater(self, tp: Any) -> int | None:
+        try:
+            return int(self.faust.consumer.highwater(tp))
+        except Exception:  # noqa: BLE001 - no fetch of the partition yet: unknown
+            return None
 
     def _owns_series(self, partition: int) -> bool:
         return self.services.ownership.owns(
@@ -176,8 +186,6 @@ class CatcherApp:
                 self.samples_topic,
             )
         }
-        if self.services.telemetry is not None:  # as consumer_auto_offset_reset says
-            inputs.update(self.services.telemetry.topics)
         for tp, offset in committed.items():
             if offset is None and tp.topic in inputs:
                 logger.info(
@@ -186,8 +194,15 @@ class CatcherApp:
                     partition=tp.partition,
                 )
                 await consumer.seek(tp, 0)
-        if self.services.telemetry is not None:  # where each telemetry partition starts, ends
-            await self.services.telemetry.assigned(committed, consumer.highwaters)
+        reader = self.services.telemetry
+        if reader is not None:
+            fresh = [
+                tp for tp, at in committed.items() if at is None and tp.topic in reader.topics
+            ]
+            starts = await reader.first_offsets(fresh, consumer.highwaters)
+            for tp, offset in starts.items():
+                await consumer.seek(tp, offset)
+            await reader.assigned(committed | starts, consumer.highwaters)
 
     def _agent(
         self,
@@ -243,7 +258,9 @@ class CatcherApp:
         @self.faust.timer(MARK_INTERVAL)
         async def telemetry_marks() -> None:
             if self._ready():
-                await keep_trying("Sending telemetry marks", reader.send_marks)
+                await keep_trying(
+                    "Sending telemetry marks", lambda: reader.send_marks(self._highwater)
+                )
 
         owner, owns, samples = self.services.stream, self.services.ownership.owns, self.config
         assert owner is not None

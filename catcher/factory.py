@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -22,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from .actions import EXECUTORS, Executor, executor_class
+from .aio import together
 from .avro import AvroCodec
 from .config import Config
 from .exceptions import BacktestError, ConfigError
+from .kafka import offsets_at
 from .models.actions import WebhookAction
 from .models.alarms import Alarm, AlarmCommand, AlarmCommandBatch, Silence
 from .models.records import LedgerEntry, Trigger
@@ -48,7 +51,7 @@ from .storage.influxdb import InfluxQL
 from .storage.ledger import Ledger
 from .storage.tables import ChangelogTable, DurableTable, Ownership
 from .topics import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
-from .types import Send, SendToPartition
+from .types import Send, SendSoon
 from .web.alarms import AlarmApi
 
 if TYPE_CHECKING:
@@ -132,10 +135,11 @@ async def _decode_silence(value: bytes) -> Silence:
 class _Outbox:
     """How the worker's services write to Catcher's own topics (each write acknowledged)."""
 
-    def __init__(self, config: Config, codec: AvroCodec, send: Send) -> None:
+    def __init__(self, config: Config, codec: AvroCodec, send: Send, send_soon: SendSoon) -> None:
         self._config = config
         self._codec = codec
         self._send = send
+        self._send_soon = send_soon
 
     async def json(self, topic: str, key: str, value: dict[str, Any]) -> None:
         """A JSON record (the internal topics, silences)."""
@@ -146,10 +150,14 @@ class _Outbox:
         value = await self._codec.encode("alarms", alarm.to_avro(command))
         await self._send(self._config.alarms_topic, alarm.name.encode(), value)
 
-    async def trigger(self, trigger: Trigger) -> None:
-        """A trigger (the stream engine's)."""
-        value = await self._codec.encode("triggers", trigger.to_avro())
-        await self._send(self._config.triggers_topic, trigger.key, value)
+    async def triggers(self, triggers: list[Trigger]) -> None:
+        """The stream engine's triggers, in order, all acknowledged (one round trip)."""
+        deliveries = []
+        for trigger in triggers:
+            value = await self._codec.encode("triggers", trigger.to_avro())
+            topic = self._config.triggers_topic
+            deliveries.append(await self._send_soon(topic, trigger.key, value, None))
+        await together(*deliveries)
 
     async def silence(self, silence: Silence) -> None:
         """A silence, new or expired."""
@@ -255,16 +263,19 @@ class Factory:
         return Mirror.from_config(self.config, self.context.codec, send, self.context.http)
 
     def worker(
-        self, rules: RuleSet, send_to: SendToPartition, table: Callable[[str], ChangelogTable]
+        self, rules: RuleSet, send_soon: SendSoon, table: Callable[[str], ChangelogTable]
     ) -> WorkerServices:
-        """The worker's services; ``send_to`` and ``table`` come from the Faust wiring."""
+        """The worker's services; ``send_soon`` and ``table`` come from the Faust wiring."""
+
+        async def send_to(topic: str, key: bytes, value: bytes, partition: int | None) -> None:
+            await (await send_soon(topic, key, value, partition))
 
         async def send(topic: str, key: bytes, value: bytes) -> None:
             await send_to(topic, key, value, None)
 
         config, codec = self.config, self.context.codec
 
-        out = _Outbox(config, codec, send)
+        out = _Outbox(config, codec, send, send_soon)
 
         async def start_mirror() -> Mirror:
             return self.mirror(send)
@@ -324,11 +335,13 @@ class Factory:
                 send=send_to,
                 samples_topic=config.samples_topic,
                 partitions=config.topic_partitions,
+                grace=timedelta(seconds=config.stream_grace),
+                offsets_at=functools.partial(offsets_at, config),
             )
             stream = StreamOwner(
                 stream_rules,
                 DurableTable(table(STREAM_STATE_TABLE)),
-                out.trigger,
+                out.triggers,
                 timedelta(seconds=config.stream_grace),
             )
         love = self.love_producer(lambda: view.alarms)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +16,15 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from .config import Config
 from .topics import Topic
 
-__all__ = ["TopicFollower", "ensure_topics", "existing_topics", "make_producer", "read_topic"]
+__all__ = [
+    "TopicFollower",
+    "ensure_topics",
+    "existing_topics",
+    "make_producer",
+    "offsets_at",
+    "own_topic_problems",
+    "read_topic",
+]
 
 logger = structlog.get_logger("catcher")
 
@@ -59,14 +67,51 @@ async def ensure_topics(config: Config, wanted: Iterable[Topic | str]) -> list[s
         await admin.close()
 
 
-async def existing_topics(config: Config) -> set[str]:
-    """The names of the topics the broker has."""
+async def existing_topics(config: Config) -> dict[str, int]:
+    """The topics the broker has, with their partition counts.
+
+    Asks for every topic's metadata, never for named ones: a broker that creates topics on
+    demand would create a named one it lacks.
+    """
     admin = AIOKafkaAdminClient(**config.kafka.aiokafka_params())
     await admin.start()
     try:
-        return set(await admin.list_topics())
+        described = await admin.describe_topics()
     finally:
         await admin.close()
+    return {t["topic"]: len(t["partitions"]) for t in described if not t["error_code"]}
+
+
+async def offsets_at(
+    config: Config, times: Mapping[tuple[str, int], int]
+) -> dict[tuple[str, int], int | None]:
+    """The first offset of each (topic, partition) at or after a time in ms (None: none)."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **config.kafka.aiokafka_params())
+    await consumer.start()
+    try:
+        found = await consumer.offsets_for_times(
+            {TopicPartition(topic, partition): ms for (topic, partition), ms in times.items()}
+        )
+    finally:
+        await consumer.stop()
+    return {(tp.topic, tp.partition): (at.offset if at else None) for tp, at in found.items()}
+
+
+def own_topic_problems(
+    config: Config, wanted: Iterable[Topic], existing: Mapping[str, int]
+) -> list[str]:
+    """What is wrong with the broker's copies of the worker's own topics, if anything."""
+    problems = []
+    for topic in wanted:
+        name = config.topic_name(topic)
+        expected = topic.partitions(config.topic_partitions)
+        found = existing.get(name)
+        if found is None:
+            problems.append(f"{name} does not exist")
+        elif found != expected and topic.by_partition:
+            setting = "" if topic.single_partition else " (CATCHER_TOPIC_PARTITIONS)"
+            problems.append(f"{name} has {found} partition(s), not {expected}{setting}")
+    return problems
 
 
 async def _until_led(admin: AIOKafkaAdminClient, topics: list[str], limit: float = 30.0) -> None:

@@ -68,6 +68,9 @@ class Topic:
     """One partition whatever ``CATCHER_TOPIC_PARTITIONS`` says."""
     stream_only: bool = False
     """Used only when the worker evaluates stream rules."""
+    by_partition: bool = False
+    """Read partition by partition beside the tables: it must have exactly
+    ``CATCHER_TOPIC_PARTITIONS`` partitions (the others may have any count)."""
 
     def full_name(self, prefix: str, app_id: str) -> str:
         """The topic's name on the broker."""
@@ -93,12 +96,21 @@ STREAM_STATE_TABLE = "stream-state"
 
 def _changelog(table: str, purpose: str, *, stream_only: bool = False) -> Topic:
     return Topic(
-        f"{table}-changelog", Cleanup.compact, purpose, faust=True, stream_only=stream_only
+        f"{table}-changelog",
+        Cleanup.compact,
+        purpose,
+        faust=True,
+        stream_only=stream_only,
+        by_partition=True,
     )
 
 
 TRIGGERS = Topic(
-    "triggers", Cleanup.delete, "Trigger records (Flux tasks, the mirror)", EVENT_RETENTION
+    "triggers",
+    Cleanup.delete,
+    "Trigger records (Flux tasks, the mirror)",
+    EVENT_RETENTION,
+    by_partition=True,
 )
 ACTIONS = Topic("actions", Cleanup.delete, "Action history events", EVENT_RETENTION)
 DEADLETTER = Topic("deadletter", Cleanup.delete, "Rejected records, with reasons", EVENT_RETENTION)
@@ -107,12 +119,14 @@ SERIES = Topic(
     Cleanup.delete,
     "Triggers keyed by rule and series, so that one worker owns a series",
     INTERNAL_RETENTION,
+    by_partition=True,
 )
 ACTION_REQUESTS = Topic(
     "internal.action-requests",
     Cleanup.delete,
     "Planned actions keyed by action id, so that one worker owns an action",
     INTERNAL_RETENTION,
+    by_partition=True,
 )
 SAMPLES = Topic(
     "internal.samples",
@@ -120,6 +134,7 @@ SAMPLES = Topic(
     "Telemetry samples keyed by rule and series, so that stream work spreads over workers",
     INTERNAL_RETENTION,
     stream_only=True,
+    by_partition=True,
 )
 ALARMS = Topic("alarms", Cleanup.compact, "Alarm states, keyed by alarm name")
 SILENCES = Topic("silences", Cleanup.compact, "Silences (maintenance windows), keyed by id")

@@ -16,11 +16,9 @@ import yaml
 
 from catcher import topics
 from catcher.config import Config, setting_names_all
+from tests.support.helm import APP, ROOT, SUBCHART
+from tests.support.helm import helm as _helm
 
-ROOT = Path(__file__).resolve().parent.parent
-HELM = ROOT / "tools" / "helm" / "bin" / "helm"
-APP = ROOT / "helm" / "catcher"
-SUBCHART = ROOT / "helm" / "sasquatch-catcher"
 ENVIRONMENTS = ["summit", "base", "usdfprod"]
 CRDS = {
     "KafkaAccess": "kafkaaccess.json",
@@ -42,13 +40,6 @@ def _global(environment: str) -> list[str]:
             f"global.vaultSecretsPath=secret/phalanx/{environment}"
         ),
     ]
-
-
-def _helm(*args: str) -> str:
-    assert HELM.exists(), "tools/helm/bin/helm is missing: .ci/run installs it"
-    result = subprocess.run([str(HELM), *args], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 @cache

@@ -69,10 +69,10 @@ def worker(rules_path: Path | None) -> None:
             f"Cannot create CATCHER_DATA_DIR {config.data_dir}: {exc.strerror}."
         ) from None
     stream_rules = rules.by_engine("stream", config.default_engine)
+    own = config.worker_topics(stream=bool(stream_rules))
     if config.create_topics:  # before Faust subscribes, so that none is missed at first
-        run(ensure_topics(config, config.worker_topics(stream=bool(stream_rules))))
-    if stream_rules:
-        run(_check_telemetry(config, stream_rules))
+        run(ensure_topics(config, own))
+    run(_check_topics(config, own, stream_rules))
     app = create_app(config, rules)
     worker = faust.Worker(
         app.faust,
@@ -88,14 +88,34 @@ def worker(rules_path: Path | None) -> None:
     worker.execute_from_commandline()
 
 
-async def _check_telemetry(config: Config, rules: list[Rule]) -> None:
-    """The telemetry topics exist, and their schemas have the stream rules' fields."""
-    from ..avro import AvroCodec  # noqa: PLC0415
-    from ..kafka import existing_topics  # noqa: PLC0415
-    from ..services.evaluation.stream import field_problems  # noqa: PLC0415
+async def _check_topics(config: Config, own: list[topics.Topic], rules: list[Rule]) -> None:
+    """The worker's own topics exist as configured, and so do the stream rules' topics.
 
+    The telemetry topics' registered schemas must have the rules' fields.
+    """
+    from ..avro import AvroCodec  # noqa: PLC0415
+    from ..kafka import existing_topics, own_topic_problems  # noqa: PLC0415
+    from ..services.evaluation.fields import field_problems  # noqa: PLC0415
+
+    existing = await existing_topics(config)
+    problems = own_topic_problems(config, own, existing)
+    if problems:
+        hint = (
+            "Create them as the Sasquatch subchart declares them (CATCHER_CREATE_TOPICS is"
+            " false); those read beside the tables need CATCHER_TOPIC_PARTITIONS partitions."
+            if not config.create_topics
+            else "A topic's partition count cannot be changed in place: set"
+            " CATCHER_TOPIC_PARTITIONS to the count the topics have."
+        )
+        raise click.ClickException(
+            "The worker cannot run on the broker's topics:\n  "
+            + "\n  ".join(problems)
+            + f"\n{hint}"
+        )
+    if not rules:
+        return
     topics_used = sorted({r.condition.source.measurement for r in rules if r.condition})
-    missing = sorted(set(topics_used) - await existing_topics(config))
+    missing = sorted(set(topics_used) - set(existing))
     if missing:
         raise click.ClickException(
             "The stream rules read telemetry topics the broker does not have: "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -28,6 +29,8 @@ class FakeLoveManager:
     host: str = "127.0.0.1"
     port: int = 0
     messages: list[dict[str, Any]] = field(default_factory=list)
+    arrived: list[float] = field(default_factory=list)
+    """When each message arrived (UNIX seconds), beside ``messages``."""
     connections: int = 0
     refused: int = 0
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
@@ -69,6 +72,7 @@ class FakeLoveManager:
                 if message.type != WSMsgType.TEXT:
                     continue
                 self.messages.append(json.loads(message.data))
+                self.arrived.append(time.time())
                 self._arrived.set()
         finally:
             if ws in self._sockets:

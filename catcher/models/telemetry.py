@@ -46,6 +46,11 @@ class TelemetryMark(BaseModel):
         description="It has read what the partition held when the reader was assigned it."
     )
     sent: float = Field(description="When the mark was sent (UTC seconds, the reader's clock).")
+    read_until: float | None = Field(
+        None,
+        description="Every record the partition held at this time (UTC seconds) has been read"
+        " and its samples sent before this mark; None: the reader is behind.",
+    )
 
     def to_json(self) -> dict[str, Any]:
         """The internal message's JSON."""

@@ -502,7 +502,8 @@ async def test_a_command_on_several_alarms_is_one_record_applied_once_by_each_ow
 ) -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}"
-    stack.extra_env.update(CATCHER_HTTP_PORT=str(port), CATCHER_TOPIC_PARTITIONS="3")
+    stack.partitions = 3
+    stack.extra_env.update(CATCHER_HTTP_PORT=str(port))
     stack.write_rules(RULES)
     await stack.start_worker()
     names = [f"m1m3-temperature:salIndex={n}" for n in range(1, 7)]

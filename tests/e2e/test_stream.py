@@ -13,10 +13,12 @@ from typing import Any
 import fastavro
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from catcher.broker import free_port
-from catcher.kafka import ensure_topics, make_producer, read_topic
+from catcher.kafka import ensure_topics, existing_topics, make_producer, read_topic
 from catcher.models.records import Trigger
+from tests.support.helm import subchart_topics
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -271,11 +273,65 @@ async def test_a_worker_killed_amid_the_feed_and_restarted_after_the_grace_is_ex
         await producer.stop()
 
 
+async def _subchart_topics(stack: Stack, partitions: int) -> set[str]:
+    """Create the topics the Sasquatch subchart declares, as Strimzi would; their names."""
+    config = stack.config
+    declared = subchart_topics(
+        topicPrefix=config.topic_prefix,
+        appId=config.app_id,
+        partitions=str(partitions),
+        replicas="1",
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    spec["partitions"],
+                    1,
+                    topic_configs={k: str(v) for k, v in spec["config"].items()},
+                )
+                for name, spec in declared.items()
+            ]
+        )
+    finally:
+        await admin.close()
+    return set(declared)
+
+
+async def _own_topics(stack: Stack) -> set[str]:
+    config = stack.config
+    return {
+        name
+        for name in await existing_topics(config)
+        if name.startswith((f"{config.topic_prefix}.", f"{config.app_id}-"))
+    }
+
+
 async def test_a_one_partition_telemetry_topic_is_shared_by_two_workers(stack: Stack) -> None:
-    """As on Sasquatch: one partition per telemetry topic; the series spread over workers."""
+    """As on Sasquatch: one partition per telemetry topic; the series spread over workers.
+
+    The workers create no topic (``createTopics: false``): they run on exactly the topics
+    the Sasquatch subchart declares, and refuse clearly to run on a broker without them.
+    """
     stack.write_rules(EXACT_RULES)
-    stack.extra_env.update(CATCHER_TOPIC_PARTITIONS="3")
+    stack.partitions = 3
+    stack.extra_env.update(CATCHER_CREATE_TOPICS="false")
     await ensure_topics(stack.config, [TOPIC])  # one partition
+    code, _, err = await stack.cli("worker")
+    assert code == 1
+    assert f"{stack.config.samples_topic} does not exist" in err, err
+    assert "CATCHER_CREATE_TOPICS is false" in err
+    declared = await _subchart_topics(stack, partitions=3)
+    stack.extra_env["CATCHER_TOPIC_PARTITIONS"] = "2"
+    code, _, err = await stack.cli("worker")
+    assert code == 1
+    assert (
+        f"{stack.config.samples_topic} has 3 partition(s), not 2 (CATCHER_TOPIC_PARTITIONS)" in err
+    ), err
+    del stack.extra_env["CATCHER_TOPIC_PARTITIONS"]
     ports = [free_port(), free_port()]
     for port in ports:
         stack.extra_env["CATCHER_HTTP_PORT"] = str(port)
@@ -296,6 +352,7 @@ async def test_a_one_partition_telemetry_topic_is_shared_by_two_workers(stack: S
         for m in await read_topic(stack.config, stack.config.samples_topic)
     ]
     assert "samples" in states and "telemetry_mark" in states
+    assert await _own_topics(stack) == declared  # none created, none missing
 
 
 ESS = "lsst.sal.ESS.temperature"

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import structlog
 
+from ...aio import together
 from ...exceptions import ActionError, AlarmCommandError
 from ...models.alarms import (
     RECENT_COMMANDS,
@@ -109,9 +110,13 @@ class AlarmEngine:
     async def _write(
         self, alarm: Alarm, partition: int, command: AlarmCommand | None = None
     ) -> None:
-        await self._table.put(partition, alarm.name, {**alarm.to_json(), "partition": partition})
+        # The alarm's state and its record on the alarms topic, in one round trip: a crash
+        # before both are written leaves the cause (trigger or command) to be handled again.
+        await together(
+            self._table.put(partition, alarm.name, {**alarm.to_json(), "partition": partition}),
+            self._publish(alarm, command),
+        )
         self._index(alarm.name, alarm)
-        await self._publish(alarm, command)
 
     async def on_trigger(self, trigger: Trigger, partition: int) -> None:
         """Set the severity of the trigger's alarm."""

@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -56,6 +55,7 @@ from ...semantics import evaluate_condition, level_of
 from ...storage.tables import DurableTable
 from ...types import OwnsTopicPartition, SendToPartition
 from ..guard import Guard, keep_trying
+from .fields import field_value
 from .panes import add_sample, evaluate_panes, pane_width, prune, uses_panes
 
 __all__ = [
@@ -63,8 +63,6 @@ __all__ = [
     "MARK_INTERVAL",
     "StreamOwner",
     "TelemetryReader",
-    "field_problems",
-    "field_value",
 ]
 
 logger = structlog.get_logger("catcher")
@@ -72,12 +70,15 @@ logger = structlog.get_logger("catcher")
 EVENT_TIME = "private_efdStamp"
 MARK_INTERVAL = 1.0
 """Seconds between two marks of a telemetry reader."""
-_MARK_STALE = 5 * MARK_INTERVAL
-"""A reader not heard from for this long may be behind: its owners' clocks wait."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-Emit = Callable[[Trigger], Awaitable[None]]
+Emit = Callable[[list[Trigger]], Awaitable[None]]
+"""Send triggers in their order; all are acknowledged when it returns."""
 Decode = Callable[[bytes], Awaitable[dict[str, Any]]]
+OffsetsAt = Callable[
+    [Mapping[tuple[str, int], int]], Awaitable[Mapping[tuple[str, int], int | None]]
+]
+"""The first offset at or after a time (ms) of each (topic, partition); None: none."""
 
 
 def _boundaries(after: datetime, until: datetime, rule: Rule) -> list[datetime]:
@@ -100,29 +101,6 @@ def _dumps(value: dict[str, Any]) -> bytes:
     return json.dumps(value).encode()
 
 
-_FLATTENED = re.compile(r"(?P<name>.*?)(?P<index>\d+)")
-
-
-def field_value(record: dict[str, Any], field: str) -> Any:
-    """A record's field.
-
-    ``name[i]``, or the EFD's flattened ``name{i}``, is element ``i`` of the SAL array
-    ``name``.
-    """
-    if field.endswith("]") and "[" in field:
-        name, _, index = field[:-1].partition("[")
-    elif field in record:
-        return record[field]
-    elif found := _FLATTENED.fullmatch(field):
-        name, index = found["name"], found["index"]
-    else:
-        return None
-    array = record.get(name)
-    if isinstance(array, list) and index.isdigit() and int(index) < len(array):
-        return array[int(index)]
-    return None
-
-
 class TelemetryReader:
     """Takes the stream rules' samples from telemetry records and sends them to the owners.
 
@@ -139,8 +117,12 @@ class TelemetryReader:
         send: SendToPartition,
         samples_topic: str,
         partitions: int,
+        grace: timedelta,
+        offsets_at: OffsetsAt,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        self._grace = grace
+        self._offsets_at = offsets_at
         self._decode = decode
         self._guard = guard
         self._send = send
@@ -152,8 +134,12 @@ class TelemetryReader:
             assert rule.condition is not None  # only rules with a condition are given
             self._by_topic.setdefault(rule.condition.source.measurement, []).append(rule)
         self._target: dict[tuple[str, int], int] = {}
-        """Offset each assigned partition must be read up to before it is caught up."""
-        self._caught_up: dict[tuple[str, int], bool] = {}
+        """Where each assigned partition ended when this worker was assigned it."""
+        self._position: dict[tuple[str, int], int] = {}
+        """The next offset of each partition whose samples are not sent yet."""
+        self._read_until: dict[tuple[str, int], float | None] = {}
+        """When each partition was last seen read to its end (None: not since assigned)."""
+        self._tps: dict[tuple[str, int], Any] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -163,6 +149,51 @@ class TelemetryReader:
     def rules_of(self, topic: str) -> list[Rule]:
         """The stream rules reading a topic."""
         return list(self._by_topic.get(topic, []))
+
+    def first_read(self, topic: str) -> timedelta:
+        """How far before now a partition of ``topic`` never read by the group is read from.
+
+        Enough for each rule's open window (its samples' span, one schedule step, its offset
+        and the grace; a deadman's timeout): the present is evaluated, not the topic's
+        history, which would raise the past's alarms and actions.
+        """
+        spans = []
+        for rule in self._by_topic.get(topic, []):
+            condition = rule.condition
+            assert condition is not None
+            span = condition.deadman.timeout if condition.deadman else condition.samples_span()
+            spans.append(span + rule.schedule.every + rule.schedule.offset + self._grace)
+        return max(spans, default=self._grace)
+
+    async def first_offsets(
+        self, fresh: Iterable[Any], highwaters: Callable[..., Awaitable[Mapping[Any, int]]]
+    ) -> dict[Any, int]:
+        """Where each telemetry partition the group has never read starts (see ``first_read``).
+
+        At the first record of the recent past, or at the end when there is none.
+        """
+        fresh = list(fresh)
+        if not fresh:
+            return {}
+        now = self._clock()
+        times = {
+            (tp.topic, tp.partition): int((now - self.first_read(tp.topic)).timestamp() * 1000)
+            for tp in fresh
+        }
+        found = await self._offsets_at(times)
+        ends = await highwaters(*fresh)
+        starts = {}
+        for tp in fresh:
+            start = found.get((tp.topic, tp.partition))
+            starts[tp] = int(ends[tp]) if start is None else start
+            logger.info(
+                "Reading a telemetry partition the group has never read from the recent past",
+                topic=tp.topic,
+                partition=tp.partition,
+                seconds=self.first_read(tp.topic).total_seconds(),
+                offset=starts[tp],
+            )
+        return starts
 
     async def assigned(
         self,
@@ -176,13 +207,15 @@ class TelemetryReader:
         """
         tps = [tp for tp in committed if tp.topic in self._by_topic]
         ends = await highwaters(*tps) if tps else {}
-        self._target = {}
-        self._caught_up = {}
+        now = self._clock().timestamp()
+        self._target, self._position, self._read_until, self._tps = {}, {}, {}, {}
         for tp, end in ends.items():
             start = committed.get(tp) or 0
             key = (tp.topic, tp.partition)
-            self._caught_up[key] = start >= end
+            self._tps[key] = tp
+            self._position[key] = start
             self._target[key] = int(end)
+            self._read_until[key] = now if start >= end else None
             if start < end:
                 logger.info(
                     "Reading the telemetry backlog before closing windows by the clock",
@@ -213,36 +246,39 @@ class TelemetryReader:
             else:
                 found.samples.append((stamp, value))
 
-    def handled(self, topic: str, partition: int, offset: int) -> None:
-        """A record of a partition is handled (or dead-lettered)."""
-        tp = (topic, partition)
-        if not self._caught_up.get(tp, True) and offset + 1 >= self._target.get(tp, 0):
-            self._caught_up[tp] = True
-            logger.info("Read the telemetry backlog", topic=topic, partition=partition)
+    def _sent_on(self, messages: list[Any]) -> None:
+        """The samples of these records are on the samples topic: the reader is past them."""
+        for message in messages:
+            key = (message.topic, message.partition)
+            before = self._position.get(key, 0)
+            self._position[key] = max(before, message.offset + 1)
+            target = self._target.get(key, 0)
+            if before < target <= self._position[key]:
+                logger.info(
+                    "Read the telemetry backlog", topic=message.topic, partition=message.partition
+                )
 
     async def read(self, messages: list[Any]) -> None:
         """Take a batch's samples, then send each series' to its owner, in one record.
 
         All are acknowledged before this returns, so before the batch's offsets may be
-        committed.
+        committed, and before a mark may say the reader is past them.
         """
         gathered: dict[str, SampleBatch] = {}
         for message in messages:
 
             async def take(message: Any = message) -> None:
-                try:
-                    if not isinstance(message.value, bytes):
-                        raise RecordError("A telemetry record has no value.")
-                    record = await self._decode(message.value)
-                    self.collect(message.topic, message.partition, record, gathered)
-                finally:
-                    self.handled(message.topic, message.partition, message.offset)
+                if not isinstance(message.value, bytes):
+                    raise RecordError("A telemetry record has no value.")
+                record = await self._decode(message.value)
+                self.collect(message.topic, message.partition, record, gathered)
 
             await self._guard.run(message, DeadLetterStage.decode, take)
         if messages:
             METRICS.consumed.labels(messages[0].topic).inc(len(messages))
         if gathered:
             await keep_trying("Sending telemetry samples", lambda: self._flush(gathered))
+        self._sent_on(messages)
 
     async def _flush(self, batch: dict[str, SampleBatch]) -> None:
         await asyncio.gather(
@@ -252,21 +288,37 @@ class TelemetryReader:
             )
         )
 
-    async def send_marks(self) -> None:
-        """Tell every owner how far this worker has read its telemetry partitions."""
-        for mark in self.marks():
+    async def send_marks(self, highwater: Callable[[Any], int | None]) -> None:
+        """Tell every owner how far this worker has read its telemetry partitions.
+
+        ``highwater`` is where a partition ends as the consumer last saw it (None: unknown).
+        A mark follows, on each samples partition, the samples sent before it.
+        """
+        for mark in self.marks(highwater):
             key = f"{mark.topic}|{mark.partition}".encode()
             value = _dumps(mark.to_json())
             for partition in range(self._partitions):
                 await self._send(self._samples_topic, key, value, partition)
 
-    def marks(self) -> list[TelemetryMark]:
+    def marks(self, highwater: Callable[[Any], int | None]) -> list[TelemetryMark]:
         """How far this worker has read each telemetry partition it reads."""
         now = self._clock().timestamp()
-        return [
-            TelemetryMark(topic=topic, partition=partition, caught_up=caught_up, sent=now)
-            for (topic, partition), caught_up in sorted(self._caught_up.items())
-        ]
+        marks = []
+        for key, position in sorted(self._position.items()):
+            end = highwater(self._tps[key])
+            if end is not None and position >= end:
+                self._read_until[key] = now
+            topic, partition = key
+            marks.append(
+                TelemetryMark(
+                    topic=topic,
+                    partition=partition,
+                    caught_up=position >= self._target.get(key, 0),
+                    sent=now,
+                    read_until=self._read_until.get(key),
+                )
+            )
+        return marks
 
 
 class StreamOwner:
@@ -285,9 +337,8 @@ class StreamOwner:
         self._emit = emit
         self._grace = grace
         self._clock = clock
-        self._readers: dict[tuple[str, int], TelemetryMark] = {}
-        self._started = clock().timestamp()
-        """Marks sent before this owner started are an earlier run's: not believed."""
+        self._read_until: dict[tuple[str, int], float] = {}
+        """By telemetry partition: every sample read before this time has been handled."""
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def _lock(self, key: str) -> asyncio.Lock:
@@ -304,15 +355,26 @@ class StreamOwner:
             raise RecordError(f"A {message.kind} message does not belong on the samples topic.")
 
     def on_mark(self, mark: TelemetryMark) -> None:
-        """A reader says how far it has read a telemetry partition."""
-        self._readers[(mark.topic, mark.partition)] = mark
+        """A reader says how far it has read a telemetry partition.
 
-    def _clock_may_close(self, topic: str, partition: int) -> bool:
-        """Whether the reader of the partition has read its backlog, as heard lately."""
-        mark = self._readers.get((topic, partition))
-        if mark is None or not mark.caught_up or mark.sent < self._started:
-            return False
-        return self._clock().timestamp() - mark.sent <= _MARK_STALE
+        Marks come on the samples partition after the samples sent before them, so by the
+        time this owner handles one, it has handled every sample the reader had read by
+        ``read_until``. That time never goes back (a new reader behind says None).
+        """
+        if mark.read_until is not None:
+            key = (mark.topic, mark.partition)
+            self._read_until[key] = max(self._read_until.get(key, 0.0), mark.read_until)
+
+    def _clock_marker(self, topic: str, partition: int) -> datetime | None:
+        """How far the clock may close windows of a partition's series (None: not at all).
+
+        Up to the grace before the time as of which every sample read is handled: the
+        owner's lag and the reader's both hold windows open.
+        """
+        until = self._read_until.get((topic, partition))
+        if until is None:
+            return None
+        return min(self._clock(), datetime.fromtimestamp(until, UTC)) - self._grace
 
     async def on_samples(self, batch: SampleBatch, partition: int) -> int:
         """Take a series' new samples; returns how many triggers they let out."""
@@ -354,7 +416,7 @@ class StreamOwner:
         condition = rule.condition
         assert condition is not None
         assert condition.thresholds is not None
-        last, emitted = state["last"], 0
+        last, triggers = state["last"], []
         previous = Severity(state["severity"])
         for stamp, value in samples:
             if (last is not None and stamp <= last) or math.isnan(value):
@@ -365,7 +427,7 @@ class StreamOwner:
             if severity == previous and not first:
                 continue
             at = datetime.fromtimestamp(stamp, UTC)
-            await self._emit(
+            triggers.append(
                 Trigger.create(
                     rule.id,
                     severity,
@@ -379,23 +441,24 @@ class StreamOwner:
                     window_stop=at,
                 )
             )
-            emitted += 1
             previous = severity
+        if triggers:
+            await self._emit(triggers)  # sent before the state that says they were
         state.update(last=last, severity=int(previous), evaluated_until=last or 0.0)
         await self._table.put(int(state["partition"]), key, state)
-        return emitted
+        return len(triggers)
 
     async def tick(self, owns: OwnsTopicPartition, samples_topic: str) -> int:
         """Close the windows the owner's clock has passed (and run the deadmen)."""
         emitted = 0
-        marker = self._clock() - self._grace
         for key, state in self._table.items():
             rule = self._rules.get(state["rule_id"])
             if rule is None or not owns(samples_topic, int(state["partition"])):
                 continue
             if rule.condition is not None and rule.condition.per_sample:
                 continue  # no windows to close
-            if not self._clock_may_close(state["topic"], int(state["source_partition"])):
+            marker = self._clock_marker(state["topic"], int(state["source_partition"]))
+            if marker is None:
                 continue
             async with self._lock(key):
                 current = self._table.get(key)
@@ -418,7 +481,7 @@ class StreamOwner:
         panes = _panes_of(rule, state)
         samples = [(datetime.fromtimestamp(t, UTC), v) for t, v in state["samples"]]
         previous = Severity(state["severity"])
-        emitted = 0
+        triggers = []
         for at in times:
             if panes is not None:
                 found = evaluate_panes(condition, panes, at, previous)
@@ -437,9 +500,10 @@ class StreamOwner:
                 window_start=at - condition.window,
                 window_stop=at,
             )
-            await self._emit(trigger)
-            emitted += 1
+            triggers.append(trigger)
             previous = found.severity
+        if triggers:
+            await self._emit(triggers)  # sent before the state that says they were
         keep = condition.samples_span()
         oldest = times[-1] + rule.schedule.every - keep  # the next window's start
         kept = [s for s in state["samples"] if s[0] >= oldest.timestamp()]
@@ -449,7 +513,7 @@ class StreamOwner:
             state["panes"] = prune(panes, oldest)
         state.update(samples=kept, evaluated_until=times[-1].timestamp(), severity=int(previous))
         await self._table.put(int(state["partition"]), key, state)
-        return emitted
+        return len(triggers)
 
 
 def _sample(rule: Rule, record: dict[str, Any]) -> tuple[dict[str, str], float, float] | None:
@@ -518,56 +582,3 @@ def _reason(rule: Rule, value: float, severity: Severity) -> str:
         f"{condition.aggregate} of {source.measurement}.{source.field} over"
         f" {condition.window} is {value:g}: {severity.name}"
     )
-
-
-_NUMBERS = {"int", "long", "float", "double"}
-
-
-def _numeric(avro_type: Any) -> bool:
-    if isinstance(avro_type, list):  # a union, e.g. ["null", "double"]
-        return any(_numeric(t) for t in avro_type if t != "null")
-    if isinstance(avro_type, dict):
-        return avro_type.get("type") in _NUMBERS
-    return avro_type in _NUMBERS
-
-
-def _array_of_numbers(avro_type: Any) -> bool:
-    if isinstance(avro_type, list):
-        return any(_array_of_numbers(t) for t in avro_type if t != "null")
-    return (
-        isinstance(avro_type, dict)
-        and avro_type.get("type") == "array"
-        and _numeric(avro_type.get("items"))
-    )
-
-
-def field_problems(
-    rules: Iterable[Rule], schemas: Mapping[str, dict[str, Any] | None]
-) -> list[str]:
-    """What the telemetry topics' registered schemas say against the stream rules' fields.
-
-    A topic without a registered schema (``None``) cannot be checked and is not a problem.
-    """
-    problems = []
-    for rule in rules:
-        assert rule.condition is not None
-        source = rule.condition.source
-        schema = schemas.get(source.measurement)
-        if schema is None:
-            continue
-        fields = {f["name"]: f["type"] for f in schema.get("fields", []) if "name" in f}
-        element = source.element
-        if element is None and source.field in fields and _numeric(fields[source.field]):
-            continue
-        flattened = _FLATTENED.fullmatch(source.field)
-        array = element[0] if element else flattened["name"] if flattened else None
-        if array is not None and array in fields and _array_of_numbers(fields[array]):
-            continue
-        known = ", ".join(
-            sorted(n for n, t in fields.items() if _numeric(t) or _array_of_numbers(t))
-        )
-        problems.append(
-            f"rule {rule.id!r}: {source.measurement} has no number field {source.field!r}"
-            f" (its schema's numbers and arrays of numbers: {known or 'none'})"
-        )
-    return problems

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from ...aio import together
 from ...metrics import METRICS
 from ...models.alarms import AlarmCommand
 from ...models.enums import ActionState
@@ -87,12 +88,16 @@ class SeriesOwner:
         if result.out_of_order:
             log.info("Ignored a trigger older than the last one of its series")
             return
+        # The writes of one trigger go together, in one round trip: whichever of them a
+        # crash interrupts, the trigger is delivered again and planned again the same way
+        # (the alarm's severity set again changes nothing; the same action ids are deduped).
+        writes: list[Awaitable[None]] = []
         if result.redelivered:
             log.info("Trigger delivered again; planning the same actions", actions=result.to_run)
         else:
-            await self._state.put(partition, trigger.series, result.state.to_json())
-            if self._alarms is not None:
-                await self._alarms.on_trigger(trigger, partition)
+            writes.append(self._state.put(partition, trigger.series, result.state.to_json()))
+        if self._alarms is not None:
+            writes.append(self._alarms.on_trigger(trigger, partition))
         for decision in result.decisions:
             action = rule.action(decision.action_name)
             action_id = make_action_id(
@@ -102,23 +107,26 @@ class SeriesOwner:
                 request = ActionRequest(
                     action_id=action_id, action_name=decision.action_name, trigger=trigger
                 )
-                await self._send(self._requests_topic, action_id, request.to_json())
+                writes.append(self._send(self._requests_topic, action_id, request.to_json()))
                 continue
-            await self._record(
-                ActionEvent(
-                    action_id=action_id,
-                    trigger_id=trigger.trigger_id,
-                    rule_id=trigger.rule_id,
-                    action_name=decision.action_name,
-                    action_type=action.type if action else "unknown",
-                    state=ActionState.suppressed,
-                    attempt=0,
-                    time=utcnow(),
-                    severity=trigger.severity.name,
-                    message=decision.reason,
-                    generation=trigger.generation,
+            writes.append(
+                self._record(
+                    ActionEvent(
+                        action_id=action_id,
+                        trigger_id=trigger.trigger_id,
+                        rule_id=trigger.rule_id,
+                        action_name=decision.action_name,
+                        action_type=action.type if action else "unknown",
+                        state=ActionState.suppressed,
+                        attempt=0,
+                        time=utcnow(),
+                        severity=trigger.severity.name,
+                        message=decision.reason,
+                        generation=trigger.generation,
+                    )
                 )
             )
+        await together(*writes)
         if result.decisions:
             log.info(
                 "Planned actions",

@@ -14,12 +14,7 @@ from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger, make_trigger_id
 from catcher.models.rules import Rule
 from catcher.models.telemetry import SampleBatch, TelemetryMark
-from catcher.services.evaluation.stream import (
-    StreamOwner,
-    TelemetryReader,
-    field_problems,
-    field_value,
-)
+from catcher.services.evaluation.stream import StreamOwner, TelemetryReader
 from catcher.storage.tables import DurableTable
 from tests.support.tables import MemoryTable
 
@@ -76,15 +71,21 @@ def _batch(*samples: tuple[float, float], sal_index: int = 1) -> SampleBatch:
 def _owner(rule: Rule = RULE) -> tuple[StreamOwner, MemoryTable, list[Trigger], Clock]:
     table, sent, clock = MemoryTable(), [], Clock()
 
-    async def emit(trigger: Trigger) -> None:
-        sent.append(trigger)
+    async def emit(triggers: list[Trigger]) -> None:
+        sent.extend(triggers)
 
     owner = StreamOwner([rule], DurableTable(table), emit, timedelta(seconds=5), clock)
     return owner, table, sent, clock
 
 
-def _caught_up(clock: Clock, caught_up: bool = True) -> TelemetryMark:
-    return TelemetryMark(topic=TOPIC, partition=0, caught_up=caught_up, sent=clock.now.timestamp())
+def _mark(clock: Clock, read_until: datetime | None) -> TelemetryMark:
+    return TelemetryMark(
+        topic=TOPIC,
+        partition=0,
+        caught_up=read_until is not None,
+        sent=clock.now.timestamp(),
+        read_until=read_until.timestamp() if read_until else None,
+    )
 
 
 @pytest.mark.asyncio
@@ -121,7 +122,7 @@ async def test_a_batch_is_one_write_and_older_or_equal_samples_are_dropped() -> 
 
 
 @pytest.mark.asyncio
-async def test_the_clock_closes_quiet_windows_only_while_the_reader_is_caught_up() -> None:
+async def test_the_clock_closes_windows_only_up_to_what_the_reader_has_sent() -> None:
     owner, table, sent, clock = _owner()
     await owner.on_samples(_batch((30, 75)), partition=0)
 
@@ -130,20 +131,23 @@ async def test_the_clock_closes_quiet_windows_only_while_the_reader_is_caught_up
 
     clock.now = T0 + timedelta(seconds=66)
     assert await owner.tick(owns, SAMPLES) == 0  # no reader heard from: it may be behind
-    owner.on_mark(_caught_up(clock, caught_up=False))
+    owner.on_mark(_mark(clock, None))
     assert await owner.tick(owns, SAMPLES) == 0  # the reader is reading its backlog
-    owner.on_mark(_caught_up(clock))
+    owner.on_mark(_mark(clock, T0 + timedelta(seconds=64)))
+    assert await owner.tick(owns, SAMPLES) == 0  # all read up to 03:01:04: 03:01 still open
+    owner.on_mark(_mark(clock, None))  # a new reader, behind: what was read stays read
+    owner.on_mark(_mark(clock, T0 + timedelta(seconds=66)))
     assert await owner.tick(lambda _t, _p: False, SAMPLES) == 0  # not the owner
     assert await owner.tick(owns, SAMPLES) == 1
     assert sent[0].severity == Severity.CRITICAL
-    clock.now = T0 + timedelta(seconds=200)  # the reader's last mark is now old
+    clock.now = T0 + timedelta(seconds=200)  # the reader has said nothing since 03:01:06
     assert await owner.tick(owns, SAMPLES) == 0
     restarted, _, _, _ = _owner()
     restarted._table = DurableTable(table)  # the recovered table
     restarted._clock = clock
-    restarted.on_mark(_caught_up(clock))
-    clock.now = T0 + timedelta(seconds=80)
-    assert await restarted.tick(owns, SAMPLES) == 0  # 03:01 was done
+    restarted.on_mark(_mark(clock, clock.now))
+    assert await restarted.tick(owns, SAMPLES) == 0  # 03:01 was done; 03:02 has no sample
+    assert len(sent) == 1
 
 
 @pytest.mark.asyncio
@@ -194,6 +198,9 @@ async def test_the_reader_sends_one_record_per_series_and_marks_when_caught_up()
     async def decode(value: bytes) -> dict[str, Any]:
         return records[int(value)]
 
+    async def offsets_at(_times: Any) -> dict[tuple[str, int], int | None]:
+        raise AssertionError("not asked: every partition has a committed offset")
+
     guard = Passing()
     clock = Clock()
     reader = TelemetryReader(
@@ -203,6 +210,8 @@ async def test_the_reader_sends_one_record_per_series_and_marks_when_caught_up()
         send=send,
         samples_topic=SAMPLES,
         partitions=3,
+        grace=timedelta(seconds=5),
+        offsets_at=offsets_at,
         clock=clock,
     )
 
@@ -214,10 +223,18 @@ async def test_the_reader_sends_one_record_per_series_and_marks_when_caught_up()
     async def highwaters(*tps: TP) -> dict[TP, int]:
         return dict.fromkeys(tps, 5)
 
+    ends = {TOPIC: 5}
+
+    def highwater(tp: TP) -> int | None:
+        return ends.get(tp.topic)
+
+    def read_until() -> list[float | None]:
+        return [m.read_until for m in reader.marks(highwater)]
+
     await reader.assigned({TP(TOPIC, 0): None, TP("lsst.catcher.triggers", 0): 3}, highwaters)
-    assert [m.caught_up for m in reader.marks()] == [False]
+    assert read_until() == [None]
     await reader.read([Message(TOPIC, 0, n, str(n).encode()) for n in (0, 1, 2)])
-    assert [m.caught_up for m in reader.marks()] == [False]
+    assert read_until() == [None]
     assert sorted((key, SampleBatch.model_validate_json(v).samples) for _, key, v, _ in sent) == [
         (b"hexapod|salIndex=1", [(_stamp(1), 61.0), (_stamp(2), 63.0)]),
         (b"hexapod|salIndex=2", [(_stamp(1), 62.0)]),
@@ -226,68 +243,16 @@ async def test_the_reader_sends_one_record_per_series_and_marks_when_caught_up()
     await reader.read([Message(TOPIC, 0, 3, None), Message(TOPIC, 0, 4, b"4")])
     assert guard.rejected == [3]  # no value: dead-lettered; a text value: no sample
     assert sent == []
-    assert [m.caught_up for m in reader.marks()] == [True]  # offset 4 was the last of 5
-    await reader.send_marks()
+    assert read_until() == [clock.now.timestamp()]  # offset 4 was the last of 5
+    first = clock.now.timestamp()
+    clock.now += timedelta(seconds=3)
+    ends[TOPIC] = 9  # four records more, not read yet: the reader is behind again
+    assert read_until() == [first]
+    assert [m.caught_up for m in reader.marks(highwater)] == [True]  # the backlog is read
+    await reader.send_marks(highwater)
     assert [(topic, partition) for topic, _, _, partition in sent] == [
         (SAMPLES, p) for p in range(3)
     ]
-
-
-def test_array_elements_are_addressed_by_index() -> None:
-    record = {"temperatureItem": [1.0, 2.5, 3.0], "plain": 4.0}
-    assert field_value(record, "temperatureItem[1]") == 2.5
-    assert field_value(record, "temperatureItem[7]") is None
-    assert field_value(record, "plain") == 4.0
-
-
-ESS_SCHEMA = {
-    "type": "record",
-    "name": "temperature",
-    "fields": [
-        {"name": "private_efdStamp", "type": "double"},
-        {"name": "salIndex", "type": "long"},
-        {"name": "temperatureItem", "type": {"type": "array", "items": "float"}},
-        {"name": "location", "type": "string"},
-        {"name": "numChannels", "type": ["null", "int"]},
-    ],
-}
-
-
-def _on(field: str, measurement: str = "lsst.sal.ESS.temperature") -> Rule:
-    return Rule.model_validate(
-        {
-            "id": f"r-{field.replace('[', '-').rstrip(']')}",
-            "description": "d",
-            "condition": {
-                "engine": "stream",
-                "source": {"measurement": measurement, "field": field},
-                "thresholds": {"warning": 1},
-            },
-        }
-    )
-
-
-def test_fields_are_checked_against_the_registered_schema() -> None:
-    rules = [_on(f) for f in ("temperatureItem[3]", "temperatureItem3", "numChannels")]
-    schemas = {"lsst.sal.ESS.temperature": ESS_SCHEMA}
-    assert field_problems(rules, schemas) == []
-    problems = field_problems([_on("temperature"), _on("location")], schemas)
-    assert len(problems) == 2
-    assert problems[0].startswith(
-        "rule 'r-temperature': lsst.sal.ESS.temperature has no number field 'temperature'"
-    )
-    assert "numChannels, private_efdStamp, salIndex, temperatureItem)" in problems[0]
-    assert field_problems([_on("anything", "lsst.sal.X.y")], {"lsst.sal.X.y": None}) == []
-
-
-def test_an_array_element_has_one_name_in_the_efd() -> None:
-    source = _on("temperatureItem[3]").condition.source  # type: ignore[union-attr]
-    assert (source.element, source.efd_field) == (("temperatureItem", 3), "temperatureItem3")
-    plain = _on("temperatureItem3").condition.source  # type: ignore[union-attr]
-    assert (plain.element, plain.efd_field) == (None, "temperatureItem3")
-    for bad in ("temperatureItem[]", "temperatureItem[-1]", "a b", "x[1]y"):
-        with pytest.raises(ValueError, match="a field is a name"):
-            _on(bad)
 
 
 @pytest.mark.asyncio
@@ -359,7 +324,7 @@ async def test_window_0_evaluates_every_sample_and_sends_changes() -> None:
         (timedelta(seconds=0.5), Severity.NONE, 57.0),
     ]
     clock.now = T0 + timedelta(hours=1)
-    owner.on_mark(_caught_up(clock))
+    owner.on_mark(_mark(clock, clock.now))
     assert await owner.tick(lambda _t, _p: True, SAMPLES) == 0  # no windows to close
     for bad in ({"window": 0}, {"window": 0, "engine": "flux"}):
         with pytest.raises(ValueError, match="window 0"):
@@ -374,3 +339,57 @@ async def test_window_0_evaluates_every_sample_and_sends_changes() -> None:
                     },
                 }
             )
+
+
+@pytest.mark.asyncio
+async def test_a_partition_never_read_starts_in_the_recent_past_not_at_its_beginning() -> None:
+    asked: list[dict[tuple[str, int], int]] = []
+
+    async def offsets_at(times: dict[tuple[str, int], int]) -> dict[tuple[str, int], int | None]:
+        asked.append(dict(times))
+        return {(TOPIC, 0): 700, (TOPIC, 1): None}
+
+    async def highwaters(*tps: Any) -> dict[Any, int]:
+        return dict.fromkeys(tps, 900)
+
+    async def unused(*_args: Any) -> None:
+        raise AssertionError("nothing is sent")
+
+    clock = Clock()
+    deadman = Rule.model_validate(
+        {
+            "id": "quiet",
+            "description": "d",
+            "condition": {
+                "engine": "stream",
+                "source": {"measurement": TOPIC, "field": "motorTemperature0"},
+                "deadman": {"timeout": "30s"},
+            },
+            "schedule": {"every": "10s", "offset": "2s"},
+        }
+    )
+    reader = TelemetryReader(
+        [RULE, deadman],
+        decode=unused,
+        guard=Passing(),  # type: ignore[arg-type]
+        send=unused,
+        samples_topic=SAMPLES,
+        partitions=3,
+        grace=timedelta(seconds=5),
+        offsets_at=offsets_at,
+        clock=clock,
+    )
+    # RULE: a 1 min window every 1 min, so 2 min and the grace; the deadman 30 + 10 + 2 + 5 s.
+    assert reader.first_read(TOPIC) == timedelta(minutes=2, seconds=5)
+    fresh = [Key(TOPIC, 0), Key(TOPIC, 1)]
+    starts = await reader.first_offsets(fresh, highwaters)
+    since = int((clock.now - timedelta(minutes=2, seconds=5)).timestamp() * 1000)
+    assert asked == [{(TOPIC, 0): since, (TOPIC, 1): since}]
+    assert starts == {Key(TOPIC, 0): 700, Key(TOPIC, 1): 900}  # none that recent: the end
+    assert await reader.first_offsets([], highwaters) == {}
+
+
+@dataclass(frozen=True)
+class Key:
+    topic: str
+    partition: int
