@@ -18,9 +18,7 @@ lookbackStart = experimental.subDuration(d: {{lookback}}, from: evaluatedAt)
 
 from(bucket: sourceBucket)
     |> range(start: lookbackStart, stop: evaluatedAt)
-    |> filter(fn: (r) => r._measurement == {{measurement}} and r._field == {{field}})
-{{tag_filters}}
-    |> group(columns: {{group_by}})
+{{source_rows}}
     |> last()
     |> map(
         fn: (r) => {

@@ -18,9 +18,7 @@ windowStart = experimental.subDuration(d: {{window}}, from: evaluatedAt)
 source = (start) =>
     from(bucket: sourceBucket)
         |> range(start: start, stop: evaluatedAt)
-        |> filter(fn: (r) => r._measurement == {{measurement}} and r._field == {{field}})
-{{tag_filters}}
-        |> group(columns: {{group_by}})
+{{source_rows}}
 
 current =
     source(start: windowStart)

@@ -42,32 +42,46 @@ START = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 PROFILE = [50, 61, 71, 69, 58, 61, 55]
 
 
-def _lines() -> list[str]:
+def _lines(*, efd: bool = True) -> list[str]:
+    """The points as Sasquatch's Telegraf writes them (``efd``: every Avro field a field,
+    ``salIndex`` an integer), or with ``salIndex`` as a tag.
+
+    The devices' stamps differ by a millisecond, as real ones do: on the EFD, two points
+    of one measurement with the same time are one point (no tag tells them apart).
+    """
     lines = []
     for minute, value in enumerate(PROFILE):
         for second in (10, 40):
             when = START + timedelta(minutes=minute, seconds=second)
-            ns = int(when.timestamp()) * 1_000_000_000
-            lines.append(
-                f"lsst.sal.MTHexapod.electrical,salIndex=1 motorTemperature0={value} {ns}"
-            )
-            lines.append(f"lsst.sal.MTHexapod.electrical,salIndex=2 motorTemperature0=20 {ns}")
+            for sal_index, temperature in ((1, value), (2, 20)):
+                ns = int(when.timestamp()) * 1_000_000_000 + sal_index * 1_000_000
+                if efd:
+                    lines.append(
+                        "lsst.sal.MTHexapod.electrical"
+                        f" motorTemperature0={temperature},salIndex={sal_index}i {ns}"
+                    )
+                else:
+                    lines.append(
+                        f"lsst.sal.MTHexapod.electrical,salIndex={sal_index}"
+                        f" motorTemperature0={temperature} {ns}"
+                    )
     return lines
 
 
-def _setup(stack: Stack, influxdb: InfluxDB) -> None:
+def _setup(stack: Stack, influxdb: InfluxDB, *, efd: bool = True) -> None:
     database = stack.prefix.replace(".", "_")
     influxdb.query(f'CREATE DATABASE "{database}"')
-    influxdb.write(database, _lines())
+    influxdb.write(database, _lines(efd=efd))
     stack.write_rules(RULES)
     stack.extra_env.update(CATCHER_EFD_URL=influxdb.url, CATCHER_EFD_DATABASE=database)
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("efd", [True, False], ids=["salIndex a field", "salIndex a tag"])
 async def test_a_backtest_shows_changes_actions_and_a_plot(
-    stack: Stack, influxdb: InfluxDB, tmp_path: Path
+    stack: Stack, influxdb: InfluxDB, tmp_path: Path, efd: bool
 ) -> None:
-    _setup(stack, influxdb)
+    _setup(stack, influxdb, efd=efd)
     since = START.isoformat()
     until = (START + timedelta(minutes=len(PROFILE))).isoformat()
     code, out, err = await stack.cli(
@@ -116,3 +130,49 @@ async def test_a_backtest_says_what_is_wrong(stack: Stack, influxdb: InfluxDB) -
     assert code == 2 and "No rule 'nope'" in err
     code, _, err = await stack.cli("backtest", "hexapod-temperature", "--since", "soon")
     assert code == 2 and "neither an ISO time nor a duration" in err
+    since, until = START.isoformat(), (START + timedelta(minutes=7)).isoformat()
+    for typo, message in (
+        (
+            "measurement: lsst.sal.MTHexapod.electrical",
+            "The EFD has no measurement 'lsst.sal.MTHexapod.electricl'",
+        ),
+        (
+            "field: motorTemperature0",
+            (
+                "lsst.sal.MTHexapod.electrical has no number field 'motorTemperatur0' in the"
+                " EFD (its number fields: motorTemperature0, salIndex)"
+            ),
+        ),
+        ("group_by: [salIndex]", "has no tag or field 'salindex' in the EFD"),
+    ):
+        wrong = typo.replace("electrical", "electricl").replace("Temperature0", "Temperatur0")
+        stack.write_rules(RULES.replace(typo, wrong.replace("salIndex", "salindex")))
+        code, out, err = await stack.cli(
+            "backtest", "hexapod-temperature", "--since", since, "--until", until
+        )
+        assert code == 1 and message in err, (out, err)
+
+
+@pytest.mark.asyncio
+async def test_a_rule_filtered_by_a_field_finds_its_device_alone(
+    stack: Stack, influxdb: InfluxDB
+) -> None:
+    """``tags: {salIndex: "1"}`` on the EFD, where salIndex is an integer field."""
+    _setup(stack, influxdb)
+    stack.write_rules(RULES.replace("group_by: [salIndex]", 'tags: {salIndex: "1"}'))
+    since, until = START.isoformat(), (START + timedelta(minutes=7)).isoformat()
+    code, out, err = await stack.cli(
+        "backtest", "hexapod-temperature", "--since", since, "--until", until, "--json"
+    )
+    assert code == 0, err
+    assert [(c["severity"], c["series"]) for c in json.loads(out)] == [
+        ("WARNING", ""),
+        ("CRITICAL", ""),
+        ("NONE", ""),
+        ("WARNING", ""),
+        ("NONE", ""),
+    ]
+    stack.write_rules(RULES.replace("group_by: [salIndex]", 'tags: {salIndex: "one"}'))
+    code, _, err = await stack.cli("backtest", "hexapod-temperature", "--since", since)
+    assert code == 1
+    assert "salIndex is an integer field in the EFD; the rule's value 'one' is not one" in err

@@ -22,7 +22,7 @@ from ...semantics import Sample, evaluate_condition
 from ...storage.influxdb import InfluxQL, quote_identifier, quote_literal
 from ..planning.planner import plan
 
-__all__ = ["Change", "Result", "read_source", "run_backtest", "schedule"]
+__all__ = ["Change", "Layout", "Result", "efd_layout", "read_source", "run_backtest", "schedule"]
 
 
 @dataclass(frozen=True)
@@ -93,35 +93,154 @@ def schedule(start: datetime, end: datetime, every: timedelta) -> list[datetime]
     return times
 
 
-def _query(condition: Condition, start: datetime, end: datetime) -> str:
+@dataclass(frozen=True)
+class Layout:
+    """How the EFD stores a measurement: its tag keys, and its field keys with their types.
+
+    Sasquatch's Telegraf writes every Avro field as a field (``salIndex`` included); other
+    databases keep such columns as tags. A rule's ``tags`` and ``group_by`` may name either.
+    """
+
+    tags: frozenset[str]
+    fields: dict[str, str]
+
+    def is_tag(self, column: str) -> bool:
+        """Whether a column is a tag (else a field)."""
+        return column in self.tags
+
+
+_SHOWN = 12
+"""Names listed, at most, when a rule names a column the EFD does not have."""
+
+
+async def efd_layout(efd: InfluxQL, condition: Condition) -> Layout:
+    """Ask the EFD for the measurement's tag and field keys; refuse names it does not have.
+
+    A measurement or field the EFD does not know is a typo to report (as the EFD client
+    does), not a quiet interval.
+    """
+    source = condition.source
+    measurement = quote_identifier(source.measurement)
+    tags = frozenset(
+        str(row[0])
+        for s in await efd.query(f"SHOW TAG KEYS FROM {measurement}")
+        for row in s.values
+    )
+    fields = {
+        str(row[0]): str(row[1])
+        for s in await efd.query(f"SHOW FIELD KEYS FROM {measurement}")
+        for row in s.values
+    }
+    if not fields:
+        raise BacktestError(
+            f"The EFD has no measurement {source.measurement!r}: check the rule's"
+            " source.measurement (and CATCHER_EFD_DATABASE)."
+        )
+
+    def known(names: Iterable[str]) -> str:
+        names = sorted(names)
+        more = f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else ""
+        return ", ".join(names[:_SHOWN]) + more
+
+    numbers = [n for n, kind in fields.items() if kind in {"float", "integer"}]
+    if fields.get(source.efd_field) not in {"float", "integer"}:
+        raise BacktestError(
+            f"{source.measurement} has no number field {source.efd_field!r} in the EFD"
+            f" (its number fields: {known(numbers) or 'none'})."
+        )
+    for column in sorted({*source.group_by, *source.tags}):
+        if column not in tags and column not in fields:
+            raise BacktestError(
+                f"{source.measurement} has no tag or field {column!r} in the EFD (named by"
+                f" the rule's source; its tags: {known(tags) or 'none'}; its fields:"
+                f" {known(fields)})."
+            )
+    return Layout(tags, fields)
+
+
+def _field_literal(layout: Layout, column: str, value: str) -> str:
+    """A rule's tag value as a literal of the field's type (an integer unquoted)."""
+    kind = layout.fields.get(column)
+    try:
+        if kind == "integer":
+            return str(int(value))
+        if kind == "float":
+            return repr(float(value))
+    except ValueError:
+        article = "an" if kind == "integer" else "a"
+        raise BacktestError(
+            f"{column} is {article} {kind} field in the EFD; the rule's value {value!r} is"
+            " not one."
+        ) from None
+    if kind == "boolean":
+        if value.lower() not in {"true", "false"}:
+            raise BacktestError(
+                f"{column} is a boolean field in the EFD; the rule's value {value!r} is not one."
+            )
+        return value.lower()
+    return quote_literal(value)
+
+
+def _query(condition: Condition, layout: Layout, start: datetime, end: datetime) -> str:
     source = condition.source
     where = [f"time >= {int(start.timestamp() * 1e9)}", f"time < {int(end.timestamp() * 1e9)}"]
-    where += [
-        f"{quote_identifier(k)} = {quote_literal(v)}" for k, v in sorted(source.tags.items())
-    ]
-    grouped = ", ".join(quote_identifier(t) for t in source.group_by)
-    group = f" GROUP BY {grouped}" if source.group_by else ""
-    field, measurement = quote_identifier(source.efd_field), quote_identifier(source.measurement)
+    for key, value in sorted(source.tags.items()):
+        if layout.is_tag(key):
+            where.append(f"{quote_identifier(key)}::tag = {quote_literal(value)}")
+        else:
+            where.append(f"{quote_identifier(key)}::field = {_field_literal(layout, key, value)}")
+    selected = [source.efd_field] + [c for c in source.group_by if not layout.is_tag(c)]
+    select = ", ".join(f"{quote_identifier(c)}::field" for c in selected)
+    tags = [c for c in source.group_by if layout.is_tag(c)]
+    group = f" GROUP BY {', '.join(quote_identifier(t) for t in tags)}" if tags else ""
+    measurement = quote_identifier(source.measurement)
     return (
-        f"SELECT {field} FROM {measurement}"  # noqa: S608 - every part quoted or a number
+        f"SELECT {select} FROM {measurement}"  # noqa: S608 - every part quoted or a number
         f" WHERE {' AND '.join(where)}{group}"
     )
+
+
+def _text(value: Any) -> str:
+    """A field's value as a series tag, as it reads in a tag (``3``, not ``3.0``)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 async def read_source(
     efd: InfluxQL, condition: Condition, start: datetime, end: datetime
 ) -> dict[str, Series]:
-    """The samples of the rule's source in ``[start, end)``, by series."""
+    """The samples of the rule's source in ``[start, end)``, by series.
+
+    Columns that are tags are grouped by the EFD, columns that are fields (as Sasquatch
+    writes ``salIndex``) are selected beside the value and grouped here.
+    """
+    layout = await efd_layout(efd, condition)
+    source = condition.source
+    by_field = [c for c in source.group_by if not layout.is_tag(c)]
     found: dict[str, Series] = {}
-    for raw in await efd.query(_query(condition, start, end)):
+    for raw in await efd.query(_query(condition, layout, start, end)):
         tags = {k: v for k, v in raw.tags.items() if v != ""}
-        column = raw.columns.index(condition.source.efd_field)
-        samples = [
-            (datetime.fromtimestamp(row[0] / 1e9, tz=UTC), float(row[column]))
-            for row in raw.values
-            if row[column] is not None and not isinstance(row[column], str | bool)
-        ]
-        found.setdefault(series_key(tags), Series(tags, [])).samples.extend(samples)
+        value_at = raw.columns.index(source.efd_field)
+        field_at = [(c, raw.columns.index(c)) for c in by_field]
+        for row in raw.values:
+            value = row[value_at]
+            if value is None or isinstance(value, str | bool):
+                continue
+            series = dict(tags)
+            for column, at in field_at:
+                text = _text(row[at])
+                if text:
+                    series[column] = text
+            key = series_key(series)
+            one = found.get(key)
+            if one is None:
+                one = found[key] = Series(series, [])
+            one.samples.append((datetime.fromtimestamp(row[0] / 1e9, tz=UTC), float(value)))
     return found
 
 

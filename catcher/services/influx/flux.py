@@ -128,15 +128,46 @@ def _strings(items: list[str]) -> str:
     return _list([flux_string(i) for i in items])
 
 
+def _source_rows(condition: Condition, indent: int) -> str:
+    """The source's rows, whether its series columns are tags or fields.
+
+    Sasquatch's Telegraf writes every Avro field as a field (``salIndex`` included), other
+    databases such columns as tags: the value and the series columns that are fields are
+    pivoted onto one row per point, and every series column is made a string, so that both
+    layouts group and filter alike.
+    """
+    source = condition.source
+    pad = " " * indent
+    field = flux_string(source.efd_field)
+    columns = sorted({*source.group_by, *source.tags})
+    wanted = " or ".join(f"r._field == {flux_string(f)}" for f in [source.efd_field, *columns])
+    strings = "".join(
+        f", {flux_string(c)}: if exists r[{flux_string(c)}] then string(v: r[{flux_string(c)}])"
+        ' else ""'
+        for c in columns
+    )
+    rows = [
+        (
+            f"|> filter(fn: (r) => r._measurement == {flux_string(source.measurement)} and"
+            f" ({wanted}))"
+        ),
+        '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+        f"|> filter(fn: (r) => exists r[{field}])",
+        f"|> map(fn: (r) => ({{r with _value: float(v: r[{field}]){strings}}}))",
+        *(
+            f"|> filter(fn: (r) => r[{flux_string(key)}] == {flux_string(value)})"
+            for key, value in sorted(source.tags.items())
+        ),
+        f"|> group(columns: {_strings(list(source.group_by))})",
+    ]
+    return "\n".join(pad + row for row in rows)
+
+
 def _common(
     rule: Rule, condition: Condition, options: CompileOptions, indent: int
 ) -> dict[str, str]:
     source = condition.source
     group_by = list(source.group_by)
-    filters = [
-        f"{' ' * indent}|> filter(fn: (r) => r[{flux_string(key)}] == {flux_string(value)})"
-        for key, value in sorted(source.tags.items())
-    ]
     series = [f"{flux_string(tag + '=')} + r[{flux_string(tag)}]" for tag in sorted(group_by)]
     return {
         "task_name": flux_string(task_name(rule)),
@@ -146,10 +177,7 @@ def _common(
         "source_bucket": flux_string(options.source_bucket),
         "trigger_bucket": flux_string(options.trigger_bucket),
         "trigger_measurement": flux_string(options.trigger_measurement),
-        "measurement": flux_string(source.measurement),
-        "field": flux_string(source.efd_field),
-        "tag_filters": "\n".join(filters),
-        "group_by": _strings(group_by),
+        "source_rows": _source_rows(condition, indent),
         "series_columns": "\n".join(
             f"{' ' * 16}{flux_string(tag)}: r[{flux_string(tag)}]," for tag in group_by
         ),
@@ -194,6 +222,7 @@ def _threshold_values(rule: Rule, condition: Condition, options: CompileOptions)
     return {
         **_common(rule, condition, options, indent=8),
         "window": flux_duration(condition.window),
+        "group_by": _strings(group_by),
         "aggregate": condition.aggregate,
         "keep_columns": keep,
         "held_stream": held,

@@ -18,7 +18,10 @@ lookbackStart = experimental.subDuration(d: 1d, from: evaluatedAt)
 
 from(bucket: sourceBucket)
     |> range(start: lookbackStart, stop: evaluatedAt)
-    |> filter(fn: (r) => r._measurement == "lsst.sal.MTCamera.logevent_heartbeat" and r._field == "heartbeat")
+    |> filter(fn: (r) => r._measurement == "lsst.sal.MTCamera.logevent_heartbeat" and (r._field == "heartbeat" or r._field == "cscVersion" or r._field == "salIndex"))
+    |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+    |> filter(fn: (r) => exists r["heartbeat"])
+    |> map(fn: (r) => ({r with _value: float(v: r["heartbeat"]), "cscVersion": if exists r["cscVersion"] then string(v: r["cscVersion"]) else "", "salIndex": if exists r["salIndex"] then string(v: r["salIndex"]) else ""}))
     |> group(columns: ["salIndex", "cscVersion"])
     |> last()
     |> map(

@@ -18,7 +18,10 @@ windowStart = experimental.subDuration(d: 1m30s, from: evaluatedAt)
 source = (start) =>
     from(bucket: sourceBucket)
         |> range(start: start, stop: evaluatedAt)
-        |> filter(fn: (r) => r._measurement == "lsst.sal.MTDome.apertureShutter" and r._field == "pressure")
+        |> filter(fn: (r) => r._measurement == "lsst.sal.MTDome.apertureShutter" and (r._field == "pressure"))
+        |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+        |> filter(fn: (r) => exists r["pressure"])
+        |> map(fn: (r) => ({r with _value: float(v: r["pressure"])}))
         |> group(columns: [])
 
 current =

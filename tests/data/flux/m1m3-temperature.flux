@@ -18,7 +18,10 @@ windowStart = experimental.subDuration(d: 5m, from: evaluatedAt)
 source = (start) =>
     from(bucket: sourceBucket)
         |> range(start: start, stop: evaluatedAt)
-        |> filter(fn: (r) => r._measurement == "lsst.sal.MTM1M3TS.glycolLoopTemperature" and r._field == "insideCellTemperature1")
+        |> filter(fn: (r) => r._measurement == "lsst.sal.MTM1M3TS.glycolLoopTemperature" and (r._field == "insideCellTemperature1" or r._field == "salIndex"))
+        |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+        |> filter(fn: (r) => exists r["insideCellTemperature1"])
+        |> map(fn: (r) => ({r with _value: float(v: r["insideCellTemperature1"]), "salIndex": if exists r["salIndex"] then string(v: r["salIndex"]) else ""}))
         |> filter(fn: (r) => r["salIndex"] == "1")
         |> group(columns: ["salIndex"])
 

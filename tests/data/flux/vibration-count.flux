@@ -18,7 +18,10 @@ windowStart = experimental.subDuration(d: 10m, from: evaluatedAt)
 source = (start) =>
     from(bucket: sourceBucket)
         |> range(start: start, stop: evaluatedAt)
-        |> filter(fn: (r) => r._measurement == "lsst.sal.MTM1M3.accelerometerData" and r._field == "angularAccelerationX")
+        |> filter(fn: (r) => r._measurement == "lsst.sal.MTM1M3.accelerometerData" and (r._field == "angularAccelerationX"))
+        |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+        |> filter(fn: (r) => exists r["angularAccelerationX"])
+        |> map(fn: (r) => ({r with _value: float(v: r["angularAccelerationX"])}))
         |> group(columns: [])
 
 current =
