@@ -66,6 +66,7 @@ from catcher.services.execution.history import OperatorTopics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from support.influxdb import InfluxDB  # noqa: E402 - the tests' launcher of influxd
 from support.kafka import KafkaBroker  # noqa: E402 - the tests' launcher of Apache Kafka
 
 PREFIX = "bench.catcher"
@@ -302,6 +303,117 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+BACKTEST_RULES = """
+rules:
+  - id: bench-backtest
+    description: Mean over 1 min windows of every salIndex (the EFD's layout).
+    condition:
+      source: {measurement: lsst.sal.Bench.efd, field: value, group_by: [salIndex]}
+      aggregate: mean
+      window: 1m
+      thresholds: {warning: 50, critical: 60, hysteresis: 2}
+    schedule: {every: 1m}
+"""
+
+
+_MEASURED = """
+import runpy, sys
+sys.argv = ["catcher", *sys.argv[1:]]
+code = 0
+try:
+    runpy.run_module("catcher", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code or 0
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+print("peak", status, file=sys.stderr)  # kB; not ru_maxrss, which survives exec
+sys.exit(code)
+"""
+
+
+def _run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS in MiB of a ``catcher`` command."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.monotonic() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"catcher {' '.join(args[:2])} failed: {done.stderr[-500:]}")
+    peak = next(
+        int(line.split()[1]) for line in done.stderr.splitlines() if line.startswith("peak ")
+    )
+    return wall, peak / 1024
+
+
+async def _backtest_figure(bench: Bench, days: int) -> None:
+    """A backtest of 1 min windows over ``days`` of a 1 Hz series on a real InfluxDB 1.x.
+
+    Against the time to fetch the same points with one InfluxQL query (httpx, JSON parsed),
+    and its peak memory against the size of those points' JSON.
+    """
+    (bench.work / "influxdb").mkdir(exist_ok=True)
+    influx = InfluxDB(bench.work / "influxdb").start()
+    try:
+        end = datetime(2026, 11, 20, tzinfo=UTC)
+        start = end - timedelta(days=days)
+        first = int(start.timestamp())
+        influx.query('CREATE DATABASE "efd"')
+        points = days * 86400
+        for chunk in range(0, points, 50_000):
+            influx.write(
+                "efd",
+                [
+                    f"lsst.sal.Bench.efd value={40 + (s // 3600) % 30},salIndex=1i"
+                    f" {(first + s) * 1_000_000_000}"
+                    for s in range(chunk, min(chunk + 50_000, points))
+                ],
+            )
+        query = (
+            'SELECT "value"::field, "salIndex"::field FROM "lsst.sal.Bench.efd"'  # noqa: S608
+            f" WHERE time >= {first}s AND time < {int(end.timestamp())}s"
+        )
+        started = time.monotonic()
+        async with httpx.AsyncClient(timeout=600) as http:
+            answer = await http.get(
+                f"{influx.url}/query", params={"db": "efd", "epoch": "ns", "q": query}
+            )
+            fetched = len(answer.json()["results"][0]["series"][0]["values"])
+        fetch = time.monotonic() - started
+        raw_mib = len(answer.content) / 2**20
+        rules = bench.work / "backtest-rules.yaml"
+        rules.write_text(BACKTEST_RULES)
+        env = {
+            **os.environ,
+            "CATCHER_EFD_URL": influx.url,
+            "CATCHER_EFD_DATABASE": "efd",
+            "CATCHER_RULES_PATH": str(rules),
+        }
+        command = ["backtest", "bench-backtest", "--json"]
+        # The same command over an hour of no data: the interpreter and imports alone.
+        quiet = ["--since", "2020-01-01T00:00:00+00:00", "--until", "2020-01-01T01:00:00+00:00"]
+        _, idle_peak = _run_measured([*command, *quiet], env)
+        interval = ["--since", start.isoformat(), "--until", end.isoformat()]
+        wall, peak = _run_measured([*command, *interval], env)
+    finally:
+        influx.stop()
+    bench.record(
+        f"backtest, {days} days at 1 Hz ({fetched:,} points, 1 min windows)",
+        f"{wall:.1f} s, peak RSS {peak:.0f} MiB ({idle_peak:.0f} MiB without data)",
+        f"one InfluxQL query fetching the points with httpx: {fetch:.1f} s, {raw_mib:.0f} MiB"
+        " of JSON",
+        wall / fetch,
+    )
+    bench.extra.append(
+        f"backtest memory above the idle command: {peak - idle_peak:.0f} MiB,"
+        f" {(peak - idle_peak) / raw_mib:.2f} times the points' JSON"
+    )
+    print(f"  {bench.extra[-1]}", flush=True)
+
+
 async def main(args: argparse.Namespace) -> None:
     bench = Bench(args)
     registry = await FakeSchemaRegistry().start()
@@ -313,10 +425,14 @@ async def main(args: argparse.Namespace) -> None:
         f" {n} triggers; work {bench.work}"
     )
     try:
+        if args.only == "backtest":
+            await _backtest_figure(bench, args.backtest_days)
+            return
         await _stream_latency(bench, registry.url, hook, receiver, args.latency_seconds)
         await _stream_figure(bench, registry.url, hook, args.samples)
         if args.only == "stream":
             return
+        await _backtest_figure(bench, args.backtest_days)
         prefix = PREFIX
         codec = AvroCodec(registry.url, prefix)
         await bench.topics(f"{prefix}.triggers", f"{prefix}.actions", f"{prefix}.deadletter")
@@ -988,13 +1104,17 @@ def cli() -> None:
         help="a setting for Catcher's worker (repeatable), e.g. CATCHER_BATCH_WAIT=0.01",
     )
     parser.add_argument(
+        "--backtest-days", type=int, default=7, help="days of 1 Hz data in the backtest run"
+    )
+    parser.add_argument(
         "--samples", type=int, default=20000, help="telemetry records in the stream run"
     )
     parser.add_argument(
         "--only",
-        choices=["all", "stream"],
+        choices=["all", "stream", "backtest"],
         default="all",
-        help="every figure (default), or only the stream engine's (throughput, latency)",
+        help="every figure (default), only the stream engine's (throughput, latency), or"
+        " only the backtest's",
     )
     parser.add_argument(
         "--broker",

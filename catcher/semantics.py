@@ -5,10 +5,12 @@ rules on InfluxDB; the backtest (and the stream engine) run these functions. Whe
 differ, the README says so ("Conditions: Flux and Python").
 
 - :func:`aggregate`: one value from a window's samples, as Flux's aggregate of that name;
-  an empty window gives None (no evaluation, no trigger).
+  an empty window gives None (no evaluation, no trigger). The window of an evaluation at
+  ``T`` holds the samples with ``T - window <= time < T``.
 - :func:`level_of`: the Watcher's threshold levels with ``big_is_bad`` and hysteresis: a
   level is reached at its value (``>=``, or ``<=`` when small is bad) and kept, from the
-  previous level, until the value is back past it by more than the hysteresis.
+  previous level, until the value is back past it by the hysteresis or more (with
+  ``big_is_bad``: kept while above ``threshold - hysteresis``, left at or below it).
 - :func:`evaluate`: the window's level, capped by the level the whole ``held_for`` span
   reaches (its minimum when big is bad), so that a level is raised only once held.
 - :func:`deadman`: a series whose last sample is older than the timeout gets the rule's

@@ -57,7 +57,7 @@ def backtest(
     if end <= start:
         raise click.BadParameter("--until is not after --since.", param_hint="--until")
     before = condition.history_needed()
-    result = run(_backtest(config, rule, start, end, before, quiet=as_json))
+    result = run(_backtest(config, rule, start, end, before))
     if not result.series:
         click.echo(
             f"No data for rule {rule_id!r} ({condition.source.measurement}."
@@ -100,7 +100,7 @@ PROGRESS_ABOVE = 1000
 
 
 async def _backtest(
-    config: Config, rule: Any, start: datetime, end: datetime, before: timedelta, *, quiet: bool
+    config: Config, rule: Any, start: datetime, end: datetime, before: timedelta
 ) -> Any:
     from ..factory import Factory  # noqa: PLC0415
     from ..services.evaluation.backtest import read_source, run_backtest  # noqa: PLC0415
@@ -112,6 +112,6 @@ async def _backtest(
         length=max(total, 1),
         label="Evaluating",
         file=sys.stderr,
-        hidden=quiet or total < PROGRESS_ABOVE,
+        hidden=total < PROGRESS_ABOVE,  # on stderr: beside --json too
     ) as bar:
         return run_backtest(rule, series, start, end, progress=bar.update)

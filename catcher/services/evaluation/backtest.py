@@ -8,7 +8,9 @@ decide them for the same triggers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import bisect
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,9 +20,10 @@ from ...models.conditions import Condition
 from ...models.enums import Severity, TriggerSource
 from ...models.records import SeriesState, Trigger, isoformat, series_key
 from ...models.rules import Rule
-from ...semantics import Sample, evaluate_condition
+from ...semantics import Evaluation, Sample, evaluate_condition
 from ...storage.influxdb import InfluxQL, quote_identifier, quote_literal
 from ..planning.planner import plan
+from .panes import add_sample, evaluate_panes, pane_width, prune, uses_panes
 
 __all__ = ["Change", "Layout", "Result", "efd_layout", "read_source", "run_backtest", "schedule"]
 
@@ -264,20 +267,60 @@ def run_backtest(
     changes: list[Change] = []
     for one in series.values():
         one.samples.sort(key=lambda s: s[0])
-        changes.extend(_series_changes(rule, condition, one, times))
-        progress(len(times))
+        changes.extend(_series_changes(rule, condition, one, times, progress))
     changes.sort(key=lambda c: (c.time, series_key(c.tags)))
     return Result(rule, start, end, series, changes)
 
 
+PROGRESS_STEP = 500
+"""Evaluations between two reports of progress."""
+
+
+def _evaluations(
+    rule: Rule, condition: Condition, samples: list[Sample], times: list[datetime]
+) -> Iterator[tuple[datetime, Callable[[Severity], Evaluation | None]]]:
+    """Each scheduled time with how to evaluate it, in one pass over the sorted samples.
+
+    Per-pane aggregates (as the stream engine keeps them) slide along the times, so that
+    each sample is added once and each evaluation reads only its window's panes; a median
+    reads its window's samples, a deadman the last sample before the time.
+    """
+    if uses_panes(rule):
+        width, span = pane_width(rule), condition.samples_span()
+        panes: dict[str, list[float]] = {}
+        i = 0
+        for at in times:
+            while i < len(samples) and samples[i][0] < at:
+                add_sample(panes, width, samples[i][0].timestamp(), samples[i][1])
+                i += 1
+            panes = prune(panes, at - span)
+            yield at, functools.partial(evaluate_panes, condition, panes, at)
+        return
+    stamps = [t for t, _ in samples]
+    span = condition.history_needed()
+    for at in times:
+        high = bisect.bisect_left(stamps, at)
+        low = bisect.bisect_left(stamps, at - span)
+        if condition.deadman is not None:
+            low = max(low, high - 1)  # the last sample is all a deadman reads
+        inside = samples[low:high]
+        yield at, functools.partial(evaluate_condition, condition, inside, at)
+
+
 def _series_changes(
-    rule: Rule, condition: Condition, series: Series, times: Iterable[datetime]
+    rule: Rule,
+    condition: Condition,
+    series: Series,
+    times: list[datetime],
+    progress: Callable[[int], None],
 ) -> list[Change]:
     changes = []
     previous = Severity.NONE
     state: SeriesState | None = None
-    for at in times:
-        found = evaluate_condition(condition, series.samples, at, previous)
+    for n, (at, evaluation) in enumerate(_evaluations(rule, condition, series.samples, times)):
+        if n % PROGRESS_STEP == PROGRESS_STEP - 1:
+            progress(PROGRESS_STEP)
+        found = evaluation(previous)
         if found is None:
             continue
         series.evaluations.append((at, found.value, found.severity))
@@ -299,4 +342,5 @@ def _series_changes(
                 Change(at, series.tags, found.value, previous, found.severity, run, suppressed)
             )
         previous = found.severity
+    progress(len(times) % PROGRESS_STEP)
     return changes
