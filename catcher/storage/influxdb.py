@@ -7,6 +7,8 @@ long bodies) raised as the caller's own error class.
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,19 +89,56 @@ class InfluxQL:
                 timeout=self._timeout,
             )
         except httpx.HTTPError as exc:
-            detail = brief(str(exc)) or type(exc).__name__
-            detail = detail.replace(self._url, self._shown)
-            raise self._error(f"Cannot reach {self._what} at {self._shown}: {detail}") from None
+            raise self._unreachable(exc) from None
         if response.status_code != httpx.codes.OK:
             raise self._error(
                 f"{self._title} answered HTTP {response.status_code}: {brief(response.text)}"
             )
+        return self._series(response.text)
+
+    async def query_chunks(
+        self, query: str, chunk_size: int = 10_000
+    ) -> AsyncIterator[InfluxSeries]:
+        """Every series of the answer, in chunks of rows as the server streams them.
+
+        Only one chunk is held at a time, so an answer of millions of points costs the
+        memory of ``chunk_size`` rows. A series may come in several chunks, in order.
+        """
+        params = {"db": self._database, "epoch": "ns", "q": query, "chunked": "true"}
+        params["chunk_size"] = str(chunk_size)
         try:
-            results = response.json().get("results", [])
+            async with self._http.stream(
+                "GET",
+                self._url,
+                params=params,
+                headers=self._headers,
+                auth=self._auth or httpx.USE_CLIENT_DEFAULT,
+                timeout=self._timeout,
+            ) as response:
+                if response.status_code != httpx.codes.OK:
+                    body = (await response.aread()).decode(errors="replace")
+                    raise self._error(
+                        f"{self._title} answered HTTP {response.status_code}: {brief(body)}"
+                    )
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        for series in self._series(line):
+                            yield series
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+
+    def _unreachable(self, exc: httpx.HTTPError) -> CatcherError:
+        detail = brief(str(exc)) or type(exc).__name__
+        detail = detail.replace(self._url, self._shown)
+        return self._error(f"Cannot reach {self._what} at {self._shown}: {detail}")
+
+    def _series(self, text: str) -> list[InfluxSeries]:
+        """The series of one JSON answer (or one chunk of a chunked answer)."""
+        try:
+            results = json.loads(text).get("results", [])
         except (ValueError, AttributeError):
             raise self._error(
-                f"{self._title} answered with something that is not InfluxQL's JSON:"
-                f" {brief(response.text)}"
+                f"{self._title} answered with something that is not InfluxQL's JSON: {brief(text)}"
             ) from None
         found: list[InfluxSeries] = []
         for result in results:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,11 +57,37 @@ class Change:
 
 @dataclass
 class Series:
-    """One series' samples and evaluations."""
+    """One series' samples (UTC seconds and values, 16 bytes a point) and evaluations."""
 
     tags: dict[str, str]
-    samples: list[Sample]
+    stamps: array[float] = field(default_factory=lambda: array("d"))
+    values: array[float] = field(default_factory=lambda: array("d"))
     evaluations: list[tuple[datetime, float, Severity]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, tags: dict[str, str], samples: Iterable[Sample]) -> Series:
+        """A series from (time, value) samples."""
+        series = cls(tags)
+        for time, value in samples:
+            series.stamps.append(time.timestamp())
+            series.values.append(value)
+        return series
+
+    @property
+    def samples(self) -> list[Sample]:
+        """The samples as (time, value), in time order."""
+        return _samples(self.stamps, self.values, 0, len(self.stamps))
+
+    def sort(self) -> None:
+        """Put the samples in time order (the EFD answers in order; a merge may not be)."""
+        if any(a > b for a, b in zip(self.stamps, self.stamps[1:], strict=False)):
+            order = sorted(range(len(self.stamps)), key=self.stamps.__getitem__)
+            self.stamps = array("d", (self.stamps[i] for i in order))
+            self.values = array("d", (self.values[i] for i in order))
+
+
+def _samples(stamps: array[float], values: array[float], low: int, high: int) -> list[Sample]:
+    return [(datetime.fromtimestamp(stamps[i], UTC), values[i]) for i in range(low, high)]
 
 
 @dataclass
@@ -226,7 +253,7 @@ async def read_source(
     source = condition.source
     by_field = [c for c in source.group_by if not layout.is_tag(c)]
     found: dict[str, Series] = {}
-    for raw in await efd.query(_query(condition, layout, start, end)):
+    async for raw in efd.query_chunks(_query(condition, layout, start, end)):
         tags = {k: v for k, v in raw.tags.items() if v != ""}
         value_at = raw.columns.index(source.efd_field)
         field_at = [(c, raw.columns.index(c)) for c in by_field]
@@ -242,8 +269,9 @@ async def read_source(
             key = series_key(series)
             one = found.get(key)
             if one is None:
-                one = found[key] = Series(series, [])
-            one.samples.append((datetime.fromtimestamp(row[0] / 1e9, tz=UTC), float(value)))
+                one = found[key] = Series(series)
+            one.stamps.append(row[0] / 1e9)
+            one.values.append(float(value))
     return found
 
 
@@ -266,7 +294,7 @@ def run_backtest(
     times = schedule(start, end, rule.schedule.every)
     changes: list[Change] = []
     for one in series.values():
-        one.samples.sort(key=lambda s: s[0])
+        one.sort()
         changes.extend(_series_changes(rule, condition, one, times, progress))
     changes.sort(key=lambda c: (c.time, series_key(c.tags)))
     return Result(rule, start, end, series, changes)
@@ -277,7 +305,7 @@ PROGRESS_STEP = 500
 
 
 def _evaluations(
-    rule: Rule, condition: Condition, samples: list[Sample], times: list[datetime]
+    rule: Rule, condition: Condition, series: Series, times: list[datetime]
 ) -> Iterator[tuple[datetime, Callable[[Severity], Evaluation | None]]]:
     """Each scheduled time with how to evaluate it, in one pass over the sorted samples.
 
@@ -285,25 +313,26 @@ def _evaluations(
     each sample is added once and each evaluation reads only its window's panes; a median
     reads its window's samples, a deadman the last sample before the time.
     """
+    stamps, values = series.stamps, series.values
     if uses_panes(rule):
         width, span = pane_width(rule), condition.samples_span()
         panes: dict[str, list[float]] = {}
         i = 0
         for at in times:
-            while i < len(samples) and samples[i][0] < at:
-                add_sample(panes, width, samples[i][0].timestamp(), samples[i][1])
+            until = at.timestamp()
+            while i < len(stamps) and stamps[i] < until:
+                add_sample(panes, width, stamps[i], values[i])
                 i += 1
             panes = prune(panes, at - span)
             yield at, functools.partial(evaluate_panes, condition, panes, at)
         return
-    stamps = [t for t, _ in samples]
     span = condition.history_needed()
     for at in times:
-        high = bisect.bisect_left(stamps, at)
-        low = bisect.bisect_left(stamps, at - span)
+        high = bisect.bisect_left(stamps, at.timestamp())
+        low = bisect.bisect_left(stamps, (at - span).timestamp())
         if condition.deadman is not None:
             low = max(low, high - 1)  # the last sample is all a deadman reads
-        inside = samples[low:high]
+        inside = _samples(stamps, values, low, high)
         yield at, functools.partial(evaluate_condition, condition, inside, at)
 
 
@@ -317,7 +346,7 @@ def _series_changes(
     changes = []
     previous = Severity.NONE
     state: SeriesState | None = None
-    for n, (at, evaluation) in enumerate(_evaluations(rule, condition, series.samples, times)):
+    for n, (at, evaluation) in enumerate(_evaluations(rule, condition, series, times)):
         if n % PROGRESS_STEP == PROGRESS_STEP - 1:
             progress(PROGRESS_STEP)
         found = evaluation(previous)

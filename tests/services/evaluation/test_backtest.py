@@ -51,7 +51,7 @@ def test_one_pass_agrees_with_the_semantics_at_every_time(name: str) -> None:
         at += timedelta(seconds=chance.choice([1, 7, 30, 90, 400]))  # with silences
         samples.append((at, chance.uniform(30, 70)))
     start, end = T0 + timedelta(minutes=10), T0 + timedelta(hours=3)
-    result = run_backtest(rule, {"": Series({}, list(samples))}, start, end)
+    result = run_backtest(rule, {"": Series.of({}, samples)}, start, end)
     found = result.series[""].evaluations
     expected = []
     previous = Severity.NONE
