@@ -320,7 +320,12 @@ async def test_a_registry_down_at_start_up_does_not_stop_the_worker(stack: Stack
     stack.registry.port = port
     await stack.registry.start()
     await _sentinel(stack)
-    assert "Registered schemas" in worker.log
+    # The registration retries with backoff beside the agents: it may end after the
+    # sentinel (whose schema the test registered), never not at all.
+    await stack.wait_for(
+        lambda: asyncio.sleep(0, "Registered schemas" in worker.log),
+        what="the worker to register its schemas",
+    )
     assert stack.webhook.count("POST") == 1
 
 
