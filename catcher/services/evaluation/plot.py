@@ -212,28 +212,25 @@ def _severity_bands(axis: Any, series: Series) -> None:
 
 def _actions(axis: Any, result: Result, name: str) -> None:
     """Actions that would have run (blue triangles) and suppressed ones (grey crosses)."""
-    ran = [c for c in result.changes if c.actions and series_key(c.tags) == name]
-    held = [c for c in result.changes if c.suppressed and series_key(c.tags) == name]
     transform = axis.get_xaxis_transform()  # x in data, y in axes fraction
-    if ran:
+    kinds = (
+        ("actions", "would run", "v", "#1565c0"),
+        ("suppressed", "suppressed", "x", "#757575"),
+    )
+    for attribute, text, marker, colour in kinds:
+        changes = [
+            c for c in result.changes if getattr(c, attribute) and series_key(c.tags) == name
+        ]
+        if not changes:
+            continue
+        names = sorted({a for c in changes for a in getattr(c, attribute)})
         axis.scatter(
-            [c.time for c in ran],
-            [0.97] * len(ran),
-            marker="v",
-            s=36,
-            color="#1565c0",
+            [c.time for c in changes],
+            [0.97] * len(changes),
+            marker=marker,
+            s=34,
+            color=colour,
             transform=transform,
-            label="would run: " + ", ".join(sorted({a for c in ran for a in c.actions})),
-            zorder=5,
-        )
-    if held:
-        axis.scatter(
-            [c.time for c in held],
-            [0.97] * len(held),
-            marker="x",
-            s=30,
-            color="#757575",
-            transform=transform,
-            label="suppressed: " + ", ".join(sorted({a for c in held for a in c.suppressed})),
+            label=f"{text}: {', '.join(names)}",
             zorder=5,
         )
