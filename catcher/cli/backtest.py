@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from ..config import Config
+from ..exceptions import CatcherError
 from ..models.records import isoformat, series_key, utcnow
 from ..output import format_table
 from ..services.evaluation.backtest import schedule as schedule_runs
@@ -67,7 +68,10 @@ def backtest(
     if plot_path is not None:
         from ..services.evaluation.plot import plot  # noqa: PLC0415 - matplotlib only here
 
-        shown = plot(result, plot_path)
+        units, why = run(_units(config, condition.source.measurement, condition.source.field))
+        if why and not as_json:
+            click.echo(f"Units unknown: {why}", err=True)
+        shown = plot(result, plot_path, units)
         if not as_json:
             click.echo(f"Wrote {plot_path} ({shown} series).", err=True)
     if as_json:
@@ -93,6 +97,22 @@ def backtest(
         f"{len(result.series)} series, {len(result.changes)} change(s), {actions} action(s)"
         f" would have run between {isoformat(start)} and {isoformat(end)}."
     )
+
+
+async def _units(config: Config, measurement: str, field: str) -> tuple[str | None, str]:
+    """The field's units from its telemetry schema, or why they are unknown."""
+    from ..avro import AvroCodec  # noqa: PLC0415
+    from ..services.evaluation.fields import units_of  # noqa: PLC0415
+
+    try:
+        schema = await AvroCodec(config.schema_registry_url, config.topic_prefix).latest(
+            f"{measurement}-value"
+        )
+    except CatcherError as exc:
+        return None, str(exc)
+    if schema is None:
+        return None, f"no schema is registered for {measurement}."
+    return units_of(schema, field), ""
 
 
 PROGRESS_ABOVE = 1000

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.influxdb import InfluxDB
@@ -102,12 +103,26 @@ async def test_a_backtest_shows_changes_actions_and_a_plot(
         ("03:07", "salIndex=1", "NONE", [], []),
     ]
     plot = tmp_path / "backtest.png"
+    if efd:  # the topic's schema, with SAL's units, for the plot's axis
+        schema = {
+            "type": "record",
+            "name": "electrical",
+            "fields": [{"name": "motorTemperature0", "type": "double", "units": "deg_C"}],
+        }
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(
+                f"{stack.registry.url}/subjects/lsst.sal.MTHexapod.electrical-value/versions",
+                json={"schema": json.dumps(schema)},
+            )
+            assert answer.is_success, answer.text
     code, out, err = await stack.cli(
         "backtest", "hexapod-temperature", "--since", since, "--until", until, "--plot", str(plot)
     )
     assert code == 0, err
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"Wrote {plot} (2 series)." in err
+    unknown = "Units unknown: no schema is registered for lsst.sal.MTHexapod.electrical."
+    assert (unknown in err) is not efd, err
     assert "WARNING → CRITICAL" in out
     assert "2 series, 5 change(s), 2 action(s) would have run" in out
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ...models.rules import Rule
 
-__all__ = ["field_problems", "field_value"]
+__all__ = ["field_problems", "field_value", "units_of"]
 
 _FLATTENED = re.compile(r"(?P<name>.*?)(?P<index>\d+)")
 
@@ -88,3 +88,20 @@ def field_problems(
             f" (its schema's numbers and arrays of numbers: {known or 'none'})"
         )
     return problems
+
+
+def units_of(schema: dict[str, Any] | None, field: str) -> str | None:
+    """The units a telemetry schema gives a rule's field (an array's for its elements).
+
+    SAL's Avro schemas carry ``units`` on each field; ``unitless`` and none give None.
+    """
+    if schema is None:
+        return None
+    flattened = _FLATTENED.fullmatch(field)
+    names = {field, field.partition("[")[0], flattened["name"] if flattened else field}
+    for entry in schema.get("fields", []):
+        if entry.get("name") in names:
+            units = entry.get("units")
+            if isinstance(units, str) and units and units != "unitless":
+                return units
+    return None

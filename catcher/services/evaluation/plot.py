@@ -31,8 +31,11 @@ MAX_POINTS = 4000
 """Points drawn per series at most: beyond, each bucket's minimum and maximum."""
 
 
-def plot(result: Result, path: Path) -> int:
-    """Write the PNG; returns how many series it shows (at most eight)."""
+def plot(result: Result, path: Path, units: str | None = None) -> int:
+    """Write the PNG; returns how many series it shows (at most eight).
+
+    ``units`` are the field's, from its telemetry schema, when known.
+    """
     import matplotlib as mpl  # noqa: PLC0415 - a heavy import, only for --plot
 
     mpl.use("Agg")
@@ -73,7 +76,7 @@ def plot(result: Result, path: Path) -> int:
             handles = silence
         _actions(axis, result, name)
         axis.set_title(name or "(one series)", fontsize=9, loc="left")
-        axis.set_ylabel(field, fontsize=8)
+        axis.set_ylabel(f"{field} ({units})" if units else field, fontsize=8)
         for drawn in {axis, handles}:
             for line, label in zip(*drawn.get_legend_handles_labels(), strict=True):
                 legend.setdefault(label, line)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catcher.models.rules import Rule
-from catcher.services.evaluation.fields import field_problems, field_value
+from catcher.services.evaluation.fields import field_problems, field_value, units_of
 
 
 def test_array_elements_are_addressed_by_index() -> None:
@@ -63,3 +63,18 @@ def test_an_array_element_has_one_name_in_the_efd() -> None:
     for bad in ("temperatureItem[]", "temperatureItem[-1]", "a b", "x[1]y"):
         with pytest.raises(ValueError, match="a field is a name"):
             _on(bad)
+
+
+def test_units_come_from_the_schema_for_fields_and_array_elements() -> None:
+    schema = {
+        "fields": [
+            {"name": "motorCurrent", "type": {"type": "array", "items": "double"}, "units": "A"},
+            {"name": "salIndex", "type": "long", "units": "unitless"},
+            {"name": "raw", "type": "double"},
+        ]
+    }
+    assert units_of(schema, "motorCurrent[2]") == "A"
+    assert units_of(schema, "motorCurrent2") == "A"
+    assert units_of(schema, "salIndex") is None
+    assert units_of(schema, "raw") is None
+    assert units_of(None, "raw") is None
