@@ -63,3 +63,27 @@ def test_one_pass_agrees_with_the_semantics_at_every_time(name: str) -> None:
     assert [(t, s) for t, _, s in found] == [(t, s) for t, _, s in expected]
     assert [v for _, v, _ in found] == pytest.approx([v for _, v, _ in expected])
     assert len(found) > 20
+
+
+def test_samples_added_out_of_order_are_evaluated_in_order() -> None:
+    rule = RULES["mean"]
+    samples = [(T0 + timedelta(seconds=10 * n), 40.0 + (n // 30) * 5) for n in range(360)]
+    shuffled = samples[:]
+    random.Random(1).shuffle(shuffled)
+    start, end = T0 + timedelta(minutes=10), T0 + timedelta(hours=1)
+    in_order = run_backtest(rule, {"": Series.of({}, samples)}, start, end)
+    out_of_order = Series.of({}, shuffled)
+    assert not out_of_order.ordered
+    mixed = run_backtest(rule, {"": out_of_order}, start, end)
+    assert mixed.series[""].evaluations == in_order.series[""].evaluations
+    assert out_of_order.ordered
+    assert [c.severity for c in mixed.changes] == [Severity.WARNING, Severity.CRITICAL]
+
+
+def test_a_series_repr_is_short_whatever_its_size() -> None:
+    # asyncio formats a finished task's result in passing (signal.signal in asyncio.run):
+    # a week of points printed in full was 36 MB at the end of every backtest.
+    series = Series.of(
+        {"salIndex": "1"}, [(T0 + timedelta(seconds=n), 1.0) for n in range(10_000)]
+    )
+    assert repr(series) == "Series({'salIndex': '1'}, 10000 samples, 0 evaluations)"
