@@ -42,7 +42,7 @@ from .services.evaluation.stream import MARK_INTERVAL
 from .services.guard import keep_trying
 from .topics import ALARM_TABLE, LEDGER_TABLE
 from .web.alarms import user_middleware
-from .web.operations import HttpServer, consumer_lag, operations_routes, register_gauges
+from .web.operations import HttpServer, WorkerProbes, register_gauges
 
 __all__ = ["CatcherApp", "create_app"]
 
@@ -81,9 +81,12 @@ class CatcherApp:
             rules, self._send_soon, self._table
         )
         self.http_port = config.http_port
+        self._inputs = {t.get_topic_name() for t in inputs}
+        watched = self._inputs | set(services.telemetry.topics if services.telemetry else ())
+        self._probes = WorkerProbes(self.faust, services, watched, config.stall_timeout)
         self._web = HttpServer(
-            [*services.api.routes(), *operations_routes(self._not_ready)],
-            [user_middleware(config.api_anonymous_user)],
+            [*services.api.routes(), *self._probes.routes()],
+            [user_middleware(config.api_anonymous_user, config.path_prefix)],
             config.http_port,
         )
         self._wire()
@@ -141,7 +144,7 @@ class CatcherApp:
         self._wire_lifecycle()
         self._wire_alarms()
         self._wire_stream()
-        register_gauges(self.services.ledger, lambda: self.services.view.alarms, self._lag)
+        register_gauges(self.services.ledger, lambda: self.services.view.alarms, self._probes.lag)
         self._wire_ownership()
 
     def _wire_ownership(self) -> None:
@@ -177,17 +180,8 @@ class CatcherApp:
         """
         consumer: Any = self.faust.consumer  # the transport's consumer: seek_to_committed
         committed = await consumer.seek_to_committed()
-        inputs = {
-            t.get_topic_name()
-            for t in (
-                self.triggers_topic,
-                self.series_topic,
-                self.requests_topic,
-                self.samples_topic,
-            )
-        }
         for tp, offset in committed.items():
-            if offset is None and tp.topic in inputs:
+            if offset is None and tp.topic in self._inputs:
                 logger.info(
                     "Reading a partition with no committed offset from its beginning",
                     topic=tp.topic,
@@ -348,26 +342,6 @@ class CatcherApp:
         await self.services.ledger.republish(self._owns_partition)
         self.services.runner.resume()
         await self.services.ledger.prune(self.config.ledger_retention, self._owns_partition)
-
-    # -- operations: readiness, lag ---------------------------------------------------------
-
-    def _lag(self) -> dict[tuple[str, ...], float]:
-        inputs = {
-            t.get_topic_name()
-            for t in (self.triggers_topic, self.series_topic, self.requests_topic)
-        }
-        return consumer_lag(self.faust.consumer, inputs)
-
-    def _not_ready(self) -> str:
-        """Why the worker is not ready, or an empty string."""
-        if self.faust.rebalancing:
-            return "Rebalancing: partitions are being assigned."
-        if not self.services.ownership.assigned():
-            return "No partitions assigned yet."
-        recovery = self.faust.tables.recovery  # type: ignore[attr-defined]
-        if not recovery.completed.is_set():
-            return "Recovering the tables from their changelogs."
-        return ""
 
     async def _alarm_scan(self) -> None:
         await self.services.alarms.scan(self._owns_series)

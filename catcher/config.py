@@ -374,6 +374,22 @@ class Config(BaseSettings):
     http_port: int = Field(
         8080, ge=0, le=65535, description="Port of the worker's HTTP API (0: any free port)."
     )
+    path_prefix: str = Field(
+        "",
+        description="Path the alarm API is served under, as the ingress forwards it (e.g."
+        " /catcher); the probes and /metrics stay at the root.",
+    )
+    stall_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds a partition may have records waiting with none of them done"
+        " before /health answers 503 (liveness: the consumer is wedged).",
+    )
+    telemetry_topic_prefix: str = Field(
+        "",
+        description="Prefix of the telemetry topics' names before the measurement (e.g."
+        " summit. where MirrorMaker2 replicates the summit's lsst.sal.* topics).",
+    )
     api_anonymous_user: str | None = Field(
         None,
         description="User recorded for API requests without Gafaelfawr's X-Auth-Request-User"
@@ -451,6 +467,16 @@ class Config(BaseSettings):
         return data
 
     @model_validator(mode="after")
+    def _check_prefix(self) -> Self:
+        prefix = self.path_prefix.rstrip("/")
+        if prefix and (not prefix.startswith("/") or any(c in prefix for c in "{}?#% ")):
+            raise ValueError(
+                f"CATCHER_PATH_PREFIX {self.path_prefix!r} is not a path such as /catcher."
+            )
+        self.path_prefix = prefix
+        return self
+
+    @model_validator(mode="after")
     def _check_bounds(self) -> Self:
         if self.ledger_retention <= self.max_trigger_age:
             raise ValueError(
@@ -483,6 +509,10 @@ class Config(BaseSettings):
     def topic_name(self, topic: Topic) -> str:
         """The broker's name of a topic of the catalogue (:mod:`catcher.topics`)."""
         return topic.full_name(self.topic_prefix, self.app_id)
+
+    def telemetry_topic(self, measurement: str) -> str:
+        """The topic a stream rule's measurement is read from (the EFD's name, prefixed)."""
+        return f"{self.telemetry_topic_prefix}{measurement}"
 
     @property
     def triggers_topic(self) -> str:

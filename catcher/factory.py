@@ -337,6 +337,7 @@ class Factory:
                 partitions=config.topic_partitions,
                 grace=timedelta(seconds=config.stream_grace),
                 offsets_at=functools.partial(offsets_at, config),
+                topic_prefix=config.telemetry_topic_prefix,
             )
             stream = StreamOwner(
                 stream_rules,
@@ -362,7 +363,13 @@ class Factory:
             telemetry=telemetry,
             stream=stream,
             love=love,
-            api=AlarmApi(view, out.commands, silences=silences, save_silence=out.silence),
+            api=AlarmApi(
+                view,
+                out.commands,
+                silences=silences,
+                save_silence=out.silence,
+                prefix=config.path_prefix,
+            ),
             singletons=SingletonJobs(
                 lambda: ownership.owns(config.triggers_topic, 0),
                 {

@@ -131,3 +131,23 @@ def test_bounds_and_log_level_are_checked(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("CATCHER_CONCURRENCY", '{"pager": 2}')
     with pytest.raises(ConfigError, match="unknown action types pager"):
         load_config()
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"), [("", ""), ("/catcher", "/catcher"), ("/catcher/", "/catcher"), ("/", "")]
+)
+def test_the_api_path_prefix_is_a_path(given: str, kept: str) -> None:
+    assert load_config(path_prefix=given).path_prefix == kept
+
+
+@pytest.mark.parametrize("given", ["catcher", "/cat cher", "/catcher?x=1", "/{name}"])
+def test_a_path_prefix_that_is_not_a_path_is_refused_naming_it(given: str) -> None:
+    with pytest.raises(ConfigError, match="CATCHER_PATH_PREFIX"):
+        load_config(path_prefix=given)
+
+
+def test_telemetry_topics_carry_the_environments_prefix() -> None:
+    topic = "lsst.sal.ESS.temperature"
+    assert load_config().telemetry_topic(topic) == topic
+    mirrored = load_config(telemetry_topic_prefix="summit.")
+    assert mirrored.telemetry_topic(topic) == f"summit.{topic}"

@@ -114,20 +114,25 @@ async def _check_topics(config: Config, own: list[topics.Topic], rules: list[Rul
         )
     if not rules:
         return
-    topics_used = sorted({r.condition.source.measurement for r in rules if r.condition})
-    missing = sorted(set(topics_used) - set(existing))
+    measurements = sorted({r.condition.source.measurement for r in rules if r.condition})
+    topic_of = {m: config.telemetry_topic(m) for m in measurements}
+    missing = sorted(set(topic_of.values()) - set(existing))
     if missing:
+        prefix = config.telemetry_topic_prefix
         raise click.ClickException(
             "The stream rules read telemetry topics the broker does not have: "
             + ", ".join(missing)
-            + " (check each rule's source.measurement and KAFKA_BOOTSTRAP_SERVERS)."
+            + " (check each rule's source.measurement"
+            + (f", CATCHER_TELEMETRY_TOPIC_PREFIX ({prefix!r})" if prefix else "")
+            + " and KAFKA_BOOTSTRAP_SERVERS)."
         )
     codec = AvroCodec(config.schema_registry_url, config.topic_prefix)
-    schemas = {topic: await codec.latest(f"{topic}-value") for topic in topics_used}
-    for topic, schema in schemas.items():
+    schemas = {m: await codec.latest(f"{topic}-value") for m, topic in topic_of.items()}
+    for measurement, schema in schemas.items():
         if schema is None:
             logger.warning(
-                "No schema registered for a telemetry topic: fields not checked", topic=topic
+                "No schema registered for a telemetry topic: fields not checked",
+                topic=topic_of[measurement],
             )
     problems = field_problems(rules, schemas)
     if problems:

@@ -71,6 +71,8 @@ class Ownership:
     def __init__(self) -> None:
         self._assigned: dict[str, set[int]] = {}
         self._listeners: list[RevokeListener] = []
+        self.assignments = 0
+        """Assignments received (0: the worker has not joined its consumer group yet)."""
 
     def owns(self, topic: str, partition: int) -> bool:
         """Whether this worker holds the partition now."""
@@ -90,6 +92,7 @@ class Ownership:
         for topic, partition in tps:
             assigned.setdefault(topic, set()).add(partition)
         self._assigned = assigned
+        self.assignments += 1
 
     def revoke(self, tps: Iterable[tuple[str, int]]) -> None:
         """Partitions taken away (Faust's ``on_partitions_revoked``): listeners stop work."""

@@ -47,8 +47,8 @@ logger = structlog.get_logger("catcher")
 USER = web.RequestKey("user", str)
 """The request's user, set by :func:`user_middleware`."""
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/metrics", "/openapi.json"})
-"""Paths answered without a user: probes, metrics and the API's description."""
+PROBE_PATHS = frozenset({"/health", "/ready", "/status", "/metrics"})
+"""Paths answered without a user: probes and metrics, at the root whatever the API's prefix."""
 
 SendCommand = Callable[[list[AlarmCommand]], Awaitable[None]]
 """Write the commands of one request durably, as a whole (one record)."""
@@ -102,18 +102,19 @@ def _bad_user(user: str) -> str:
     return ""
 
 
-def user_middleware(anonymous_user: str | None) -> Any:
-    """Answers 401 to a request without a user, but on :data:`OPEN_PATHS`.
+def user_middleware(anonymous_user: str | None, prefix: str = "") -> Any:
+    """Answers 401 to a request without a user, but on the probes and the API's description.
 
     The user is Gafaelfawr's header, or the anonymous user for local use; handlers read it
     as ``request[USER]``.
     """
+    open_paths = PROBE_PATHS | {f"{prefix}/openapi.json"}
 
     @web.middleware
     async def middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in open_paths:
             return await handler(request)
         user = request.headers.get(USER_HEADER) or anonymous_user
         if not user:
@@ -128,7 +129,7 @@ def user_middleware(anonymous_user: str | None) -> Any:
 
 
 class AlarmApi:
-    """Routes of the alarm API."""
+    """Routes of the alarm API, under ``prefix`` (the ingress path, e.g. ``/catcher``)."""
 
     def __init__(
         self,
@@ -137,7 +138,9 @@ class AlarmApi:
         *,
         silences: TopicView[Silence],
         save_silence: SaveSilence,
+        prefix: str = "",
     ) -> None:
+        self.prefix = prefix
         self._view = view
         self._send = send
         self._silences = silences
@@ -145,14 +148,15 @@ class AlarmApi:
 
     def routes(self) -> list[web.RouteDef]:
         """The routes, for the worker's web application."""
+        at = self.prefix
         return [
-            web.get("/alarms", self.list_alarms),
-            web.get("/alarms/{name}", self.show_alarm),
-            web.post("/alarms/{command}", self.command),
-            web.get("/silences", self.list_silences),
-            web.post("/silences", self.add_silence),
-            web.delete("/silences/{id}", self.expire_silence),
-            web.get("/openapi.json", self.openapi),
+            web.get(f"{at}/alarms", self.list_alarms),
+            web.get(f"{at}/alarms/{{name}}", self.show_alarm),
+            web.post(f"{at}/alarms/{{command}}", self.command),
+            web.get(f"{at}/silences", self.list_silences),
+            web.post(f"{at}/silences", self.add_silence),
+            web.delete(f"{at}/silences/{{id}}", self.expire_silence),
+            web.get(f"{at}/openapi.json", self.openapi),
         ]
 
     async def list_alarms(self, request: web.Request) -> web.Response:
@@ -276,7 +280,7 @@ class AlarmApi:
 
     async def openapi(self, _request: web.Request) -> web.Response:
         """The OpenAPI document."""
-        return web.json_response(openapi_document())
+        return web.json_response(openapi_document(self.prefix))
 
 
 def _new_silence(data: bytes, user: str, now: datetime) -> Silence:

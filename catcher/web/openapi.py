@@ -82,8 +82,8 @@ _COMMON = {
 }
 
 
-def openapi_document() -> dict[str, Any]:
-    """OpenAPI 3.1 description of the alarm API."""
+def openapi_document(prefix: str = "") -> dict[str, Any]:
+    """OpenAPI 3.1 description of the alarm API, served under ``prefix``."""
     _, definitions = models_json_schema(
         [
             (CommandBody, "validation"),
@@ -101,6 +101,7 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Catcher alarms", "version": "1"},
+        "servers": [{"url": prefix or "/"}],
         "components": {"schemas": definitions["$defs"]},
         "paths": {
             "/alarms": {

@@ -1,12 +1,18 @@
 """The worker's operations endpoints and its HTTP server.
 
-``/health`` answers while the process runs; ``/ready`` answers 503 with the reason until
-partitions are assigned and the tables recovered; ``/metrics`` is Prometheus' text. The
-server starts before the group join, so that the probes answer while the worker recovers.
+``/ready`` (readiness) answers 200 once the API can answer: the alarms and silences are
+read. It does not depend on partitions, so that a worker without any, or every worker
+during a rebalance, keeps serving the API. ``/health`` (liveness) answers 503 when a
+partition has had records waiting for ``CATCHER_STALL_TIMEOUT`` with none of them done (a
+wedged consumer or agent); a wedged event loop answers nothing, which fails the probe as
+well. ``/status`` says whether the worker does work: partitions assigned and tables
+recovered. ``/metrics`` is Prometheus' text. The server starts before the group join, so
+that the probes answer while the worker recovers.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -17,27 +23,83 @@ from ..metrics import METRICS
 from ..models.alarms import Alarm, DisplayState
 from ..storage.ledger import Ledger
 
-__all__ = ["HttpServer", "consumer_lag", "operations_routes", "register_gauges"]
+__all__ = [
+    "HttpServer",
+    "StallWatch",
+    "WorkerProbes",
+    "consumer_lag",
+    "consumer_positions",
+    "operations_routes",
+    "register_gauges",
+]
 
 logger = structlog.get_logger("catcher")
 
+Reason = Callable[[], str]
+"""Why a probe fails, or an empty string."""
 
-def operations_routes(not_ready: Callable[[], str]) -> list[web.RouteDef]:
-    """``/health``, ``/ready`` (``not_ready`` says why not, or "") and ``/metrics``."""
+
+def operations_routes(
+    not_ready: Reason, not_working: Reason, stalled: Reason
+) -> list[web.RouteDef]:
+    """``/health``, ``/ready``, ``/status`` and ``/metrics``."""
+
+    def answer(key: str, reason: str) -> web.Response:
+        if reason:
+            return web.json_response({key: False, "reason": reason}, status=503)
+        return web.json_response({key: True})
 
     async def health(_request: web.Request) -> web.Response:
+        reason = stalled()
+        if reason:
+            return web.json_response({"status": "stalled", "reason": reason}, status=503)
         return web.json_response({"status": "ok"})
 
     async def ready(_request: web.Request) -> web.Response:
-        reason = not_ready()
-        if reason:
-            return web.json_response({"ready": False, "reason": reason}, status=503)
-        return web.json_response({"ready": True})
+        return answer("ready", not_ready())
+
+    async def status(_request: web.Request) -> web.Response:
+        reason = not_working()
+        return web.json_response({"working": not reason, "reason": reason})
 
     async def metrics(_request: web.Request) -> web.Response:
         return web.Response(body=METRICS.render(), content_type="text/plain", charset="utf-8")
 
-    return [web.get("/health", health), web.get("/ready", ready), web.get("/metrics", metrics)]
+    return [
+        web.get("/health", health),
+        web.get("/ready", ready),
+        web.get("/status", status),
+        web.get("/metrics", metrics),
+    ]
+
+
+class StallWatch:
+    """Whether a partition has had records waiting, and none of them done, for too long.
+
+    ``check`` takes, per partition, (offset done, end offset); a partition is stalled when
+    its end is past what is done and what is done has not moved for ``limit`` seconds.
+    """
+
+    def __init__(self, limit: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limit = limit
+        self._clock = clock
+        self._since: dict[Any, tuple[int, float]] = {}
+
+    def check(self, positions: Mapping[Any, tuple[int, int]]) -> str:
+        """Why the consumer is stalled, or an empty string."""
+        now = self._clock()
+        stalled = []
+        for tp, (done, end) in positions.items():
+            seen = self._since.get(tp)
+            if end <= done:
+                self._since.pop(tp, None)
+            elif seen is None or seen[0] != done:
+                self._since[tp] = (done, now)
+            elif now - seen[1] >= self._limit:
+                stalled.append(f"{tp} ({end - done} waiting, none done for {now - seen[1]:.0f} s)")
+        for tp in set(self._since) - set(positions):  # revoked
+            del self._since[tp]
+        return f"Records wait and none are done: {', '.join(stalled)}." if stalled else ""
 
 
 class HttpServer:
@@ -113,9 +175,61 @@ def register_gauges(
     )
 
 
-def consumer_lag(consumer: Any, topics: set[str]) -> dict[tuple[str, ...], float]:
-    """Records of ``topics`` that Faust's consumer has not read yet, by topic and partition."""
-    lags: dict[tuple[str, ...], float] = {}
+class WorkerProbes:
+    """The worker's probes: readiness (the API), liveness (a stall), work (``/status``)."""
+
+    def __init__(self, faust: Any, services: Any, inputs: set[str], stall_timeout: float) -> None:
+        self._faust = faust
+        self._services = services
+        self._inputs = inputs
+        self._stall = StallWatch(stall_timeout)
+
+    def routes(self) -> list[web.RouteDef]:
+        """The probes' routes and ``/metrics``."""
+        return operations_routes(self.not_ready, self.not_working, self.stalled)
+
+    def not_ready(self) -> str:
+        """Why the API cannot answer yet, or an empty string."""
+        if not self._services.view.loaded.is_set():
+            return "Reading the alarms topic."
+        if not self._services.silences.loaded.is_set():
+            return "Reading the silences topic."
+        return ""
+
+    def not_working(self) -> str:
+        """Why the worker does no work (no partitions, a rebalance, recovery), or ""."""
+        if self._faust.rebalancing:
+            return "Rebalancing: partitions are being assigned."
+        ownership = self._services.ownership
+        if not ownership.assigned():
+            if ownership.assignments:
+                return "No partitions assigned (more workers than partitions?)."
+            return "Not in the consumer group yet."
+        if not self._faust.tables.recovery.completed.is_set():
+            return "Recovering the tables from their changelogs."
+        return ""
+
+    def stalled(self) -> str:
+        """Why the consumer looks wedged, or an empty string (checked at each probe)."""
+        if self._faust.rebalancing:
+            return ""
+        consumer = self._faust.consumer
+        return self._stall.check(consumer_positions(consumer, self._inputs, committed=True))
+
+    def lag(self) -> dict[tuple[str, ...], float]:
+        """Records of the input topics not read yet, by topic and partition."""
+        return consumer_lag(self._faust.consumer, self._inputs)
+
+
+def consumer_positions(
+    consumer: Any, topics: set[str], *, committed: bool = False
+) -> dict[Any, tuple[int, int]]:
+    """(offset done, end offset) of each assigned partition of ``topics``.
+
+    Done is the next offset to read (or with ``committed``, the committed one: records
+    handled); a partition not fetched yet has no end and is left out.
+    """
+    positions: dict[Any, tuple[int, int]] = {}
     for tp in list(consumer.assignment()):
         if tp.topic not in topics:
             continue
@@ -123,8 +237,16 @@ def consumer_lag(consumer: Any, topics: set[str]) -> dict[tuple[str, ...], float
             end = consumer.highwater(tp)
         except Exception:  # noqa: BLE001, S112 - no fetch yet: no figure
             continue
-        read = consumer._read_offset.get(tp)  # noqa: SLF001 - Faust keeps no public one
+        read = None if committed else consumer._read_offset.get(tp)  # noqa: SLF001 - no public one
         done = read + 1 if read is not None else consumer._committed_offset.get(tp) or 0  # noqa: SLF001
         if end is not None:
-            lags[(tp.topic, str(tp.partition))] = float(max(end - done, 0))
-    return lags
+            positions[tp] = (done, end)
+    return positions
+
+
+def consumer_lag(consumer: Any, topics: set[str]) -> dict[tuple[str, ...], float]:
+    """Records of ``topics`` that Faust's consumer has not read yet, by topic and partition."""
+    return {
+        (tp.topic, str(tp.partition)): float(max(end - done, 0))
+        for tp, (done, end) in consumer_positions(consumer, topics).items()
+    }

@@ -19,27 +19,22 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 RULES = (DATA / "rules" / "dome-and-mount.yaml").read_text()
 
 
-async def test_ready_after_recovery_and_metrics_that_match_the_history(stack: Stack) -> None:
+async def test_status_after_recovery_and_metrics_that_match_the_history(stack: Stack) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     stack.extra_env.update(CATCHER_HTTP_PORT=str(port))
     stack.write_rules(RULES)
     await stack.start_worker()
-    seen: list[int] = []
+    seen: list[tuple[int, bool, str]] = []
 
-    async def ready() -> bool:
+    async def working() -> bool:
         async with httpx.AsyncClient() as client:
-            try:
-                answer = await client.get(f"{base}/ready")
-            except httpx.ConnectError:
-                return False
-        if answer.status_code == httpx.codes.SERVICE_UNAVAILABLE:
-            assert answer.json()["ready"] is False and answer.json()["reason"]
-        seen.append(answer.status_code)
-        return answer.status_code == httpx.codes.OK
+            seen.append(await _probe(client, base))
+        return seen[-1][:2] == (200, True)
 
-    await stack.wait_for(ready, what="/ready")
-    assert seen[0] == httpx.codes.SERVICE_UNAVAILABLE, seen  # answered while recovering
+    await stack.wait_for(working, what="/status working")
+    answered = [s for s in seen if s[0] != -1]
+    assert not answered[0][1] and answered[0][2], seen  # answered while it joined, saying why
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{base}/health")).status_code == httpx.codes.OK
 
@@ -72,3 +67,60 @@ async def test_ready_after_recovery_and_metrics_that_match_the_history(stack: St
     assert value("catcher_unfinished_actions") == 0
     assert value("catcher_alarms", state="active") == len(ids)
     assert value("catcher_consumer_lag", topic=config.triggers_topic, partition="0") == 0
+
+
+async def _probe(client: httpx.AsyncClient, base: str) -> tuple[int, bool, str]:
+    """/ready's status code with /status's working flag and reason (-1: no answer)."""
+    try:
+        ready = (await client.get(f"{base}/ready")).status_code
+        status = (await client.get(f"{base}/status")).json()
+    except httpx.HTTPError:
+        return -1, False, "no answer"
+    return ready, status["working"], status["reason"]
+
+
+async def test_the_api_under_its_prefix_stays_ready_without_partitions_and_through_a_rebalance(
+    stack: Stack,
+) -> None:
+    """Readiness is the API's: a worker without partitions, or in a rebalance, still serves."""
+    first, second = free_port(), free_port()
+    one, two = f"http://127.0.0.1:{first}", f"http://127.0.0.1:{second}"
+    stack.extra_env.update(
+        CATCHER_HTTP_PORT=str(first),
+        CATCHER_PATH_PREFIX="/catcher/",  # as written in values: the slash is dropped
+        CATCHER_API_URL=f"{one}/catcher",
+    )
+    stack.write_rules(RULES)
+    await stack.start_worker()
+    async with httpx.AsyncClient(timeout=5) as client:
+
+        async def working(base: str) -> bool:
+            return (await _probe(client, base))[:2] == (200, True)
+
+        await stack.wait_for(lambda: working(one), what="the first worker at work")
+        user = {"X-Auth-Request-User": "someone"}
+        assert (await client.get(f"{one}/catcher/alarms", headers=user)).status_code == 200
+        assert (await client.get(f"{one}/alarms", headers=user)).status_code == 404
+        described = await client.get(f"{one}/catcher/openapi.json")  # no user needed
+        assert described.json()["servers"] == [{"url": "/catcher"}]
+        code, out, err = await stack.cli("alarms", "list")
+        assert code == 0, err
+        assert "No alarms." in out, out
+
+        stack.extra_env.update(CATCHER_HTTP_PORT=str(second))
+        await stack.start_worker()
+        seen: list[tuple[int, bool, str]] = []
+        joining: list[tuple[int, bool, str]] = []
+
+        async def both_at_work() -> bool:
+            seen.append(await _probe(client, one))
+            joining.append(await _probe(client, two))
+            return seen[-1][:2] == joining[-1][:2] == (200, True)
+
+        await stack.wait_for(both_at_work, what="both workers at work after the rebalance")
+        assert all(ready == 200 for ready, _, _ in seen), seen  # never unready on the way
+        assert any(reason.startswith("Rebalancing") for _, _, reason in seen), seen
+        # Ready (serving the API) before it held any partition:
+        assert any(ready == 200 and not at_work for ready, at_work, _ in joining), joining
+        for base in (one, two):
+            assert (await client.get(f"{base}/health")).json() == {"status": "ok"}

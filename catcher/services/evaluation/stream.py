@@ -119,6 +119,7 @@ class TelemetryReader:
         partitions: int,
         grace: timedelta,
         offsets_at: OffsetsAt,
+        topic_prefix: str = "",
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._grace = grace
@@ -132,7 +133,8 @@ class TelemetryReader:
         self._by_topic: dict[str, list[Rule]] = {}
         for rule in rules:
             assert rule.condition is not None  # only rules with a condition are given
-            self._by_topic.setdefault(rule.condition.source.measurement, []).append(rule)
+            topic = f"{topic_prefix}{rule.condition.source.measurement}"
+            self._by_topic.setdefault(topic, []).append(rule)
         self._target: dict[tuple[str, int], int] = {}
         """Where each assigned partition ended when this worker was assigned it."""
         self._position: dict[tuple[str, int], int] = {}

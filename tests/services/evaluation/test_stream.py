@@ -393,3 +393,36 @@ async def test_a_partition_never_read_starts_in_the_recent_past_not_at_its_begin
 class Key:
     topic: str
     partition: int
+
+
+@pytest.mark.asyncio
+async def test_a_prefixed_topic_carries_the_rules_measurement() -> None:
+    """usdfprod reads the summit's telemetry as summit.lsst.sal.*: rules name lsst.sal.*."""
+    sent: list[bytes] = []
+
+    async def send(_topic: str, key: bytes, _value: bytes, _partition: int | None) -> None:
+        sent.append(key)
+
+    async def decode(_value: bytes) -> dict[str, Any]:
+        return {"private_efdStamp": _stamp(1), "salIndex": 1, "motorTemperature0": 61.0}
+
+    async def offsets_at(_times: Any) -> dict[tuple[str, int], int | None]:
+        raise AssertionError("not asked")
+
+    reader = TelemetryReader(
+        [RULE],
+        decode=decode,
+        guard=Passing(),  # type: ignore[arg-type]
+        send=send,
+        samples_topic=SAMPLES,
+        partitions=3,
+        grace=timedelta(seconds=5),
+        offsets_at=offsets_at,
+        topic_prefix="summit.",
+        clock=Clock(),
+    )
+    assert reader.topics == [f"summit.{TOPIC}"]
+    await reader.read([Message(TOPIC, 0, 0, b"0")])  # the unprefixed name is not read
+    assert sent == []
+    await reader.read([Message(f"summit.{TOPIC}", 0, 0, b"0")])
+    assert sent == [b"hexapod|salIndex=1"]
