@@ -42,7 +42,7 @@ from .services.evaluation.stream import MARK_INTERVAL
 from .services.guard import keep_trying
 from .topics import ALARM_TABLE, LEDGER_TABLE
 from .web.alarms import user_middleware
-from .web.operations import HttpServer, WorkerProbes, register_gauges
+from .web.operations import HttpServer, WorkerProbes, metrics_routes, register_gauges
 
 __all__ = ["CatcherApp", "create_app"]
 
@@ -84,11 +84,13 @@ class CatcherApp:
         self._inputs = {t.get_topic_name() for t in inputs}
         watched = self._inputs | set(services.telemetry.topics if services.telemetry else ())
         self._probes = WorkerProbes(self.faust, services, watched, config.stall_timeout)
+        apart = config.metrics_port  # then /metrics only there (for a NetworkPolicy)
         self._web = HttpServer(
-            [*services.api.routes(), *self._probes.routes()],
+            [*services.api.routes(), *self._probes.routes(metrics=apart is None)],
             [user_middleware(config.api_anonymous_user, config.path_prefix)],
             config.http_port,
         )
+        self._metrics_web = None if apart is None else HttpServer(metrics_routes(), [], apart)
         self._wire()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -285,6 +287,8 @@ class CatcherApp:
         self.services.silences.start()
         await self._web.start()
         self.http_port = self._web.port
+        if self._metrics_web is not None:
+            await self._metrics_web.start()
         if self.services.love is None:
             logger.info("No LOVE producer: CATCHER_LOVE_URL is not set")
 
@@ -305,6 +309,8 @@ class CatcherApp:
             await self.services.view.stop()
             await self.services.silences.stop()
             await self._web.stop()
+            if self._metrics_web is not None:
+                await self._metrics_web.stop()
 
         @self._table(ALARM_TABLE).on_recover
         async def index_alarms() -> None:

@@ -374,6 +374,13 @@ class Config(BaseSettings):
     http_port: int = Field(
         8080, ge=0, le=65535, description="Port of the worker's HTTP API (0: any free port)."
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port serving /metrics alone (so that a NetworkPolicy can admit Prometheus"
+        " there and nothing else); unset, /metrics is served beside the API.",
+    )
     path_prefix: str = Field(
         "",
         description="Path the alarm API is served under, as the ingress forwards it (e.g."

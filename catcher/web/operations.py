@@ -29,6 +29,7 @@ __all__ = [
     "WorkerProbes",
     "consumer_lag",
     "consumer_positions",
+    "metrics_routes",
     "operations_routes",
     "register_gauges",
 ]
@@ -39,10 +40,19 @@ Reason = Callable[[], str]
 """Why a probe fails, or an empty string."""
 
 
+def metrics_routes() -> list[web.RouteDef]:
+    """``/metrics``: Prometheus' text."""
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=METRICS.render(), content_type="text/plain", charset="utf-8")
+
+    return [web.get("/metrics", metrics)]
+
+
 def operations_routes(
-    not_ready: Reason, not_working: Reason, stalled: Reason
+    not_ready: Reason, not_working: Reason, stalled: Reason, *, metrics: bool = True
 ) -> list[web.RouteDef]:
-    """``/health``, ``/ready``, ``/status`` and ``/metrics``."""
+    """``/health``, ``/ready``, ``/status`` and (with ``metrics``) ``/metrics``."""
 
     def answer(key: str, reason: str) -> web.Response:
         if reason:
@@ -62,14 +72,11 @@ def operations_routes(
         reason = not_working()
         return web.json_response({"working": not reason, "reason": reason})
 
-    async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=METRICS.render(), content_type="text/plain", charset="utf-8")
-
     return [
         web.get("/health", health),
         web.get("/ready", ready),
         web.get("/status", status),
-        web.get("/metrics", metrics),
+        *(metrics_routes() if metrics else []),
     ]
 
 
@@ -184,9 +191,9 @@ class WorkerProbes:
         self._inputs = inputs
         self._stall = StallWatch(stall_timeout)
 
-    def routes(self) -> list[web.RouteDef]:
-        """The probes' routes and ``/metrics``."""
-        return operations_routes(self.not_ready, self.not_working, self.stalled)
+    def routes(self, *, metrics: bool = True) -> list[web.RouteDef]:
+        """The probes' routes, and ``/metrics`` unless it is served on a port of its own."""
+        return operations_routes(self.not_ready, self.not_working, self.stalled, metrics=metrics)
 
     def not_ready(self) -> str:
         """Why the API cannot answer yet, or an empty string."""

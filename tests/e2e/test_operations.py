@@ -83,10 +83,11 @@ async def test_the_api_under_its_prefix_stays_ready_without_partitions_and_throu
     stack: Stack,
 ) -> None:
     """Readiness is the API's: a worker without partitions, or in a rebalance, still serves."""
-    first, second = free_port(), free_port()
+    first, second, metrics = free_port(), free_port(), free_port()
     one, two = f"http://127.0.0.1:{first}", f"http://127.0.0.1:{second}"
     stack.extra_env.update(
         CATCHER_HTTP_PORT=str(first),
+        CATCHER_METRICS_PORT=str(metrics),
         CATCHER_PATH_PREFIX="/catcher/",  # as written in values: the slash is dropped
         CATCHER_API_URL=f"{one}/catcher",
     )
@@ -106,8 +107,13 @@ async def test_the_api_under_its_prefix_stays_ready_without_partitions_and_throu
         code, out, err = await stack.cli("alarms", "list")
         assert code == 0, err
         assert "No alarms." in out, out
+        # /metrics on its own port (where a NetworkPolicy admits Prometheus), not the API's:
+        assert (await client.get(f"{one}/metrics")).status_code == 404
+        scraped = await client.get(f"http://127.0.0.1:{metrics}/metrics")
+        assert "catcher_records_consumed_total" in scraped.text
+        assert (await client.get(f"http://127.0.0.1:{metrics}/catcher/alarms")).status_code == 404
 
-        stack.extra_env.update(CATCHER_HTTP_PORT=str(second))
+        stack.extra_env.update(CATCHER_HTTP_PORT=str(second), CATCHER_METRICS_PORT="0")
         await stack.start_worker()
         seen: list[tuple[int, bool, str]] = []
         joining: list[tuple[int, bool, str]] = []
