@@ -3,7 +3,8 @@
     python tools/helm_docs.py          # write helm/*/README.md
     python tools/helm_docs.py --check  # fail when a README is stale (the tests run this)
 
-The format follows helm-docs: every key documented by a ``# --`` comment (continued on the
+The format follows helm-docs with Phalanx's template (description, homepage line, sources
+section, values): every key documented by a ``# --`` comment (continued on the
 following ``#`` lines) is a row; ``# @default --`` replaces the shown default. A mapping
 with a comment is one row; one without is documented key by key.
 """
@@ -93,12 +94,17 @@ def render(chart: Path) -> str:
     values = yaml.safe_load(text) or {}
     meta = yaml.safe_load((chart / "Chart.yaml").read_text())
     rows = sorted(_rows(values, _comments(text.splitlines())))
+    home = [f"**Homepage:** <{meta['home']}>", ""] if meta.get("home") else []
+    sources = meta.get("sources") or []
+    source_section = ["## Source Code", "", *(f"* <{url}>" for url in sources), ""]
     return "\n".join(
         [
             f"# {meta['name']}",
             "",
             meta["description"],
             "",
+            *home,
+            *(source_section if sources else []),
             "## Values",
             "",
             "| Key | Type | Default | Description |",

@@ -59,7 +59,16 @@ The environment every Catcher container gets: settings, Kafka access, secrets.
   value: "/etc/kafkauser/user.crt"
 - name: "KAFKA_CLIENT_KEY_PATH"
   value: "/etc/kafkauser/user.key"
-{{- range $name, $key := dict "CATCHER_NOTEBURST_TOKEN" "noteburst-token" "CATCHER_TIMES_SQUARE_TOKEN" "times-square-token" "CATCHER_OCPS_PASSWORD" "ocps-password" "CATCHER_INFLUXDB_TOKEN" "influxdb-token" "CATCHER_LOVE_PASSWORD" "love-password" "CATCHER_ESCALATION_KEY" "escalation-key" }}
+{{- if or .Values.config.noteburstUrl .Values.config.timesSquareUrl }}
+{{- range $name := list "CATCHER_NOTEBURST_TOKEN" "CATCHER_TIMES_SQUARE_TOKEN" }}
+- name: {{ $name | quote }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "catcher.fullname" $ }}-gafaelfawr-token
+      key: "token"
+{{- end }}
+{{- end }}
+{{- range $name, $key := dict "CATCHER_EFD_PASSWORD" "efd-password" "CATCHER_OCPS_PASSWORD" "ocps-password" "CATCHER_INFLUXDB_TOKEN" "influxdb-token" "CATCHER_LOVE_PASSWORD" "love-password" "CATCHER_ESCALATION_KEY" "escalation-key" }}
 - name: {{ $name | quote }}
   valueFrom:
     secretKeyRef:
@@ -92,6 +101,8 @@ The Kafka certificates, mounted from the KafkaAccess secret.
 - name: "rules"
   mountPath: "/etc/catcher/rules"
   readOnly: true
+- name: "tmp"
+  mountPath: "/tmp"
 {{- end }}
 
 {{- define "catcher.volumes" -}}
@@ -102,7 +113,13 @@ The Kafka certificates, mounted from the KafkaAccess secret.
   configMap:
     name: {{ include "catcher.fullname" . }}-rules
 - name: "data"
-  emptyDir: {}
+  emptyDir:
+    medium: "Memory"
+    sizeLimit: {{ .Values.scratchSize | quote }}
+- name: "tmp"
+  emptyDir:
+    medium: "Memory"
+    sizeLimit: {{ .Values.scratchSize | quote }}
 {{- end }}
 
 {{- define "catcher.securityContext" -}}
