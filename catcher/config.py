@@ -332,6 +332,12 @@ class Config(BaseSettings):
     trigger_measurement: str = Field(
         "catcher_triggers", description="Measurement of the trigger rows."
     )
+    tasks_influxdb_url: str = Field(
+        "",
+        description="InfluxDB the Flux tasks read and write, named in each task with the task"
+        " host's secret catcher_influxdb_token (Kapacitor's Flux tasks need it); empty: the"
+        " task host's own InfluxDB (InfluxDB 2.x).",
+    )
     mirror_url: str = Field(
         "http://sasquatch-influxdb.sasquatch:8086",
         description="InfluxDB the mirror reads trigger rows from (InfluxQL /query).",

@@ -4,6 +4,7 @@
 // The semantics of the deadman, with their edge cases, are catcher/semantics.py and
 // tests/test_semantics.py; the README names every difference between the two.
 import "experimental"
+import "influxdata/influxdb/secrets"
 import "strings"
 
 option task = {name: {{task_name}}, every: {{every}}, offset: {{offset}}}
@@ -12,11 +13,12 @@ ruleId = {{rule_id}}
 sourceBucket = {{source_bucket}}
 triggerBucket = {{trigger_bucket}}
 triggerMeasurement = {{trigger_measurement}}
+{{connection}}
 evaluatedAt = now()
 silentSince = experimental.subDuration(d: {{timeout}}, from: evaluatedAt)
 lookbackStart = experimental.subDuration(d: {{lookback}}, from: evaluatedAt)
 
-from(bucket: sourceBucket)
+from(bucket: sourceBucket{{connection_args}})
     |> range(start: lookbackStart, stop: evaluatedAt)
 {{source_rows}}
     |> last()
@@ -43,4 +45,4 @@ from(bucket: sourceBucket)
         },
     )
     |> group(columns: {{tag_columns}})
-    |> experimental.to(bucket: triggerBucket)
+    |> experimental.to(bucket: triggerBucket{{connection_args}})

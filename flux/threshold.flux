@@ -4,6 +4,7 @@
 // The semantics of levels, hysteresis and held_for, with their edge cases, are catcher/semantics.py and
 // tests/test_semantics.py; the README names every difference between the two.
 import "experimental"
+import "influxdata/influxdb/secrets"
 import "strings"
 
 option task = {name: {{task_name}}, every: {{every}}, offset: {{offset}}}
@@ -12,11 +13,12 @@ ruleId = {{rule_id}}
 sourceBucket = {{source_bucket}}
 triggerBucket = {{trigger_bucket}}
 triggerMeasurement = {{trigger_measurement}}
+{{connection}}
 evaluatedAt = now()
 windowStart = experimental.subDuration(d: {{window}}, from: evaluatedAt)
 
 source = (start) =>
-    from(bucket: sourceBucket)
+    from(bucket: sourceBucket{{connection_args}})
         |> range(start: start, stop: evaluatedAt)
 {{source_rows}}
 
@@ -28,7 +30,7 @@ current =
 
 {{held_stream}}
 previous =
-    from(bucket: triggerBucket)
+    from(bucket: triggerBucket{{connection_args}})
         |> range(start: {{state_lookback}}, stop: evaluatedAt)
         |> filter(
             fn: (r) =>
@@ -95,4 +97,4 @@ union(tables: {{streams}})
         },
     )
     |> group(columns: {{tag_columns}})
-    |> experimental.to(bucket: triggerBucket)
+    |> experimental.to(bucket: triggerBucket{{connection_args}})

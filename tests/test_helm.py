@@ -310,8 +310,11 @@ def test_flux_is_opt_in_and_needs_a_task_host() -> None:
     assert "no task host would evaluate" in _refused("summit", "config.defaultEngine=flux")
     kapacitor = "http://sasquatch-kapacitor.sasquatch:9092/kapacitor/v1"
     efd = "http://sasquatch-influxdb-enterprise-data.sasquatch:8086"
+    assert "flux.influxdbUrl must be set" in _refused(
+        "summit", "flux.enabled=true", f"flux.taskHost={kapacitor}"
+    )
     documents = rendered(
-        "summit", "flux.enabled=true", f"flux.taskHost={kapacitor}", f"flux.mirrorUrl={efd}"
+        "summit", "flux.enabled=true", f"flux.taskHost={kapacitor}", f"flux.influxdbUrl={efd}"
     )
     for document in documents:
         _validate(document)
@@ -319,6 +322,7 @@ def test_flux_is_opt_in_and_needs_a_task_host() -> None:
     assert settings["CATCHER_INFLUXDB_URL"] == kapacitor
     assert settings["CATCHER_MIRROR_ENABLED"] == "true"
     assert settings["CATCHER_MIRROR_URL"] == efd
+    assert settings["CATCHER_TASKS_INFLUXDB_URL"] == efd
     job = _one(documents, "Job")
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
     labels = job["spec"]["template"]["metadata"]["labels"]
@@ -333,7 +337,7 @@ def test_flux_is_opt_in_and_needs_a_task_host() -> None:
         "summit",
         "flux.enabled=true",
         f"flux.taskHost={kapacitor}",
-        f"flux.mirrorUrl={efd}",
+        f"flux.influxdbUrl={efd}",
         "flux.tasksHook=false",
     )
     assert not [d for d in hookless if d["kind"] == "Job"]

@@ -62,11 +62,7 @@ def rules_compile(paths: Sequence[Path], out_dir: Path | None) -> None:
     from ..services.influx.flux import CompileOptions, compile_rule  # noqa: PLC0415
 
     config = settings()
-    options = CompileOptions(
-        source_bucket=config.source_bucket,
-        trigger_bucket=config.trigger_bucket,
-        trigger_measurement=config.trigger_measurement,
-    )
+    options = CompileOptions.of(config)
     compiled: dict[str, str] = {}
     manual: list[str] = []
     stream: list[str] = []
@@ -104,11 +100,7 @@ def _sync_plan(rules_path: Path | None, prune: bool) -> tuple[Any, list[Any]]:
     from ..services.influx.tasks import TaskSync, desired_tasks  # noqa: PLC0415
 
     config = settings(**({"rules_path": rules_path} if rules_path else {}))
-    options = CompileOptions(
-        source_bucket=config.source_bucket,
-        trigger_bucket=config.trigger_bucket,
-        trigger_measurement=config.trigger_measurement,
-    )
+    options = CompileOptions.of(config)
     rules = load_rules(config.rules_path)
     desired = desired_tasks(rules, options, config.default_engine)
     stream = [r.id for r in rules.by_engine("stream", config.default_engine)]

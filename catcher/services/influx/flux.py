@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from ...models.conditions import Condition
 from ...models.enums import Severity
@@ -42,6 +43,42 @@ class CompileOptions:
     trigger_bucket: str = "catcher/autogen"
     trigger_measurement: str = "catcher_triggers"
     state_lookback: timedelta = timedelta(days=7)
+    influxdb_url: str = ""
+    """The InfluxDB the tasks read and write, named in each ``from``/``to`` with the task host's
+    secret :data:`TOKEN_SECRET` (Kapacitor's Flux tasks need both); empty: the host's own."""
+
+    @classmethod
+    def of(cls, config: Any) -> CompileOptions:
+        """The options a configuration gives (``CATCHER_SOURCE_BUCKET`` and so on)."""
+        return cls(
+            source_bucket=config.source_bucket,
+            trigger_bucket=config.trigger_bucket,
+            trigger_measurement=config.trigger_measurement,
+            influxdb_url=config.tasks_influxdb_url,
+        )
+
+
+TOKEN_SECRET = "catcher_influxdb_token"  # noqa: S105 - the secret's name, not its value
+"""The task host's secret holding the InfluxDB credentials (``[fluxtask.secrets]`` in
+Kapacitor, the organization's secrets in InfluxDB 2.x), read by ``secrets.get``."""
+
+
+def _connection(options: CompileOptions) -> dict[str, str]:
+    if not options.influxdb_url:
+        return {
+            "connection": "// from() and to() use the task host's own InfluxDB (InfluxDB 2.x).",
+            "connection_args": "",
+        }
+    return {
+        "connection": "\n".join(
+            [
+                "// The InfluxDB this task reads and writes, and its credentials (a secret).",
+                f"influxHost = {flux_string(options.influxdb_url)}",
+                f"influxToken = secrets.get(key: {flux_string(TOKEN_SECRET)})",
+            ]
+        ),
+        "connection_args": ", host: influxHost, token: influxToken",
+    }
 
 
 def flux_string(text: str) -> str:
@@ -183,6 +220,7 @@ def _common(
         ),
         "series_expression": ' + "," + '.join(series) if series else '""',
         "tag_columns": _strings(["_measurement", "rule_id", *group_by]),
+        **_connection(options),
     }
 
 

@@ -4,6 +4,7 @@
 // The semantics of the deadman, with their edge cases, are catcher/semantics.py and
 // tests/test_semantics.py; the README names every difference between the two.
 import "experimental"
+import "influxdata/influxdb/secrets"
 import "strings"
 
 option task = {name: "catcher-camera-heartbeat", every: 1m, offset: 0s}
@@ -12,6 +13,7 @@ ruleId = "camera-heartbeat"
 sourceBucket = "efd/autogen"
 triggerBucket = "catcher/autogen"
 triggerMeasurement = "catcher_triggers"
+// from() and to() use the task host's own InfluxDB (InfluxDB 2.x).
 evaluatedAt = now()
 silentSince = experimental.subDuration(d: 10m, from: evaluatedAt)
 lookbackStart = experimental.subDuration(d: 1d, from: evaluatedAt)

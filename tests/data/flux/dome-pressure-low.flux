@@ -4,6 +4,7 @@
 // The semantics of levels, hysteresis and held_for, with their edge cases, are catcher/semantics.py and
 // tests/test_semantics.py; the README names every difference between the two.
 import "experimental"
+import "influxdata/influxdb/secrets"
 import "strings"
 
 option task = {name: "catcher-dome-pressure-low", every: 30s, offset: 0s}
@@ -12,6 +13,7 @@ ruleId = "dome-pressure-low"
 sourceBucket = "efd/autogen"
 triggerBucket = "catcher/autogen"
 triggerMeasurement = "catcher_triggers"
+// from() and to() use the task host's own InfluxDB (InfluxDB 2.x).
 evaluatedAt = now()
 windowStart = experimental.subDuration(d: 1m30s, from: evaluatedAt)
 

@@ -4,6 +4,7 @@
 // The semantics of levels, hysteresis and held_for, with their edge cases, are catcher/semantics.py and
 // tests/test_semantics.py; the README names every difference between the two.
 import "experimental"
+import "influxdata/influxdb/secrets"
 import "strings"
 
 option task = {name: "catcher-m1m3-temperature", every: 1m, offset: 10s}
@@ -12,6 +13,7 @@ ruleId = "m1m3-temperature"
 sourceBucket = "efd/autogen"
 triggerBucket = "catcher/autogen"
 triggerMeasurement = "catcher_triggers"
+// from() and to() use the task host's own InfluxDB (InfluxDB 2.x).
 evaluatedAt = now()
 windowStart = experimental.subDuration(d: 5m, from: evaluatedAt)
 

@@ -4,6 +4,7 @@
 // The semantics of levels, hysteresis and held_for, with their edge cases, are catcher/semantics.py and
 // tests/test_semantics.py; the README names every difference between the two.
 import "experimental"
+import "influxdata/influxdb/secrets"
 import "strings"
 
 option task = {name: "catcher-vibration-count", every: 5m, offset: 1m}
@@ -12,6 +13,7 @@ ruleId = "vibration-count"
 sourceBucket = "efd/autogen"
 triggerBucket = "catcher/autogen"
 triggerMeasurement = "catcher_triggers"
+// from() and to() use the task host's own InfluxDB (InfluxDB 2.x).
 evaluatedAt = now()
 windowStart = experimental.subDuration(d: 10m, from: evaluatedAt)
 

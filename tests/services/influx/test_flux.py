@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,28 +13,49 @@ from hypothesis import strategies as st
 from catcher.models.conditions import AGGREGATES, RESERVED_TAGS
 from catcher.models.rules import Rule, RuleSet
 from catcher.services.influx import flux
-from catcher.services.influx.flux import compile_rule, flux_duration, flux_float, flux_string
+from catcher.services.influx.flux import (
+    CompileOptions,
+    compile_rule,
+    flux_duration,
+    flux_float,
+    flux_string,
+)
 from tests.support import DATA
 from tests.support.flux import check_flux, decode_literal, errors, literals, skeleton
 
 RULES = RuleSet.from_path(DATA / "rules" / "flux-rules.yaml")
 
 
+KAPACITOR = CompileOptions(influxdb_url="http://sasquatch-influxdb-enterprise-data.sasquatch:8086")
+"""As on Kapacitor's Flux task service, which needs from() and to() to name their InfluxDB."""
+
+
+@pytest.mark.parametrize("host", ["own", "kapacitor"])
 @pytest.mark.parametrize("rule_id", sorted(RULES.rules))
-def test_compiled_flux_matches_golden_file(rule_id: str, update_test_data: bool) -> None:
+def test_compiled_flux_matches_golden_file(
+    rule_id: str, host: str, update_test_data: bool
+) -> None:
     rule = RULES.rules[rule_id]
-    golden = DATA / "flux" / f"{rule_id}.flux"
-    text = compile_rule(rule)
+    kapacitor = host == "kapacitor"
+    golden = DATA / "flux" / ("kapacitor" if kapacitor else "") / f"{rule_id}.flux"
+    text = compile_rule(rule, KAPACITOR if kapacitor else None)
     if update_test_data:
+        golden.parent.mkdir(exist_ok=True)
         golden.write_text(text)
     assert text == golden.read_text()
+    if kapacitor:  # every read and write names the InfluxDB and the secret's token
+        calls = re.findall(r"(?:from|experimental\.to)\(bucket: \w+[^)]*\)", text)
+        assert calls and all(", host: influxHost, token: influxToken)" in c for c in calls)
+        assert 'influxToken = secrets.get(key: "catcher_influxdb_token")' in text
+    else:
+        assert "host:" not in text and "influxToken" not in text
 
 
 def test_golden_files_pass_the_flux_language_server() -> None:
-    files = sorted((DATA / "flux").glob("*.flux"))
-    assert len(files) == len(RULES)
+    files = sorted((DATA / "flux").glob("**/*.flux"))
+    assert len(files) == 2 * len(RULES)
     results = check_flux(files)
-    assert {Path(k).name: errors(v) for k, v in results.items()} == {f.name: [] for f in files}
+    assert {k: errors(v) for k, v in results.items()} == {str(f): [] for f in files}
 
 
 def test_a_broken_template_fails_the_check(
@@ -206,7 +228,7 @@ def test_random_rules_pass_the_flux_language_server(tmp_path: Path) -> None:
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(random_rules())
     def collect(rule: Rule) -> None:
-        texts.append(compile_rule(rule))
+        texts.append(compile_rule(rule, KAPACITOR if len(texts) % 2 else None))
 
     collect()
     paths = []
