@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from datetime import datetime, timedelta
@@ -53,6 +54,7 @@ def backtest(
     condition = rule.condition
     if condition is None:
         raise click.UsageError(f"Rule {rule_id!r} has no condition: there is nothing to backtest.")
+    _can_plot(plot_path)
     start = parse_since(since)
     end = parse_since(until, "--until") if until else utcnow()
     if end <= start:
@@ -97,6 +99,15 @@ def backtest(
         f"{len(result.series)} series, {len(result.changes)} change(s), {actions} action(s)"
         f" would have run between {isoformat(start)} and {isoformat(end)}."
     )
+
+
+def _can_plot(plot_path: Path | None) -> None:
+    """Fail before the work when a plot is asked and matplotlib is missing."""
+    if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
+        raise click.UsageError(
+            "--plot needs matplotlib, which this installation lacks (the worker image"
+            " leaves it out): pip install 'catcher[plot]', or run without --plot."
+        )
 
 
 async def _units(config: Config, measurement: str, field: str) -> tuple[str | None, str]:
