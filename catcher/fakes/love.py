@@ -1,9 +1,11 @@
 """A fake LOVE-manager: the producer websocket of ``manager/ws/subscription``.
 
 Faithful to what a producer meets (external-apis.md §5): a wrong ``password`` query
-parameter is refused before the socket is accepted; every message is recorded; the fake
-can ask the producers for an ``initial_state`` (as the manager does when a client
-subscribes) and can drop every connection.
+parameter is refused before the socket is accepted; every message is recorded (and its
+text); a producer joins the ``initial_state`` groups it subscribes to, and the fake asks
+for an ``initial_state`` only the producers in the group a client's subscription reaches
+(``initial_state-<csc>-all-all``, or ``initial_state-all-all-all`` as a manager in
+``LOVE_PRODUCER_LEGACY`` mode does); it can drop every connection.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ class FakeLoveManager:
     """When each message arrived (UNIX seconds), beside ``messages``."""
     connections: int = 0
     refused: int = 0
+    texts: list[str] = field(default_factory=list)
+    """Every message's text as sent, beside ``messages``."""
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    _groups: dict[int, set[str]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -71,10 +76,18 @@ class FakeLoveManager:
             async for message in ws:
                 if message.type != WSMsgType.TEXT:
                     continue
-                self.messages.append(json.loads(message.data))
+                data = json.loads(message.data)
+                self.messages.append(data)
+                self.texts.append(message.data)
                 self.arrived.append(time.time())
                 self._arrived.set()
+                if data.get("option") == "subscribe":
+                    group = "-".join(
+                        str(data.get(k)) for k in ("category", "csc", "salindex", "stream")
+                    )
+                    self._groups.setdefault(id(ws), set()).add(group)
         finally:
+            self._groups.pop(id(ws), None)
             if ws in self._sockets:
                 self._sockets.remove(ws)
         return ws
@@ -85,14 +98,19 @@ class FakeLoveManager:
             await ws.close()
         self._sockets.clear()
 
-    async def ask_initial_state(self, csc: str = "Catcher", stream: str = "stream") -> None:
-        """What the manager sends a producer when a client subscribes to its stream."""
+    async def ask_initial_state(
+        self, csc: str = "Catcher", stream: str = "stream", *, legacy: bool = False
+    ) -> int:
+        """What the manager sends when a client subscribes to a stream; producers asked."""
         message = {
             "category": "initial_state",
             "data": [{"csc": csc, "salindex": 0, "data": {"event_name": stream}}],
         }
-        for ws in list(self._sockets):
+        group = "initial_state-all-all-all" if legacy else f"initial_state-{csc}-all-all"
+        asked = [ws for ws in list(self._sockets) if group in self._groups.get(id(ws), set())]
+        for ws in asked:
             await ws.send_json(message)
+        return len(asked)
 
     def alarm_maps(self) -> list[dict[str, Any]]:
         """Every alarm map sent as csc ``Catcher`` stream ``stream``, in order."""

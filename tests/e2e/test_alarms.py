@@ -179,7 +179,14 @@ async def test_love_is_sent_the_alarm_map_and_gets_it_again_after_a_drop(stack: 
         await stack.wait_for(sent_again, what="the whole map sent again after a drop")
         assert love.alarm_maps()[-1][NAME]["acknowledged"]["value"] is True
         assert love.refused == 0
-        assert len(love.subscriptions()) == 2  # one per connection
+        assert len(love.subscriptions()) == 4  # two groups per connection
+        assert await love.ask_initial_state(legacy=True) == 1  # a legacy manager's request
+        asked = len(love.alarm_maps())
+
+        async def answered() -> bool:
+            return len(love.alarm_maps()) > asked
+
+        await stack.wait_for(answered, what="the answer to a legacy manager")
 
         async def beating() -> bool:
             return bool(love.heartbeats())

@@ -5,12 +5,19 @@ What LOVE expects of a producer (external-apis.md §5): connect to
 message (``category: event``, csc ``Catcher``, salindex 0, stream ``stream`` holding
 ``{"alarms": {name: {field: {value, dataType, units}}}}``, severities 1 to 4, TAI
 timestamps) after every change, on (re)connect and when the manager asks for the stream's
-``initial_state``; subscribe to ``initial_state`` on connect and every 60 s; send a
-heartbeat every 2 s as a data message of csc ``Heartbeat``. Catcher never poses as the
-Watcher: the Watcher panel would send its buttons' commands to the Watcher CSC.
+``initial_state``; subscribe to ``initial_state`` on connect and every 60 s, both to the
+group of csc ``Catcher`` and to ``initial_state-all-all-all`` (a manager in
+``LOVE_PRODUCER_LEGACY`` mode asks that one), as LOVE-producer does; send a heartbeat every
+2 s as a data message of csc ``Heartbeat``. Catcher never poses as the Watcher: the
+Watcher panel would send its buttons' commands to the Watcher CSC.
+
+The frontend rewrites every ``NaN`` and ``Infinity`` in a message's text before it parses
+it, so those words are written with a JSON escape (``\u004eaN``) wherever they occur in a
+name or a reason; numbers are always finite.
 
 The producer runs in its own task and only reads the alarm view: a slow or absent LOVE
-never holds up alarm processing. It reconnects with backoff.
+never holds up alarm processing. It reconnects at once, then every 3 s, as LOVE's own
+producers do, so it is back within 3 s of LOVE's return.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +36,15 @@ import structlog
 from ...models.alarms import Alarm
 from ...redact import brief
 
-__all__ = ["CSC", "TAI_MINUS_UTC", "LoveProducer", "alarm_map", "love_alarm"]
+__all__ = [
+    "CSC",
+    "TAI_MINUS_UTC",
+    "LoveProducer",
+    "alarm_map",
+    "love_alarm",
+    "love_json",
+    "reconnect_delay",
+]
 
 logger = structlog.get_logger("catcher")
 
@@ -39,6 +54,18 @@ TAI_MINUS_UTC = 37.0
 """Seconds TAI is ahead of UTC (since 2017; LOVE shows TAI unix seconds)."""
 HEARTBEAT_INTERVAL = 2.0
 SUBSCRIBE_INTERVAL = 60.0
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 3.0)
+"""Seconds between connection attempts; the last repeats (LOVE-producer retries every 3 s)."""
+
+
+def love_json(message: dict[str, Any]) -> str:
+    """A message's text, safe from the frontend's NaN/Infinity rewrite.
+
+    ``allow_nan=False``: no NaN or Infinity number is ever written. The words inside
+    strings get a JSON escape, which parses back to the same text.
+    """
+    text = json.dumps(message, allow_nan=False)
+    return text.replace("NaN", "\\u004eaN").replace("Infinity", "\\u0049nfinity")
 
 
 def _tai(time_: datetime | None) -> float:
@@ -72,6 +99,9 @@ def love_alarm(alarm: Alarm) -> dict[str, dict[str, Any]]:
         "mutedBy": _field(alarm.muted_by, "String"),
         "escalateTo": _field(alarm.escalate_to, "String"),
         "escalatedId": _field(alarm.escalated_id, "String"),
+        # What LOVE's alarm detail panel reads:
+        "escalated": _field(bool(alarm.escalated_id), "Boolean"),
+        "escalatedTo": _field(alarm.escalate_to if alarm.escalated_id else "", "String"),
         **{key: _field(_tai(value), "Float", "second") for key, value in times.items()},
     }
 
@@ -117,13 +147,17 @@ def heartbeat() -> dict[str, Any]:
     }
 
 
-SUBSCRIBE = {
-    "option": "subscribe",
-    "category": "initial_state",
-    "csc": CSC,
-    "salindex": "all",
-    "stream": "all",
-}
+SUBSCRIPTIONS = [
+    {
+        "option": "subscribe",
+        "category": "initial_state",
+        "csc": csc,
+        "salindex": "all",
+        "stream": "all",
+    }
+    for csc in (CSC, "all")
+]
+"""``initial_state-Catcher-all-all`` and the legacy manager's ``initial_state-all-all-all``."""
 
 
 def _asks_for_our_stream(message: Any) -> bool:
@@ -139,10 +173,22 @@ def _asks_for_our_stream(message: Any) -> bool:
     return False
 
 
+def reconnect_delay(failures: int) -> float:
+    """Seconds before the next attempt after ``failures`` failed ones in a row (0: a drop)."""
+    return RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)]
+
+
 class LoveProducer:
     """Keeps LOVE's copy of the alarm map current."""
 
-    def __init__(self, url: str, password: str, alarms: Callable[[], dict[str, Alarm]]) -> None:
+    def __init__(
+        self,
+        url: str,
+        password: str,
+        alarms: Callable[[], dict[str, Alarm]],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._sleep = sleep
         self._url = url
         self._password = password
         self._alarms = alarms
@@ -155,22 +201,22 @@ class LoveProducer:
 
     async def run(self) -> None:
         """Connect, send, and reconnect with backoff, until cancelled."""
-        delay = 1.0
+        failures = 0
         while True:
             try:
                 await self._session()
-                delay = 1.0
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                failures += 1
                 logger.warning(
                     "LOVE connection failed; will reconnect",
                     url=self._url,
                     error=brief(str(exc)) or type(exc).__name__,
-                    delay=delay,
+                    delay=reconnect_delay(failures),
                 )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            await self._sleep(reconnect_delay(failures))
 
     async def _session(self) -> None:
         timeout = aiohttp.ClientTimeout(total=None, connect=10)
@@ -179,7 +225,7 @@ class LoveProducer:
             session.ws_connect(self._url, params={"password": self._password}, heartbeat=30) as ws,
         ):
             logger.info("Connected to LOVE", url=self._url)
-            await ws.send_json(SUBSCRIBE)
+            await self._subscribe(ws)
             await self._send_map(ws)
             tasks = [
                 asyncio.create_task(self._beat(ws)),
@@ -202,8 +248,12 @@ class LoveProducer:
 
     async def _send_map(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._changed.clear()
-        await ws.send_json(alarm_map(self._alarms()))
+        await ws.send_str(love_json(alarm_map(self._alarms())))
         self.sent_maps += 1
+
+    async def _subscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        for subscription in SUBSCRIPTIONS:
+            await ws.send_json(subscription)
 
     async def _push(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
@@ -213,9 +263,9 @@ class LoveProducer:
     async def _beat(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            await ws.send_json(heartbeat())
+            await ws.send_str(love_json(heartbeat()))
 
     async def _resubscribe(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
             await asyncio.sleep(SUBSCRIBE_INTERVAL)
-            await ws.send_json(SUBSCRIBE)
+            await self._subscribe(ws)
