@@ -175,6 +175,11 @@ class Alarm(BaseModel):
         return self.severity == Severity.NONE and self.max_severity == Severity.NONE
 
     @property
+    def paged(self) -> bool:
+        """An incident was sent for it (and not failed)."""
+        return bool(self.escalated_id) and not self.escalated_id.startswith("Failed")
+
+    @property
     def muted(self) -> bool:
         """Muted by an operator or covered by a silence."""
         return self.muted_severity > Severity.NONE
@@ -197,7 +202,7 @@ class Alarm(BaseModel):
             for t in (
                 self.auto_acknowledge_at,
                 self.auto_unacknowledge_at,
-                self.escalate_at,
+                None if self.paged else self.escalate_at,
                 self.unmute_at,
             )
             if t is not None

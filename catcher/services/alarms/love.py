@@ -100,8 +100,8 @@ def love_alarm(alarm: Alarm) -> dict[str, dict[str, Any]]:
         "escalateTo": _field(alarm.escalate_to, "String"),
         "escalatedId": _field(alarm.escalated_id, "String"),
         # What LOVE's alarm detail panel reads:
-        "escalated": _field(bool(alarm.escalated_id), "Boolean"),
-        "escalatedTo": _field(alarm.escalate_to if alarm.escalated_id else "", "String"),
+        "escalated": _field(alarm.paged, "Boolean"),
+        "escalatedTo": _field(alarm.escalate_to if alarm.paged else "", "String"),
         **{key: _field(_tai(value), "Float", "second") for key, value in times.items()},
     }
 

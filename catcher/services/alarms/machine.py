@@ -13,9 +13,14 @@ The semantics follow the Watcher (external-apis.md §6):
   dropping below CRITICAL cancels it; NONE while acknowledged resets the alarm to nominal,
   NONE while unacknowledged makes it stale and starts the auto-acknowledge timer.
 - ``acknowledge``: refused below the maximum severity; cancels escalation; a stale alarm is
-  reset, an active one gets ``max_severity = severity`` and the auto-unacknowledge timer.
+  reset to nominal, acknowledged by the user (``automatic`` for the auto-acknowledge
+  timer) until it rises again; an active one gets ``max_severity = severity`` and the
+  auto-unacknowledge timer.
+- ``escalate_to`` names the rule's responder on every state; ``escalate_at`` stays after
+  the page, as the Watcher's ``timestampEscalate``.
 - ``mute``: a positive duration and a severity above NONE; cancels escalation and starts
-  the unmute timer. ``unmute`` restarts escalation for an unacknowledged CRITICAL alarm.
+  the unmute timer. ``unmute`` (like ``unacknowledge``) restarts escalation for an
+  unacknowledged alarm that is CRITICAL now.
 """
 
 from __future__ import annotations
@@ -50,11 +55,21 @@ def _update(alarm: Alarm, now: datetime, **changes: Any) -> Alarm:
     return alarm.model_copy(update={**changes, "updated": now})
 
 
+def _responder(settings: AlarmSettings) -> str:
+    """Who the rule's alarms are escalated to ("" for nobody), shown on every state."""
+    return settings.escalate.responder if settings.escalate is not None else ""
+
+
 def _escalation_start(alarm: Alarm, now: datetime, settings: AlarmSettings) -> dict[str, Any]:
-    """Start the escalation timer if the alarm is to be paged and is not paged already."""
+    """Start the escalation timer of an unacknowledged CRITICAL alarm not paged already.
+
+    Unacknowledging or unmuting while the maximum is CRITICAL and the severity lower starts
+    nothing: the Watcher starts its timer, and its next evaluation below CRITICAL cancels
+    it; here a series at a steady severity may not be evaluated again for a long time.
+    """
     if settings.escalate is None or alarm.acknowledged or alarm.escalated_id:
         return {}
-    if alarm.muted_severity >= Severity.CRITICAL:
+    if alarm.muted_severity >= Severity.CRITICAL or alarm.severity != Severity.CRITICAL:
         return {}
     return {
         "escalate_at": now + settings.escalate.delay,
@@ -103,7 +118,7 @@ def set_severity(
     """A new severity from a rule's evaluation."""
     if severity == Severity.NONE and alarm.nominal:
         return alarm
-    changes: dict[str, Any] = {"severity_newest": now}
+    changes: dict[str, Any] = {"severity_newest": now, "escalate_to": _responder(settings)}
     if alarm.severity != severity:
         changes["severity_oldest"] = now
     changes["severity"] = severity
@@ -124,7 +139,7 @@ def set_severity(
             )
         changes.update(max_severity=severity, max_severity_time=now)
         if severity == Severity.CRITICAL:
-            raised = alarm.model_copy(update={"acknowledged": False})
+            raised = alarm.model_copy(update={"acknowledged": False, "severity": severity})
             changes.update(_escalation_start(raised, now, settings))
     return _update(alarm, now, **changes)
 
@@ -154,7 +169,10 @@ def acknowledge(
             return _update(alarm, now, auto_unacknowledge_at=now + delay, **note)
         return alarm
     if alarm.severity == Severity.NONE:
-        return _update(alarm, now, **_nominal(alarm, now), **note)
+        # A stale alarm is reset to nominal, acknowledged by the user (as the Watcher does).
+        reset = {**_nominal(alarm, now), "reason": alarm.reason}
+        reset.update(acknowledged=True, acknowledged_by=user)
+        return _update(alarm, now, **reset, **note)
     return _update(
         alarm,
         now,
@@ -273,7 +291,7 @@ def fire_timers(alarm: Alarm, now: datetime, settings: AlarmSettings) -> Alarm:
 
 def escalation_due(alarm: Alarm, now: datetime) -> str | None:
     """The incident's event id when the alarm is to be paged now, else None."""
-    if alarm.escalate_at is None or alarm.escalate_at > now:
+    if alarm.escalate_at is None or alarm.escalate_at > now or alarm.paged:
         return None
     if alarm.severity != Severity.CRITICAL or alarm.acknowledged:
         return None
@@ -281,8 +299,12 @@ def escalation_due(alarm: Alarm, now: datetime) -> str | None:
 
 
 def escalation_sent(alarm: Alarm, event_id: str, now: datetime) -> Alarm:
-    """The incident was accepted: remember its id, so that it is resolved later."""
-    return _update(alarm, now, escalated_id=event_id, escalate_at=None, escalation_attempts=0)
+    """The incident was accepted: remember its id, so that it is resolved later.
+
+    ``escalate_at`` stays (the Watcher's ``timestampEscalate`` keeps the escalation time
+    after the page) until an acknowledgement or the end of the alarm cancels it.
+    """
+    return _update(alarm, now, escalated_id=event_id, escalation_attempts=0)
 
 
 def escalation_failed(

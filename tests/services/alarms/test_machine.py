@@ -79,7 +79,9 @@ def test_auto_acknowledge_resets_a_stale_alarm() -> None:
     alarm = m.set_severity(raised(SERIOUS), NONE, "", at(1), PLAIN)
     assert m.fire_timers(alarm, at(60), PLAIN) is alarm  # not due yet
     done = m.fire_timers(alarm, at(61), PLAIN)
-    assert done.nominal and not done.acknowledged and done.auto_acknowledge_at is None
+    assert done.nominal and done.auto_acknowledge_at is None
+    # As the Watcher: acknowledged by "automatic" until the alarm rises again.
+    assert done.acknowledged and done.acknowledged_by == m.AUTOMATIC
 
 
 def test_auto_acknowledge_off_with_a_zero_delay() -> None:
@@ -121,6 +123,11 @@ def test_acknowledging_a_stale_alarm_resets_it() -> None:
     alarm = m.set_severity(raised(SERIOUS), NONE, "", at(1), PLAIN)
     alarm = m.acknowledge(alarm, SERIOUS, "ana", at(2), PLAIN)
     assert alarm.nominal and alarm.auto_acknowledge_at is None
+    assert alarm.acknowledged and alarm.acknowledged_by == "ana"  # as the Watcher
+    assert alarm.acknowledged_time == alarm.max_severity_time == at(2)
+    risen = m.set_severity(alarm, WARNING, "warm again", at(3), PLAIN)
+    assert not risen.acknowledged and risen.acknowledged_by == ""
+    assert risen.acknowledged_time == at(3)  # the rise unacknowledges it, now
 
 
 def test_acknowledging_a_nominal_alarm_changes_nothing() -> None:
