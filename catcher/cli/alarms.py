@@ -144,7 +144,11 @@ _SEVERITY = click.Choice(["WARNING", "SERIOUS", "CRITICAL"], case_sensitive=Fals
 @click.option("--severity", required=True, type=_SEVERITY, help="Severity acknowledged.")
 @click.option("--comment", default="", help="Why; recorded with the command.")
 def alarms_ack(pattern: str, severity: str, comment: str) -> None:
-    """Acknowledge the alarms whose names match PATTERN (a regular expression)."""
+    """Acknowledge the alarms whose names match PATTERN.
+
+    PATTERN is a regular expression matched from the start of each name, as the Watcher's
+    commands match: m1m3 names every alarm beginning with m1m3; end it with $ for one name.
+    """
     _send("acknowledge", {"name": pattern, "severity": severity.upper(), "comment": comment})
 
 

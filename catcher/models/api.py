@@ -41,8 +41,9 @@ class CommandBody(BaseModel):
 
     name: Pattern = Field(
         min_length=1,
-        description="Regular expression (RE2 syntax, at most 500 characters) matched against"
-        " whole alarm names.",
+        description="Regular expression (RE2 syntax, at most 500 characters) matched from the"
+        " start of alarm names, as the Watcher's commands are: `m1m3` names every alarm"
+        " whose name begins with m1m3; end it with $ for one whole name.",
     )
     severity: SeverityName | None = Field(
         None,

@@ -1,7 +1,8 @@
 """The worker's HTTP API: alarms read from the alarms topic, commands sent to their owners.
 
 Any worker answers reads from its :class:`AlarmView`. A command names alarms by a regular
-expression (matched against the whole name); it is expanded against the current list into
+expression matched from the start of each name, as the Watcher's commands match (``$``
+ends a whole name); it is expanded against the current list into
 one command per alarm, each sent on the series topic keyed like the alarm's series, so that
 the owner applies it in order with the series' triggers. The answer lists the alarms the
 command was sent to, and those it was refused for (acknowledging below the maximum
@@ -193,7 +194,9 @@ class AlarmApi:
             user, kind, body, regex = await self._parse(request)
         except _Problem as problem:
             return problem.response
-        matched = [a for n, a in sorted(self._view.alarms.items()) if regex.fullmatch(n)]
+        # As the Watcher's commands (re.match): the pattern matches from the start of a name;
+        # end it with $ for a whole name.
+        matched = [a for n, a in sorted(self._view.alarms.items()) if regex.match(n)]
         if not matched:
             return _problem(404, f"No alarm matches {body.name!r}.")
         if len(matched) > MAX_COMMAND_ALARMS:

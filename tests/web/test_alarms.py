@@ -157,6 +157,20 @@ async def test_a_regex_command_is_all_or_nothing(api: Api) -> None:
     assert (await api.call("POST", "/alarms/shout", json={"name": ".*"})).status_code == 404
 
 
+async def test_commands_match_names_from_their_start_as_the_watcher(api: Api) -> None:
+    """ts_watcher's commands use re.match: a prefix names every alarm it begins."""
+    prefix = await api.call("POST", "/alarms/unmute", json={"name": "m1m3"})
+    assert prefix.json()["alarms"] == [
+        "m1m3-temperature:salIndex=1",
+        "m1m3-temperature:salIndex=2",
+    ]
+    whole = await api.call("POST", "/alarms/unmute", json={"name": "m1m3-temperature:salIndex=1$"})
+    assert whole.json()["alarms"] == ["m1m3-temperature:salIndex=1"]
+    inside = await api.call("POST", "/alarms/unmute", json={"name": "temperature"})
+    assert inside.status_code == httpx.codes.NOT_FOUND  # not from the start: nothing named
+    assert len(api.batches) == 2
+
+
 async def test_silences_are_created_listed_and_expired(api: Api) -> None:
     created = await api.call(
         "POST", "/silences", json={"tags": {"salIndex": "1"}, "duration": "2h", "comment": "M1M3"}
