@@ -316,6 +316,7 @@ class Factory:
             escalator=self.escalator(),
             policy=self.context.policy,
             silences=silences,
+            partitions=config.topic_partitions,
         )
         series = SeriesOwner(
             rules,

@@ -8,6 +8,7 @@ restart. The transitions are pure functions in :mod:`catcher.services.alarms.mac
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -96,6 +97,51 @@ class Escalation(BaseModel):
         if value <= timedelta(0):
             raise ValueError("must be longer than zero")
         return value
+
+
+MAX_GLOB = 500
+"""Longest glob of an escalation table."""
+
+
+class EscalationRoute(BaseModel):
+    """An entry of a rules file's ``escalation`` table: alarms by name glob, and who is paged.
+
+    As the Watcher's escalation table: the first entry with a glob matching an alarm's
+    name pages its responder after its delay; a rule's own ``alarm.escalate`` comes first.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    alarms: list[str] = Field(
+        min_length=1,
+        max_length=100,
+        description="Globs over alarm names (`*`, `?`, `[...]`, as fnmatch), e.g. `m1m3-*`.",
+    )
+    responder: str = Field(min_length=1, description="SquadCast responder (team or person).")
+    delay: Duration = Field(description="How long the alarm may stay CRITICAL first.")
+
+    @field_validator("alarms")
+    @classmethod
+    def _globs(cls, value: list[str]) -> list[str]:
+        for glob in value:
+            if not glob or len(glob) > MAX_GLOB:
+                raise ValueError(f"each glob is 1 to {MAX_GLOB} characters")
+        return value
+
+    @field_validator("delay")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be longer than zero")
+        return value
+
+    def covers(self, name: str) -> bool:
+        """Whether one of the globs matches the alarm's whole name (case-sensitive)."""
+        return any(fnmatch.fnmatchcase(name, glob) for glob in self.alarms)
+
+    def escalation(self) -> Escalation:
+        """The escalation of the alarms it covers."""
+        return Escalation(responder=self.responder, delay=self.delay)
 
 
 class AlarmSettings(BaseModel):

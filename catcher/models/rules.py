@@ -24,7 +24,7 @@ from .actions import (
     Action,
     AnyAction,
 )
-from .alarms import AlarmSettings
+from .alarms import AlarmSettings, Escalation, EscalationRoute
 from .conditions import Condition, Schedule
 
 __all__ = ["Rule", "RuleSet", "RulesFile"]
@@ -84,12 +84,19 @@ class Rule(BaseModel):
 
 
 class RulesFile(BaseModel):
-    """One rules YAML file: ``rules:`` followed by a list of rules."""
+    """One rules YAML file: ``rules:``, a list of rules, and an ``escalation:`` table.
+
+    The table (optional) pages responders for alarms by name glob; the first match wins.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     rules: list[Rule]
+    escalation: list[EscalationRoute] = Field(default_factory=list)
 
+
+MAX_ROUTES_CACHED = 100_000
+"""Alarm names whose escalation route is remembered (then the memory starts again)."""
 
 MAX_RULES_FILE = 1 << 20
 """Largest rules file read, in bytes."""
@@ -201,9 +208,36 @@ def _rules_files(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
 class RuleSet:
     """All rules Catcher knows, by id."""
 
-    def __init__(self, rules: list[Rule], sources: dict[str, Path] | None = None) -> None:
+    def __init__(
+        self,
+        rules: list[Rule],
+        sources: dict[str, Path] | None = None,
+        escalation: list[EscalationRoute] | None = None,
+    ) -> None:
         self.rules = {r.id: r for r in rules}
         self.sources = sources or {}
+        self.escalation = escalation or []
+        """The escalation tables of the files, in file order: the first match wins."""
+        self._routes: dict[str, Escalation | None] = {}
+
+    def alarm_settings(self, rule_id: str, name: str) -> AlarmSettings | None:
+        """One alarm's settings (None for an unknown rule).
+
+        Its rule's block, escalated by the escalation table when the rule has no
+        ``escalate`` of its own.
+        """
+        rule = self.rules.get(rule_id)
+        if rule is None:
+            return None
+        if rule.alarm.escalate is not None or not self.escalation:
+            return rule.alarm
+        if name not in self._routes:
+            if len(self._routes) > MAX_ROUTES_CACHED:
+                self._routes.clear()
+            found = next((r for r in self.escalation if r.covers(name)), None)
+            self._routes[name] = found.escalation() if found else None
+        route = self._routes[name]
+        return rule.alarm if route is None else rule.alarm.model_copy(update={"escalate": route})
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -244,6 +278,11 @@ class RuleSet:
     @staticmethod
     def load_file(path: Path) -> list[Rule]:
         """Rules of one YAML file; raises RuleError with every problem in it."""
+        return RuleSet.parse_file(path).rules
+
+    @staticmethod
+    def parse_file(path: Path) -> RulesFile:
+        """One YAML file (rules and escalation table); raises RuleError with every problem."""
         text = RuleSet._read(path)
         try:
             raw = yaml.load(text, Loader=_RulesLoader)  # noqa: S506 - a SafeLoader
@@ -259,7 +298,7 @@ class RuleSet:
         except ValidationError as exc:
             problems = [_describe(e, raw, path) for e in exc.errors()]
             raise RuleError("\n".join(problems)) from None
-        return parsed.rules
+        return parsed
 
     @classmethod
     def from_path(cls, path: Path) -> RuleSet:
@@ -272,6 +311,7 @@ class RuleSet:
         files, problems = _rules_files(paths)
         seen: dict[Path, Path] = {}
         rules: list[Rule] = []
+        escalation: list[EscalationRoute] = []
         sources: dict[str, Path] = {}
         for file in files:
             resolved = file.resolve()
@@ -280,11 +320,12 @@ class RuleSet:
                 continue
             seen[resolved] = file
             try:
-                loaded = cls.load_file(file)
+                parsed = cls.parse_file(file)
             except RuleError as exc:
                 problems.append(str(exc))
                 continue
-            for rule in loaded:
+            escalation.extend(parsed.escalation)
+            for rule in parsed.rules:
                 if rule.id in sources:
                     problems.append(
                         f"{file}: rule {rule.id!r}: id: already defined in {sources[rule.id]}"
@@ -294,4 +335,4 @@ class RuleSet:
                 rules.append(rule)
         if problems:
             raise RuleError("\n".join(problems))
-        return cls(rules, sources)
+        return cls(rules, sources, escalation)

@@ -546,3 +546,56 @@ async def test_a_command_on_several_alarms_is_one_record_applied_once_by_each_ow
     ]
     acknowledgements = [r["name"] for r in records if r["command"] == "acknowledge"]
     assert sorted(acknowledgements) == names  # each alarm once
+
+
+SERIESLESS = """
+rules:
+  - id: dome-wind
+    description: Dome wind speed, one alarm for the dome.
+    condition:
+      source: {measurement: lsst.sal.MTDome.apertureShutter, field: windSpeed}
+      aggregate: max
+      window: 1m
+      thresholds: {warning: 10, critical: 20}
+"""
+
+
+async def test_an_alarm_exists_from_start_up_and_can_be_muted_before_it_fires(
+    stack: Stack,
+) -> None:
+    """Before maintenance, as with the Watcher: mute the dome's alarm, then let it fire."""
+    api = _api(stack)
+    stack.write_rules(SERIESLESS)
+    await stack.start_worker()
+    nominal = await stack.wait_for(
+        _looks(api, lambda a: a["state"] == "nominal", "dome-wind"),
+        what="the rule's alarm, nominal, with no trigger yet",
+    )
+    assert nominal["severity"] == "NONE" and nominal["muted_severity"] == "NONE"
+    code, out, err = await stack.cli(
+        "alarms",
+        "mute",
+        "dome-wind$",
+        "--duration",
+        "2h",
+        "--severity",
+        "CRITICAL",
+        "--comment",
+        "dome maintenance",
+    )
+    assert code == 0, err
+    assert "dome-wind" in out
+    await stack.wait_for(
+        _looks(
+            api,
+            lambda a: a["muted_severity"] == "CRITICAL" and a["state"] == "nominal",
+            "dome-wind",
+        ),
+        what="the nominal alarm muted",
+    )
+    await stack.publish("dome-wind", Severity.CRITICAL, reason="gusts of 25 m/s")
+    fired = await stack.wait_for(
+        _looks(api, lambda a: a["severity"] == "CRITICAL", "dome-wind"), what="the alarm fired"
+    )
+    assert fired["muted_severity"] == "CRITICAL" and fired["muted_by"], fired
+    assert fired["comment"] == "dome maintenance" and fired["state"] == "active"

@@ -342,3 +342,59 @@ def test_binary_huge_and_repeated_files_are_refused(tmp_path: Path) -> None:
         RuleSet.from_paths([good, tmp_path / "." / "good.yaml"])
     with pytest.raises(RuleError, match="already defined in"):
         RuleSet.from_paths([good, write(tmp_path, _hostile(), "again.yaml")])
+
+
+ESCALATION = """
+rules:
+  - id: m1m3-temperature
+    description: d
+  - id: dome-wind
+    description: d
+    alarm:
+      escalate: {responder: dome-team, delay: 2m}
+escalation:
+  - alarms: ["m1m3-temperature:salIndex=1", "m1m3-temperature:salIndex=1?"]
+    responder: m1m3-night
+    delay: 5m
+  - alarms: ["m1m3-*", "dome-*"]
+    responder: observing-specialists
+    delay: 10m
+"""
+
+
+def test_the_escalation_table_pages_by_name_glob_first_match_wins(tmp_path: Path) -> None:
+    rules = RuleSet.from_path(write(tmp_path, ESCALATION))
+
+    def routed(rule_id: str, name: str) -> tuple[str, timedelta] | None:
+        settings = rules.alarm_settings(rule_id, name)
+        assert settings is not None
+        escalate = settings.escalate
+        return None if escalate is None else (escalate.responder, escalate.delay)
+
+    m1m3 = "m1m3-temperature"
+    assert routed(m1m3, f"{m1m3}:salIndex=1") == ("m1m3-night", timedelta(minutes=5))
+    assert routed(m1m3, f"{m1m3}:salIndex=12") == ("m1m3-night", timedelta(minutes=5))
+    assert routed(m1m3, f"{m1m3}:salIndex=2") == ("observing-specialists", timedelta(minutes=10))
+    assert routed(m1m3, "other") is None  # no glob matches: no escalation
+    # A rule's own escalate block comes before the table.
+    assert routed("dome-wind", "dome-wind") == ("dome-team", timedelta(minutes=2))
+    assert rules.alarm_settings("gone", "gone") is None
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("[{alarms: [], responder: x, delay: 1m}]", "at least 1 item"),
+        ("[{alarms: ['m1m3-*'], responder: '', delay: 1m}]", "at least 1 character"),
+        ("[{alarms: ['m1m3-*'], responder: x, delay: 0s}]", "longer than zero"),
+        ("[{alarms: ['m1m3-*'], responder: x, delay: 1m, pager: y}]", "Extra inputs"),
+        (f"[{{alarms: ['{'*' * 501}'], responder: x, delay: 1m}}]", "1 to 500 characters"),
+    ],
+)
+def test_a_bad_escalation_table_is_an_error_naming_it(
+    tmp_path: Path, table: str, message: str
+) -> None:
+    text = f"rules:\n  - id: r\n    description: d\nescalation: {table}\n"
+    with pytest.raises(RuleError) as error:
+        RuleSet.from_path(write(tmp_path, text))
+    assert "escalation" in str(error.value) and message in str(error.value)

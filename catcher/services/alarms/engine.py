@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
+from aiokafka.partitioner import DefaultPartitioner
 
 from ...aio import together
 from ...exceptions import ActionError, AlarmCommandError
@@ -30,7 +31,7 @@ from ...models.alarms import (
     alarm_name,
 )
 from ...models.enums import Severity
-from ...models.records import Trigger, utcnow
+from ...models.records import Trigger, series_id, utcnow
 from ...models.rules import RuleSet
 from ...retry import RetryPolicy
 from ...storage.tables import DurableTable
@@ -38,7 +39,7 @@ from ...types import OwnsPartition
 from . import machine
 from .escalation import Escalator
 
-__all__ = ["AlarmEngine", "Change"]
+__all__ = ["AlarmEngine", "Change", "series_partition"]
 
 logger = structlog.get_logger("catcher")
 
@@ -56,6 +57,11 @@ class SilenceSource(Protocol):
 _DISABLED = AlarmSettings(enabled=False)
 
 
+def series_partition(key: str, partitions: int) -> int:
+    """The partition the producer's default partitioner gives a series key (murmur2)."""
+    return int(DefaultPartitioner()(key.encode(), list(range(partitions)), []))
+
+
 class AlarmEngine:
     """Alarms of the series this worker owns."""
 
@@ -69,8 +75,10 @@ class AlarmEngine:
         escalator: Escalator | None = None,
         policy: RetryPolicy | None = None,
         silences: SilenceSource | None = None,
+        partitions: int = 1,
     ) -> None:
         self._rules = rules
+        self._partitions = partitions
         self._table = table
         self._publish = publish
         self._clock = clock
@@ -83,10 +91,13 @@ class AlarmEngine:
         self._resolving: dict[str, tuple[datetime, int]] = {}
         """Alarms with an incident to resolve: when to try next, and failures so far."""
 
-    def settings(self, rule_id: str) -> AlarmSettings:
-        """The rule's alarm block (alarms of an unknown rule are disabled)."""
-        rule = self._rules.get(rule_id)
-        return rule.alarm if rule is not None else _DISABLED
+    def settings(self, rule_id: str, name: str) -> AlarmSettings:
+        """An alarm's settings: its rule's block, escalated by the escalation table.
+
+        Alarms of an unknown rule are disabled.
+        """
+        settings = self._rules.alarm_settings(rule_id, name)
+        return settings if settings is not None else _DISABLED
 
     def get(self, name: str) -> Alarm | None:
         """An alarm this worker holds."""
@@ -120,10 +131,10 @@ class AlarmEngine:
 
     async def on_trigger(self, trigger: Trigger, partition: int) -> None:
         """Set the severity of the trigger's alarm."""
-        settings = self.settings(trigger.rule_id)
+        name = alarm_name(trigger.rule_id, trigger.tags)
+        settings = self.settings(trigger.rule_id, name)
         if not settings.enabled:
             return
-        name = alarm_name(trigger.rule_id, trigger.tags)
         alarm = self.get(name) or Alarm(name=name, rule_id=trigger.rule_id, tags=trigger.tags)
         now = self._clock()
         changed = machine.set_severity(alarm, trigger.severity, trigger.reason, now, settings)
@@ -145,7 +156,7 @@ class AlarmEngine:
         if command.command_id in alarm.recent_commands:
             log.info("Ignored a command applied before", command_id=command.command_id)
             return alarm
-        settings = self.settings(alarm.rule_id)
+        settings = self.settings(alarm.rule_id, alarm.name)
         now = self._clock()
         remembered = [*alarm.recent_commands, command.command_id][-RECENT_COMMANDS:]
         try:
@@ -187,7 +198,7 @@ class AlarmEngine:
             by = f"silence by {covering.created_by}"
             return machine.silence(alarm, covering.id, end, by, now)
         if alarm.silence_id:
-            return machine.unmute(alarm, now, self.settings(alarm.rule_id))
+            return machine.unmute(alarm, now, self.settings(alarm.rule_id, alarm.name))
         return alarm
 
     async def _apply_silences(self, owns: OwnsPartition, now: datetime) -> int:
@@ -217,6 +228,30 @@ class AlarmEngine:
                 changed += 1
         return changed
 
+    async def ensure_nominal(self, owns: OwnsPartition, now: datetime) -> int:
+        """Create, nominal, the alarm of every rule that has one series and no alarm yet.
+
+        A rule whose condition groups by nothing has one alarm, named after the rule: it
+        exists from start-up, so that an operator can mute it before it ever fires (the
+        alarms of a rule with series are known only once each series is seen; a silence
+        covers them in advance). Each is created by the owner of its series' partition.
+        """
+        created = 0
+        for rule in self._rules.rules.values():
+            if rule.condition is None or rule.condition.source.group_by or not rule.alarm.enabled:
+                continue
+            if self._table.get(rule.id) is not None:
+                continue
+            partition = series_partition(series_id(rule.id, {}), self._partitions)
+            if not owns(partition):
+                continue
+            alarm = Alarm(name=alarm_name(rule.id, {}), rule_id=rule.id, updated=now)
+            settings = self.settings(rule.id, alarm.name)
+            alarm = alarm.model_copy(update={"escalate_to": machine.responder(settings)})
+            await self._write(self._with_silences(alarm, now), partition)
+            created += 1
+        return created
+
     async def scan(self, owns: OwnsPartition) -> int:
         """Fire the timers that are due on this worker's partitions, page and resolve.
 
@@ -224,7 +259,8 @@ class AlarmEngine:
         every call to the escalation service.
         """
         now = self._clock()
-        done = await self._apply_silences(owns, now)
+        done = await self.ensure_nominal(owns, now)
+        done += await self._apply_silences(owns, now)
         while self._due and self._due[0][0] <= now:
             _, name = heapq.heappop(self._due)
             raw = self._table.get(name)
@@ -232,7 +268,8 @@ class AlarmEngine:
                 continue
             partition = int(raw.get("partition", 0))
             alarm = Alarm.model_validate(raw)
-            changed = machine.fire_timers(alarm, now, self.settings(alarm.rule_id))
+            settings = self.settings(alarm.rule_id, alarm.name)
+            changed = machine.fire_timers(alarm, now, settings)
             if changed is not alarm:  # a silence may cover it still after its mute ended
                 changed = self._with_silences(changed, now)
             if changed is not alarm:

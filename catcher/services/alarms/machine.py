@@ -41,6 +41,7 @@ __all__ = [
     "fire_timers",
     "mute",
     "resolved",
+    "responder",
     "set_severity",
     "silence",
     "unacknowledge",
@@ -55,7 +56,7 @@ def _update(alarm: Alarm, now: datetime, **changes: Any) -> Alarm:
     return alarm.model_copy(update={**changes, "updated": now})
 
 
-def _responder(settings: AlarmSettings) -> str:
+def responder(settings: AlarmSettings) -> str:
     """Who the rule's alarms are escalated to ("" for nobody), shown on every state."""
     return settings.escalate.responder if settings.escalate is not None else ""
 
@@ -118,7 +119,7 @@ def set_severity(
     """A new severity from a rule's evaluation."""
     if severity == Severity.NONE and alarm.nominal:
         return alarm
-    changes: dict[str, Any] = {"severity_newest": now, "escalate_to": _responder(settings)}
+    changes: dict[str, Any] = {"severity_newest": now, "escalate_to": responder(settings)}
     if alarm.severity != severity:
         changes["severity_oldest"] = now
     changes["severity"] = severity

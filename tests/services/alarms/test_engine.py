@@ -12,12 +12,12 @@ import pytest
 
 from catcher.avro import load_schema
 from catcher.fakes.squadcast import FakeSquadCast
-from catcher.models.alarms import Alarm, AlarmCommand, CommandKind, Silence
+from catcher.models.alarms import Alarm, AlarmCommand, CommandKind, EscalationRoute, Silence
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
 from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
-from catcher.services.alarms.engine import AlarmEngine
+from catcher.services.alarms.engine import AlarmEngine, series_partition
 from catcher.services.alarms.escalation import Escalator
 from catcher.storage.tables import DurableTable
 from tests.support.tables import MemoryTable
@@ -350,3 +350,110 @@ async def test_a_command_delivered_again_is_applied_once() -> None:
     again = await engine.on_command(mute, 0)  # redelivered after a restart
     assert again == first  # not muted again for another hour from now
     assert [r[1].command_id for r in sent.records if r[1] is not None] == [mute.command_id]
+
+
+def _condition(group_by: list[str]) -> dict[str, object]:
+    return {
+        "source": {"measurement": "lsst.sal.X.y", "field": "v", "group_by": group_by},
+        "aggregate": "max",
+        "window": "1m",
+        "thresholds": {"warning": 1},
+    }
+
+
+@pytest.mark.asyncio
+async def test_a_rule_with_one_series_has_its_alarm_from_start_up_and_can_be_muted() -> None:
+    rules = RuleSet(
+        [
+            Rule.model_validate(
+                {
+                    "id": "dome-wind",
+                    "description": "d",
+                    "condition": _condition([]),
+                    "alarm": {"escalate": {"responder": "dome-team", "delay": "5m"}},
+                }
+            ),
+            Rule.model_validate(
+                {"id": "hexapods", "description": "d", "condition": _condition(["salIndex"])}
+            ),
+            Rule.model_validate(
+                {
+                    "id": "off",
+                    "description": "d",
+                    "condition": _condition([]),
+                    "alarm": {"enabled": False},
+                }
+            ),
+        ]
+    )
+    table, sent, clock = MemoryTable(), Sent(), Clock()
+    partitions = 3
+    engine = AlarmEngine(rules, DurableTable(table), sent, clock, partitions=partitions)
+    owner = series_partition("dome-wind|", partitions)
+    assert await engine.ensure_nominal(lambda p: p != owner, clock.now) == 0  # not ours
+    assert await engine.ensure_nominal(lambda p: p == owner, clock.now) == 1
+    ((alarm, command),) = sent.records
+    assert alarm.name == "dome-wind" and alarm.nominal and command is None
+    assert alarm.escalate_to == "dome-team"
+    # Written to the changelog partition where its series' triggers and commands arrive:
+    assert [(p, k) for p, k, _ in table.changelog] == [(owner, "dome-wind")]
+    assert await engine.scan(lambda p: True) == 0  # once
+    mute = AlarmCommand.model_validate(
+        {
+            "command": CommandKind.mute,
+            "name": "dome-wind",
+            "rule_id": "dome-wind",
+            "severity": Severity.CRITICAL,
+            "duration": timedelta(hours=2),
+            "user": "ana",
+            "command_id": str(uuid.uuid4()),
+            "time": clock.now,
+            "comment": "dome maintenance",
+        }
+    )
+    muted = await engine.on_command(mute, owner)
+    assert muted is not None and muted.muted and muted.nominal
+    await engine.on_trigger(
+        Trigger.create(
+            "dome-wind", Severity.CRITICAL, reason="gusts", source=TriggerSource.manual
+        ),
+        owner,
+    )
+    fired = engine.get("dome-wind")
+    assert fired is not None and fired.severity == Severity.CRITICAL and fired.muted
+    assert fired.escalate_at is None  # muted at CRITICAL: nobody paged
+
+
+def test_series_partitions_are_the_producers() -> None:
+    # Known answers of Kafka's Java client (Utils.toPositive(Utils.murmur2(key)) % 3, from
+    # kafka-clients 4.1.1), the partitioner every producer of the series topic uses.
+    keys = ("a", "dome-wind|", "m1m3-temperature|salIndex=1", "hexapods|salIndex=2")
+    assert [series_partition(k, 3) for k in keys] == [1, 0, 0, 1]
+
+
+@pytest.mark.asyncio
+async def test_the_escalation_table_pages_alarms_of_rules_without_their_own_block() -> None:
+    rules = RuleSet(
+        [Rule.model_validate({"id": "m1m3-temperature", "description": "d"})],
+        escalation=[
+            EscalationRoute.model_validate(
+                {"alarms": ["m1m3-*:salIndex=1"], "responder": "night", "delay": "5m"}
+            )
+        ],
+    )
+    table, sent, clock = MemoryTable(), Sent(), Clock()
+    engine = AlarmEngine(rules, DurableTable(table), sent, clock)
+    await engine.on_trigger(_trigger(Severity.CRITICAL), 0)
+    alarm = engine.get("m1m3-temperature:salIndex=1")
+    assert alarm is not None and alarm.escalate_to == "night"
+    assert alarm.escalate_at == clock.now + timedelta(minutes=5)
+    other = Trigger.create(
+        "m1m3-temperature",
+        Severity.CRITICAL,
+        reason="hot",
+        source=TriggerSource.manual,
+        tags={"salIndex": "2"},
+    )
+    await engine.on_trigger(other, 0)
+    unrouted = engine.get("m1m3-temperature:salIndex=2")
+    assert unrouted is not None and unrouted.escalate_at is None and unrouted.escalate_to == ""
