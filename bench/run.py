@@ -1040,9 +1040,10 @@ async def _until_ready(port: int, limit: float = 180) -> None:
     async with httpx.AsyncClient(timeout=2) as http:
         while time.monotonic() < deadline:
             try:
-                if (await http.get(f"http://127.0.0.1:{port}/ready")).is_success:
+                answer = await http.get(f"http://127.0.0.1:{port}/status")
+                if answer.is_success and answer.json()["working"]:  # at work, not only ready
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             await asyncio.sleep(0.2)
     raise RuntimeError("the worker was not ready in time")

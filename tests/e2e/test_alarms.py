@@ -393,10 +393,11 @@ async def test_two_workers_either_answers_reads_and_commands_reach_the_owners(
 
 
 async def _ready(api: str) -> bool:
+    """At work: partitions assigned and tables recovered (/ready is only the API's)."""
     async with httpx.AsyncClient(timeout=2) as client:
         try:
-            return (await client.get(f"{api}/ready")).status_code == httpx.codes.OK
-        except httpx.HTTPError:
+            return bool((await client.get(f"{api}/status")).json()["working"])
+        except (httpx.HTTPError, ValueError):
             return False
 
 

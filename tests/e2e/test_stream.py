@@ -89,15 +89,17 @@ async def _stream_triggers(stack: Stack) -> list[Trigger]:
 
 
 async def _ready(stack: Stack, port: int) -> None:
-    async def ready() -> bool:
+    """Wait until the worker is at work (its partitions assigned, its tables recovered)."""
+
+    async def working() -> bool:
         async with httpx.AsyncClient() as client:
             try:
-                answer = await client.get(f"http://127.0.0.1:{port}/ready")
+                answer = await client.get(f"http://127.0.0.1:{port}/status")
             except httpx.ConnectError:
                 return False
-        return answer.status_code == httpx.codes.OK
+        return bool(answer.json()["working"])
 
-    await stack.wait_for(ready, timeout=90, what="the worker ready")
+    await stack.wait_for(working, timeout=90, what="the worker at work (/status)")
 
 
 def _boundary() -> float:
