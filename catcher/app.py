@@ -74,7 +74,7 @@ class CatcherApp:
         self.samples_topic = self._topic(config.samples_topic, internal=True)
         inputs = [self.triggers_topic, self.series_topic, self.requests_topic, self.samples_topic]
         outputs = [config.actions_topic, config.deadletter_topic, config.alarms_topic]
-        outputs.append(config.silences_topic)
+        outputs += [config.silences_topic, config.rule_states_topic]
         self._topics = {t.get_topic_name(): t for t in [*inputs, *map(self._topic, outputs)]}
         self._tables: dict[str, Any] = {}
         self.services = services = Factory(self.context).worker(
@@ -285,6 +285,7 @@ class CatcherApp:
         """
         self.services.view.start()
         self.services.silences.start()
+        self.services.rule_states.start()
         await self._web.start()
         self.http_port = self._web.port
         if self._metrics_web is not None:
@@ -308,6 +309,7 @@ class CatcherApp:
             self.services.singletons.place(stop=True)
             await self.services.view.stop()
             await self.services.silences.stop()
+            await self.services.rule_states.stop()
             await self._web.stop()
             if self._metrics_web is not None:
                 await self._metrics_web.stop()

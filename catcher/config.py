@@ -558,6 +558,11 @@ class Config(BaseSettings):
         return self.topic_name(topics.SILENCES)
 
     @property
+    def rule_states_topic(self) -> str:
+        """Compacted topic of rules' alarms disabled or enabled at run time."""
+        return self.topic_name(topics.RULE_STATES)
+
+    @property
     def series_topic(self) -> str:
         """Internal topic of triggers keyed by series."""
         return self.topic_name(topics.SERIES)

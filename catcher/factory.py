@@ -29,7 +29,7 @@ from .config import Config
 from .exceptions import BacktestError, ConfigError
 from .kafka import offsets_at
 from .models.actions import WebhookAction
-from .models.alarms import Alarm, AlarmCommand, AlarmCommandBatch, Silence
+from .models.alarms import Alarm, AlarmCommand, AlarmCommandBatch, RuleState, Silence
 from .models.records import LedgerEntry, Trigger
 from .models.rules import RuleSet
 from .retry import RetryPolicy
@@ -132,6 +132,10 @@ async def _decode_silence(value: bytes) -> Silence:
     return Silence.model_validate_json(value)
 
 
+async def _decode_rule_state(value: bytes) -> RuleState:
+    return RuleState.model_validate_json(value)
+
+
 class _Outbox:
     """How the worker's services write to Catcher's own topics (each write acknowledged)."""
 
@@ -163,6 +167,10 @@ class _Outbox:
         """A silence, new or expired."""
         await self.json(self._config.silences_topic, silence.id, silence.to_json())
 
+    async def rule_state(self, state: RuleState) -> None:
+        """A rule's alarms disabled or enabled."""
+        await self.json(self._config.rule_states_topic, state.rule_id, state.to_json())
+
     async def commands(self, commands: list[AlarmCommand]) -> None:
         """An operator's commands: one record, so the request is durable whole or not at all."""
         first = commands[0]
@@ -185,6 +193,7 @@ class WorkerServices:
     admission: Admission
     view: AlarmView
     silences: TopicView[Silence]
+    rule_states: TopicView[RuleState]
     alarms: AlarmEngine
     series: SeriesOwner
     intake: Intake
@@ -309,6 +318,9 @@ class Factory:
         )
         view = AlarmView(config, codec)
         silences: TopicView[Silence] = TopicView(config, config.silences_topic, _decode_silence)
+        rule_states: TopicView[RuleState] = TopicView(
+            config, config.rule_states_topic, _decode_rule_state
+        )
         alarms = AlarmEngine(
             rules,
             DurableTable(table(ALARM_TABLE)),
@@ -317,6 +329,7 @@ class Factory:
             policy=self.context.policy,
             silences=silences,
             partitions=config.topic_partitions,
+            rule_states=rule_states,
         )
         series = SeriesOwner(
             rules,
@@ -358,6 +371,7 @@ class Factory:
             admission=Admission(rules, ledger, runner, config.max_trigger_age),
             view=view,
             silences=silences,
+            rule_states=rule_states,
             alarms=alarms,
             series=series,
             intake=Intake(codec, rules, out.json, config.series_topic, config.rules_path, series),
@@ -370,6 +384,9 @@ class Factory:
                 silences=silences,
                 save_silence=out.silence,
                 prefix=config.path_prefix,
+                rules=rules,
+                rule_states=rule_states,
+                save_rule_state=out.rule_state,
             ),
             singletons=SingletonJobs(
                 lambda: ownership.owns(config.triggers_topic, 0),

@@ -28,6 +28,7 @@ __all__ = [
     "LEADER",
     "LEDGER_TABLE",
     "MIRROR",
+    "RULE_STATES",
     "SAMPLES",
     "SERIES",
     "SERIES_STATE_TABLE",
@@ -138,6 +139,9 @@ SAMPLES = Topic(
 )
 ALARMS = Topic("alarms", Cleanup.compact, "Alarm states, keyed by alarm name")
 SILENCES = Topic("silences", Cleanup.compact, "Silences (maintenance windows), keyed by id")
+RULE_STATES = Topic(
+    "rule-states", Cleanup.compact, "Rules' alarms disabled or enabled at run time, by rule id"
+)
 MIRROR = Topic(
     "internal.mirror", Cleanup.compact, "The mirror's checkpoint (one key)", single_partition=True
 )
@@ -159,6 +163,7 @@ CATALOGUE: tuple[Topic, ...] = (
     SAMPLES,
     ALARMS,
     SILENCES,
+    RULE_STATES,
     MIRROR,
     _changelog(SERIES_STATE_TABLE, "Each series' last severity"),
     _changelog(LEDGER_TABLE, "The ledger: each action's state"),

@@ -28,6 +28,7 @@ def test_defaults_and_topics(monkeypatch: pytest.MonkeyPatch) -> None:
         "lsst.catcher.dev.internal.samples": week,
         "lsst.catcher.dev.alarms": {"cleanup.policy": "compact"},
         "lsst.catcher.dev.silences": {"cleanup.policy": "compact"},
+        "lsst.catcher.dev.rule-states": {"cleanup.policy": "compact"},
         "lsst.catcher.dev.internal.mirror": {"cleanup.policy": "compact"},
         "catcher-series-state-changelog": {"cleanup.policy": "compact"},
         "catcher-ledger-changelog": {"cleanup.policy": "compact"},

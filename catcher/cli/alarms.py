@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import click
 import httpx
@@ -169,6 +170,54 @@ def alarms_mute(pattern: str, duration: str, severity: str, comment: str) -> Non
     """Mute the alarms whose names match PATTERN."""
     body = {"name": pattern, "duration": duration, "severity": severity.upper()}
     _send("mute", {**body, "comment": comment})
+
+
+@alarms.command("disable")
+@click.argument("rule_id")
+@click.option("--comment", default="", help="Why; recorded with the change.")
+def alarms_disable(rule_id: str, comment: str) -> None:
+    """Disable RULE_ID's alarms: its triggers change none of them until enabled again.
+
+    Its actions still run; its alarms can still be acknowledged, muted and silenced.
+    """
+    _rule_state(rule_id, "disable", comment)
+
+
+@alarms.command("enable")
+@click.argument("rule_id")
+@click.option("--comment", default="", help="Why; recorded with the change.")
+def alarms_enable(rule_id: str, comment: str) -> None:
+    """Enable RULE_ID's alarms again (after `catcher alarms disable`)."""
+    _rule_state(rule_id, "enable", comment)
+
+
+@alarms.command("rules")
+@click.option("--json", "as_json", is_flag=True, help="JSON, for programs.")
+def alarms_rules(as_json: bool) -> None:
+    """The loaded rules, and whether their alarms are enabled (and by whom, why)."""
+    rules = _call("GET", "/rules")["rules"]
+    if as_json:
+        click.echo(json.dumps(rules, indent=2))
+        return
+    rows = [
+        (
+            r["rule_id"],
+            "enabled" if r["alarms_enabled"] else "DISABLED",
+            "" if r["configured"] else "off in its rules file",
+            r["by"],
+            r["at"] or "",
+            r["comment"],
+        )
+        for r in rules
+    ]
+    header = ("RULE", "ALARMS", "CONFIGURED", "BY", "AT", "COMMENT")
+    click.echo(format_table(header, [[str(cell) for cell in row] for row in rows]))
+
+
+def _rule_state(rule_id: str, action: str, comment: str) -> None:
+    data = _call("POST", f"/rules/{quote(rule_id, safe='')}/{action}", {"comment": comment})
+    state = "enabled" if data["alarms_enabled"] else "disabled"
+    click.echo(f"Alarms of {rule_id} {state} by {data['by']}.")
 
 
 @alarms.command("unmute")

@@ -42,6 +42,7 @@ __all__ = [
     "CommandKind",
     "DisplayState",
     "Escalation",
+    "RuleState",
     "Silence",
     "SilenceState",
     "alarm_name",
@@ -447,4 +448,25 @@ class Silence(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         """JSON form, as the silences topic holds it."""
+        return self.model_dump(mode="json")
+
+
+class RuleState(BaseModel):
+    """Whether a rule's alarms follow its triggers, set by an operator at run time.
+
+    While disabled, the rule's triggers change none of its alarms (and create none); its
+    actions run as before, and its alarms can still be acknowledged, muted and silenced.
+    Kept on the compacted rule-states topic, keyed by rule id.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule_id: str
+    alarms_enabled: bool
+    by: str = Field(description="Who enabled or disabled them.")
+    at: datetime = Field(description="When.")
+    comment: str = Field("", max_length=1000, description="Why.")
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule-states topic's record."""
         return self.model_dump(mode="json")

@@ -196,3 +196,30 @@ def alarm_json(alarm: Alarm) -> dict[str, Any]:
 def silence_json(silence: Silence, now: datetime) -> dict[str, Any]:
     """A silence as the API answers it, with its state now (:data:`SilenceAnswer`)."""
     return {**silence.to_json(), "state": silence.state(now).value}
+
+
+class RuleStateBody(BaseModel):
+    """The body of ``POST /rules/{rule_id}/{enable|disable}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str = Field("", max_length=1000, description="Why; recorded with the change.")
+
+
+class RuleStateAnswer(BaseModel):
+    """A loaded rule, and whether its alarms follow its triggers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rule_id: str
+    alarms_enabled: bool = Field(description="False while disabled at run time.")
+    configured: bool = Field(description="The rule's alarm.enabled in its rules file.")
+    by: str = Field("", description="Who last enabled or disabled them (empty: nobody).")
+    at: datetime | None = Field(None, description="When.")
+    comment: str = Field("", description="Why.")
+
+
+class RuleStateList(BaseModel):
+    """``GET /rules``."""
+
+    rules: list[RuleStateAnswer]

@@ -31,15 +31,18 @@ from ..models.alarms import (
     AlarmSettings,
     CommandKind,
     DisplayState,
+    RuleState,
     Silence,
     SilenceState,
 )
 from ..models.api import CommandBody, SilenceBody, alarm_json, silence_json
 from ..models.patterns import compile_pattern
 from ..models.records import utcnow
+from ..models.rules import RuleSet
 from ..services.alarms import machine as alarm_machine
 from ..services.alarms.view import AlarmView, TopicView
 from .openapi import openapi_document
+from .rules import RuleStatesApi, SaveRuleState
 
 __all__ = ["AlarmApi", "user_middleware"]
 
@@ -140,8 +143,16 @@ class AlarmApi:
         silences: TopicView[Silence],
         save_silence: SaveSilence,
         prefix: str = "",
+        rules: RuleSet | None = None,
+        rule_states: TopicView[RuleState] | None = None,
+        save_rule_state: SaveRuleState | None = None,
     ) -> None:
         self.prefix = prefix
+        self._rule_states = (
+            RuleStatesApi(rules, rule_states, save_rule_state, USER)
+            if rules is not None and rule_states is not None and save_rule_state is not None
+            else None
+        )
         self._view = view
         self._send = send
         self._silences = silences
@@ -158,6 +169,7 @@ class AlarmApi:
             web.post(f"{at}/silences", self.add_silence),
             web.delete(f"{at}/silences/{{id}}", self.expire_silence),
             web.get(f"{at}/openapi.json", self.openapi),
+            *(self._rule_states.routes(at) if self._rule_states is not None else []),
         ]
 
     async def list_alarms(self, request: web.Request) -> web.Response:

@@ -20,6 +20,9 @@ from ..models.api import (
     CommandAnswer,
     CommandBody,
     Problem,
+    RuleStateAnswer,
+    RuleStateBody,
+    RuleStateList,
     SilenceAnswer,
     SilenceBody,
     SilenceList,
@@ -93,6 +96,9 @@ def openapi_document(prefix: str = "") -> dict[str, Any]:
             (SilenceAnswer, "serialization"),
             (SilenceList, "serialization"),
             (CommandAnswer, "serialization"),
+            (RuleStateBody, "validation"),
+            (RuleStateAnswer, "serialization"),
+            (RuleStateList, "serialization"),
             (Problem, "serialization"),
         ],
         ref_template=_REF,
@@ -211,6 +217,37 @@ def openapi_document(prefix: str = "") -> dict[str, Any]:
                         **_COMMON,
                         "404": _problem("No such silence."),
                         "409": _problem("Already expired."),
+                    },
+                }
+            },
+            "/rules": {
+                "get": {
+                    "summary": "List the loaded rules and whether their alarms are enabled",
+                    "parameters": [_USER],
+                    "responses": {"200": _json(RuleStateList, "The rules."), **_COMMON},
+                }
+            },
+            "/rules/{rule_id}/{action}": {
+                "post": {
+                    "summary": "Disable or enable a rule's alarms at run time",
+                    "parameters": [
+                        _USER,
+                        _path("rule_id", "A loaded rule's id."),
+                        _path(
+                            "action",
+                            "disable: its triggers change none of its alarms; enable: again.",
+                            {"enum": ["enable", "disable"]},
+                        ),
+                    ],
+                    "requestBody": {
+                        "required": False,
+                        "content": {"application/json": {"schema": _ref(RuleStateBody)}},
+                    },
+                    "responses": {
+                        "202": _json(RuleStateAnswer, "The rule's new state."),
+                        **_COMMON,
+                        "404": _problem("No such rule, or no such action."),
+                        "422": invalid,
                     },
                 }
             },

@@ -201,6 +201,8 @@ class WorkerProbes:
             return "Reading the alarms topic."
         if not self._services.silences.loaded.is_set():
             return "Reading the silences topic."
+        if not self._services.rule_states.loaded.is_set():
+            return "Reading the rule-states topic."
         return ""
 
     def not_working(self) -> str:

@@ -600,3 +600,41 @@ async def test_an_alarm_exists_from_start_up_and_can_be_muted_before_it_fires(
     )
     assert fired["muted_severity"] == "CRITICAL" and fired["muted_by"], fired
     assert fired["comment"] == "dome maintenance" and fired["state"] == "active"
+
+
+async def test_a_rules_alarms_disabled_at_run_time_ignore_its_triggers(stack: Stack) -> None:
+    api = _api(stack)
+    stack.write_rules(RULES + "  - id: control\n    description: Another rule, still enabled.\n")
+    await stack.start_worker()
+    await stack.publish("m1m3-temperature", Severity.WARNING, tags={"salIndex": "1"})
+    await stack.wait_for(_looks(api, lambda a: a["severity"] == "WARNING"), what="the alarm")
+    code, out, err = await stack.cli(
+        "alarms", "disable", "m1m3-temperature", "--comment", "sensor replaced tonight"
+    )
+    assert code == 0, err
+    assert "Alarms of m1m3-temperature disabled by" in out
+    code, out, err = await stack.cli("alarms", "rules")
+    assert code == 0, err
+    assert "DISABLED" in out and "sensor replaced tonight" in out
+    await stack.publish("m1m3-temperature", Severity.CRITICAL, tags={"salIndex": "1"})
+    await stack.publish("m1m3-temperature", Severity.SERIOUS, tags={"salIndex": "2"})
+    # One partition: once the control rule's later trigger has its alarm, those before it
+    # were handled.
+    await stack.publish("control", Severity.WARNING)
+    await stack.wait_for(
+        _looks(api, lambda a: a["severity"] == "WARNING", "control"), what="the control"
+    )
+    assert (await _alarm(api))["severity"] == "WARNING"  # type: ignore[index]
+    assert await _alarm(api, "m1m3-temperature:salIndex=2") is None
+    code, _, err = await stack.cli("alarms", "enable", "m1m3-temperature")
+    assert code == 0, err
+    await stack.publish("m1m3-temperature", Severity.CRITICAL, tags={"salIndex": "1"})
+    await stack.wait_for(
+        _looks(api, lambda a: a["severity"] == "CRITICAL"), what="the alarm following again"
+    )
+    config = stack.config
+    states = [json.loads(m.value) for m in await read_topic(config, config.rule_states_topic)]
+    assert [(s["alarms_enabled"], s["comment"]) for s in states] == [
+        (False, "sensor replaced tonight"),
+        (True, ""),
+    ]

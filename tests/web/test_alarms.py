@@ -14,9 +14,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from catcher.config import load_config
-from catcher.models.alarms import Alarm, AlarmCommand, Silence
+from catcher.models.alarms import Alarm, AlarmCommand, RuleState, Silence
 from catcher.models.enums import Severity
 from catcher.models.records import utcnow
+from catcher.models.rules import Rule, RuleSet
 from catcher.services.alarms.view import AlarmView, TopicView
 from catcher.web.alarms import AlarmApi, user_middleware
 
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.asyncio
 
 class Api:
     def __init__(self, url: str, batches: list[list[AlarmCommand]], saved: list[Silence]) -> None:
+        self.states: list[RuleState] = []
+        """Rule states written."""
         self.url = url
         self.batches = batches
         """What each request wrote (one write per request)."""
@@ -67,12 +70,29 @@ async def api() -> AsyncIterator[Api]:
     async def save(silence: Silence) -> None:
         saved.append(silence)
 
+    states: list[RuleState] = []
+
+    async def save_state(state: RuleState) -> None:
+        states.append(state)
+
+    rules = RuleSet([Rule.model_validate({"id": "m1m3-temperature", "description": "d"})])
     app = web.Application(middlewares=[user_middleware(None)])
-    app.add_routes(AlarmApi(view, send, silences=silences, save_silence=save).routes())
+    api_ = AlarmApi(
+        view,
+        send,
+        silences=silences,
+        save_silence=save,
+        rules=rules,
+        rule_states=TopicView(config, "rule-states", _decode),  # type: ignore[arg-type]
+        save_rule_state=save_state,
+    )
+    app.add_routes(api_.routes())
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
-        yield Api(str(server.make_url("")).rstrip("/"), batches, saved)
+        served = Api(str(server.make_url("")).rstrip("/"), batches, saved)
+        served.states = states
+        yield served
     finally:
         await server.close()
 
@@ -248,6 +268,8 @@ async def test_the_openapi_document_lists_every_route(api: Api) -> None:
     assert sorted(document["paths"]) == [
         "/alarms",
         "/alarms/{name}",
+        "/rules",
+        "/rules/{rule_id}/{action}",
         "/silences",
         "/silences/{id}",
     ]
@@ -267,3 +289,39 @@ async def test_the_openapi_document_lists_every_route(api: Api) -> None:
         assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas
     body = schemas["CommandBody"]["properties"]
     assert "NONE" in str(body["severity"]) and "30s" in str(body["duration"])
+
+
+async def test_a_rules_alarms_are_disabled_and_enabled_at_run_time(api: Api) -> None:
+    (rule,) = (await api.call("GET", "/rules")).json()["rules"]
+    assert rule == {
+        "rule_id": "m1m3-temperature",
+        "alarms_enabled": True,
+        "configured": True,
+        "by": "",
+        "at": None,
+        "comment": "",
+    }
+    path = "/rules/m1m3-temperature/disable"
+    answer = await api.call("POST", path, json={"comment": "sensor replaced tonight"})
+    assert answer.status_code == httpx.codes.ACCEPTED
+    assert answer.json()["alarms_enabled"] is False and answer.json()["by"] == "ana"
+    assert [(s.rule_id, s.alarms_enabled, s.comment) for s in api.states] == [
+        ("m1m3-temperature", False, "sensor replaced tonight")
+    ]
+    listed = (await api.call("GET", "/rules")).json()["rules"][0]
+    assert listed["alarms_enabled"] is False and listed["comment"] == "sensor replaced tonight"
+    again = await api.call("POST", "/rules/m1m3-temperature/enable")  # no body: no comment
+    assert again.status_code == httpx.codes.ACCEPTED and again.json()["alarms_enabled"]
+    for path, status in (
+        ("/rules/nope/disable", httpx.codes.NOT_FOUND),
+        ("/rules/m1m3-temperature/toggle", httpx.codes.NOT_FOUND),
+    ):
+        assert (await api.call("POST", path)).status_code == status
+    long = await api.call("POST", "/rules/m1m3-temperature/disable", json={"comment": "x" * 1001})
+    assert long.status_code == httpx.codes.UNPROCESSABLE_ENTITY
+    junk = await api.call("POST", "/rules/m1m3-temperature/disable", content=b"{")
+    assert junk.status_code == httpx.codes.UNPROCESSABLE_ENTITY
+    unknown = await api.call("POST", "/rules/m1m3-temperature/disable", json={"why": "x"})
+    assert unknown.status_code == httpx.codes.UNPROCESSABLE_ENTITY
+    assert (await api.call("GET", "/rules", user=None)).status_code == httpx.codes.UNAUTHORIZED
+    assert len(api.states) == 2  # refused requests wrote nothing

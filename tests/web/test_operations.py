@@ -49,6 +49,7 @@ def _probes(*, loaded: bool, rebalancing: bool, recovered: bool) -> tuple[Worker
     services = SimpleNamespace(
         view=SimpleNamespace(loaded=event(loaded)),
         silences=SimpleNamespace(loaded=event(True)),
+        rule_states=SimpleNamespace(loaded=event(True)),
         ownership=Ownership(),
     )
     faust = SimpleNamespace(

@@ -26,6 +26,7 @@ from ...models.alarms import (
     AlarmCommand,
     AlarmSettings,
     CommandKind,
+    RuleState,
     Silence,
     SilenceState,
     alarm_name,
@@ -54,6 +55,12 @@ class SilenceSource(Protocol):
     version: int
 
 
+class RuleStateSource(Protocol):
+    """The rule states every worker follows (a :class:`TopicView` of the rule-states topic)."""
+
+    values: dict[str, RuleState]
+
+
 _DISABLED = AlarmSettings(enabled=False)
 
 
@@ -76,7 +83,9 @@ class AlarmEngine:
         policy: RetryPolicy | None = None,
         silences: SilenceSource | None = None,
         partitions: int = 1,
+        rule_states: RuleStateSource | None = None,
     ) -> None:
+        self._rule_states = rule_states
         self._rules = rules
         self._partitions = partitions
         self._table = table
@@ -97,7 +106,16 @@ class AlarmEngine:
         Alarms of an unknown rule are disabled.
         """
         settings = self._rules.alarm_settings(rule_id, name)
-        return settings if settings is not None else _DISABLED
+        if settings is None or not self.enabled(rule_id):
+            return _DISABLED
+        return settings
+
+    def enabled(self, rule_id: str) -> bool:
+        """Whether the rule's alarms follow its triggers (not disabled at run time)."""
+        if self._rule_states is None:
+            return True
+        state = self._rule_states.values.get(rule_id)
+        return state is None or state.alarms_enabled
 
     def get(self, name: str) -> Alarm | None:
         """An alarm this worker holds."""
@@ -239,6 +257,8 @@ class AlarmEngine:
         created = 0
         for rule in self._rules.rules.values():
             if rule.condition is None or rule.condition.source.group_by or not rule.alarm.enabled:
+                continue
+            if not self.enabled(rule.id):
                 continue
             if self._table.get(rule.id) is not None:
                 continue

@@ -12,7 +12,14 @@ import pytest
 
 from catcher.avro import load_schema
 from catcher.fakes.squadcast import FakeSquadCast
-from catcher.models.alarms import Alarm, AlarmCommand, CommandKind, EscalationRoute, Silence
+from catcher.models.alarms import (
+    Alarm,
+    AlarmCommand,
+    CommandKind,
+    EscalationRoute,
+    RuleState,
+    Silence,
+)
 from catcher.models.enums import Severity, TriggerSource
 from catcher.models.records import Trigger
 from catcher.models.rules import Rule, RuleSet
@@ -457,3 +464,33 @@ async def test_the_escalation_table_pages_alarms_of_rules_without_their_own_bloc
     await engine.on_trigger(other, 0)
     unrouted = engine.get("m1m3-temperature:salIndex=2")
     assert unrouted is not None and unrouted.escalate_at is None and unrouted.escalate_to == ""
+
+
+@pytest.mark.asyncio
+async def test_a_rule_disabled_at_run_time_changes_none_of_its_alarms() -> None:
+    class States:
+        def __init__(self) -> None:
+            self.values: dict[str, RuleState] = {}
+
+    states = States()
+    table, sent, clock = MemoryTable(), Sent(), Clock()
+    engine = AlarmEngine(RULES, DurableTable(table), sent, clock, rule_states=states)
+    await engine.on_trigger(_trigger(Severity.WARNING), 0)
+    assert len(sent.records) == 1
+    states.values["m1m3-temperature"] = RuleState(
+        rule_id="m1m3-temperature", alarms_enabled=False, by="ana", at=clock.now
+    )
+    await engine.on_trigger(_trigger(Severity.CRITICAL), 0)
+    alarm = engine.get("m1m3-temperature:salIndex=1")
+    assert alarm is not None and alarm.severity == Severity.WARNING  # unchanged
+    assert len(sent.records) == 1
+    acked = await engine.on_command(
+        _command(CommandKind.acknowledge, clock, severity="WARNING"), 0
+    )
+    assert acked is not None and acked.acknowledged  # operators still handle its alarms
+    states.values["m1m3-temperature"] = RuleState(
+        rule_id="m1m3-temperature", alarms_enabled=True, by="ana", at=clock.now
+    )
+    await engine.on_trigger(_trigger(Severity.CRITICAL), 0)
+    alarm = engine.get("m1m3-temperature:salIndex=1")
+    assert alarm is not None and alarm.severity == Severity.CRITICAL
