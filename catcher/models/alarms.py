@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     WithJsonSchema,
     field_serializer,
     field_validator,
@@ -116,10 +117,12 @@ class EscalationRoute(BaseModel):
     alarms: list[str] = Field(
         min_length=1,
         max_length=100,
-        description="Globs over alarm names (`*`, `?`, `[...]`, as fnmatch), e.g. `m1m3-*`.",
+        description="Globs over whole alarm names (`*`, `?`, `[...]`, case ignored), e.g."
+        " `m1m3-*`.",
     )
     responder: str = Field(min_length=1, description="SquadCast responder (team or person).")
     delay: Duration = Field(description="How long the alarm may stay CRITICAL first.")
+    _globs_compiled: list[re.Pattern[str]] | None = PrivateAttr(None)
 
     @field_validator("alarms")
     @classmethod
@@ -137,8 +140,15 @@ class EscalationRoute(BaseModel):
         return value
 
     def covers(self, name: str) -> bool:
-        """Whether one of the globs matches the alarm's whole name (case-sensitive)."""
-        return any(fnmatch.fnmatchcase(name, glob) for glob in self.alarms)
+        """Whether a glob matches the whole name, case ignored (as in the Watcher's table)."""
+        return any(glob.match(name) is not None for glob in self._compiled())
+
+    def _compiled(self) -> list[re.Pattern[str]]:
+        if self._globs_compiled is None:
+            self._globs_compiled = [
+                re.compile(fnmatch.translate(glob), re.IGNORECASE) for glob in self.alarms
+            ]
+        return self._globs_compiled
 
     def escalation(self) -> Escalation:
         """The escalation of the alarms it covers."""

@@ -44,7 +44,7 @@ from ..services.alarms.view import AlarmView, TopicView
 from .openapi import openapi_document
 from .rules import RuleStatesApi, SaveRuleState
 
-__all__ = ["AlarmApi", "user_middleware"]
+__all__ = ["AlarmApi", "names_matching", "user_middleware"]
 
 logger = structlog.get_logger("catcher")
 
@@ -132,6 +132,14 @@ def user_middleware(anonymous_user: str | None, prefix: str = "") -> Any:
     return middleware
 
 
+def names_matching(regex: Any, names: list[str]) -> list[str]:
+    """The names a command's pattern names, matched from their start as the Watcher does.
+
+    The Watcher's commands use ``re.match``; a pattern ending with ``$`` names whole names.
+    """
+    return [name for name in names if regex.match(name) is not None]
+
+
 class AlarmApi:
     """Routes of the alarm API, under ``prefix`` (the ingress path, e.g. ``/catcher``)."""
 
@@ -206,9 +214,8 @@ class AlarmApi:
             user, kind, body, regex = await self._parse(request)
         except _Problem as problem:
             return problem.response
-        # As the Watcher's commands (re.match): the pattern matches from the start of a name;
-        # end it with $ for a whole name.
-        matched = [a for n, a in sorted(self._view.alarms.items()) if regex.match(n)]
+        alarms = self._view.alarms
+        matched = [alarms[n] for n in names_matching(regex, sorted(alarms))]
         if not matched:
             return _problem(404, f"No alarm matches {body.name!r}.")
         if len(matched) > MAX_COMMAND_ALARMS:

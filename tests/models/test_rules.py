@@ -398,3 +398,22 @@ def test_a_bad_escalation_table_is_an_error_naming_it(
     with pytest.raises(RuleError) as error:
         RuleSet.from_path(write(tmp_path, text))
     assert "escalation" in str(error.value) and message in str(error.value)
+
+
+def test_the_watchers_own_escalation_scenario(tmp_path: Path) -> None:
+    """ts_watcher tests/test_model.py test_escalation: globs, case ignored, first match wins."""
+    names = ["Enabled.ScriptQueue:1", "Enabled.ScriptQueue:2", "Enabled.Test:1"]
+    names += ["Enabled.Test:2", "Enabled.Test:52"]
+    text = (
+        "rules:\n  - id: enabled\n    description: d\nescalation:\n"
+        "  - {alarms: ['enabled.scriptqueue:*'], responder: chaos, delay: 110ms}\n"
+        "  - {alarms: ['Enabled.Test:?'], responder: stella, delay: 120ms}\n"
+        "  - {alarms: ['Enabled.NoMatch'], responder: someone, delay: 130ms}\n"
+    )
+    rules = RuleSet.from_path(write(tmp_path, text))
+    found = []
+    for name in names:
+        settings = rules.alarm_settings("enabled", name)
+        assert settings is not None
+        found.append(settings.escalate.responder if settings.escalate else "")
+    assert found == ["chaos", "chaos", "stella", "stella", ""]

@@ -16,10 +16,11 @@ from aiohttp.test_utils import TestServer
 from catcher.config import load_config
 from catcher.models.alarms import Alarm, AlarmCommand, RuleState, Silence
 from catcher.models.enums import Severity
+from catcher.models.patterns import compile_pattern
 from catcher.models.records import utcnow
 from catcher.models.rules import Rule, RuleSet
 from catcher.services.alarms.view import AlarmView, TopicView
-from catcher.web.alarms import AlarmApi, user_middleware
+from catcher.web.alarms import AlarmApi, names_matching, user_middleware
 
 pytestmark = pytest.mark.asyncio
 
@@ -325,3 +326,12 @@ async def test_a_rules_alarms_are_disabled_and_enabled_at_run_time(api: Api) -> 
     assert unknown.status_code == httpx.codes.UNPROCESSABLE_ENTITY
     assert (await api.call("GET", "/rules", user=None)).status_code == httpx.codes.UNAUTHORIZED
     assert len(api.states) == 2  # refused requests wrote nothing
+
+
+async def test_the_watchers_own_command_scenarios_name_the_same_alarms() -> None:
+    """ts_watcher tests/test_model.py test_acknowledge_regex and test_mute_regex."""
+    names = ["Enabled.ScriptQueue:1", "Enabled.ScriptQueue:2", "Enabled.Test:62"]
+    for pattern in ("Enabled.ScriptQueue:*", "Enabled.ScriptQueue.*"):
+        assert names_matching(compile_pattern(pattern), names) == names[:2]
+    # test_acknowledge_full_name: a whole name names that alarm (and any it begins).
+    assert names_matching(compile_pattern("Enabled.Test:62"), names) == ["Enabled.Test:62"]
