@@ -200,7 +200,7 @@ class LoveProducer:
         self._changed.set()
 
     async def run(self) -> None:
-        """Connect, send, and reconnect with backoff, until cancelled."""
+        """Connect, send, and reconnect (at once after a drop, then every 3 s) until cancelled."""
         failures = 0
         while True:
             try:
