@@ -387,6 +387,11 @@ class Config(BaseSettings):
         description="Port serving /metrics alone (so that a NetworkPolicy can admit Prometheus"
         " there and nothing else); unset, /metrics is served beside the API.",
     )
+    frame_ancestors: str = Field(
+        "'self'",
+        description="Pages that may embed the operator page (its Content-Security-Policy"
+        " frame-ancestors), e.g. 'self' for LOVE's EmbeddedView on the same host.",
+    )
     path_prefix: str = Field(
         "",
         description="Path the alarm API is served under, as the ingress forwards it (e.g."

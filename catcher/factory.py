@@ -387,6 +387,7 @@ class Factory:
                 rules=rules,
                 rule_states=rule_states,
                 save_rule_state=out.rule_state,
+                frame_ancestors=config.frame_ancestors,
             ),
             singletons=SingletonJobs(
                 lambda: ownership.owns(config.triggers_topic, 0),

@@ -116,6 +116,8 @@ def test_an_installed_copy_compiles_rules_and_encodes_records(
         capture_output=True,
     )
     assert not list((target / "catcher").glob("flux_templates")), "no symlinks any more"
+    page = sorted(p.name for p in (target / "catcher" / "web" / "page").iterdir())
+    assert page == ["index.html", "page.css", "page.js"]  # the operator page, served by workers
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     env = {"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}

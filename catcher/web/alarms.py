@@ -41,6 +41,7 @@ from ..models.records import utcnow
 from ..models.rules import RuleSet
 from ..services.alarms import machine as alarm_machine
 from ..services.alarms.view import AlarmView, TopicView
+from .board import Board
 from .openapi import openapi_document
 from .rules import RuleStatesApi, SaveRuleState
 
@@ -154,8 +155,10 @@ class AlarmApi:
         rules: RuleSet | None = None,
         rule_states: TopicView[RuleState] | None = None,
         save_rule_state: SaveRuleState | None = None,
+        frame_ancestors: str = "'self'",
     ) -> None:
         self.prefix = prefix
+        self._board = Board(view, silences, frame_ancestors)
         self._rule_states = (
             RuleStatesApi(rules, rule_states, save_rule_state, USER)
             if rules is not None and rule_states is not None and save_rule_state is not None
@@ -178,6 +181,7 @@ class AlarmApi:
             web.delete(f"{at}/silences/{{id}}", self.expire_silence),
             web.get(f"{at}/openapi.json", self.openapi),
             *(self._rule_states.routes(at) if self._rule_states is not None else []),
+            *self._board.routes(at),
         ]
 
     async def list_alarms(self, request: web.Request) -> web.Response:

@@ -124,7 +124,8 @@ class HttpServer:
         """Serve; False (and a log line) when the port cannot be had: the worker goes on."""
         self._runner = web.AppRunner(self._app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "0.0.0.0", self.port)  # noqa: S104 - in a pod
+        # Open event streams (the operator page) must not hold a shutdown for a minute.
+        site = web.TCPSite(self._runner, "0.0.0.0", self.port, shutdown_timeout=2)  # noqa: S104
         try:
             await site.start()
         except OSError as exc:  # alarms and actions go on without the API
