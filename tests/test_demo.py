@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -42,9 +44,28 @@ def start_demo(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_demo_runs_actions_and_cleans_up() -> None:
-    demo = start_demo("--duration", "150")
-    output, _ = demo.communicate(timeout=240)
+def test_demo_runs_actions_serves_the_page_and_cleans_up() -> None:
+    demo = start_demo("--duration", "150", "--serve")
+    assert demo.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        assert line, "".join(lines)  # the demo ended before it served the page
+        lines.append(line)
+        if line.startswith("Operator page: "):
+            break
+    page_url = lines[-1].split()[2]
+    with httpx.Client(timeout=10) as client:
+        page = client.get(page_url)
+        assert page.status_code == 200 and "Catcher alarms" in page.text
+        with client.stream("GET", f"{page_url}events") as events:
+            first = next(line for line in events.iter_lines() if line.startswith("data: "))
+    names = [a["name"] for a in json.loads(first.removeprefix("data: "))["alarms"]]
+    assert "demo-hexapod-stream:salIndex=1" in names, names
+    demo.send_signal(signal.SIGINT)
+    rest, _ = demo.communicate(timeout=60)
+    output = "".join(lines) + rest
     assert demo.returncode == 0, output
     match = re.search(r"Embedded broker on 127\.0\.0\.1:(\d+); logs in (\S+)", output)
     assert match, output

@@ -187,11 +187,16 @@ def mirror(once: bool) -> None:
     show_default=True,
     help="Longest run in seconds; the demo ends sooner once its actions have finished.",
 )
-def demo(duration: float) -> None:
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Then keep everything running and print the operator page's URL, until Ctrl-C.",
+)
+def demo(duration: float, serve: bool) -> None:
     """Run Catcher on an embedded broker with fake services and example rules."""
     from ..demo import run_demo  # noqa: PLC0415
 
-    sys.exit(run_demo(duration))
+    sys.exit(run_demo(duration, serve=serve))
 
 
 for command in (actions, alarms, backtest, history, replay, rules, tasks, trigger):

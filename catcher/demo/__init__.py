@@ -275,7 +275,18 @@ async def _fire_script(
         await _shown_in_love(love, severity, worker, duration - (loop.time() - started))
 
 
-async def _demo(duration: float, workdir: Path) -> int:
+async def _serve(api: str, worker: subprocess.Popen[bytes], workdir: Path) -> int:
+    """Keep everything running for the operator page until Ctrl-C."""
+    click.echo(f"\nOperator page: {api}/  (alarm board, live; the API: {api}/openapi.json)")
+    click.echo("Serving until Ctrl-C.", err=True)
+    await asyncio.get_running_loop().run_in_executor(None, worker.wait)
+    click.echo(
+        f"The worker exited with code {worker.returncode}; see {workdir}/worker.log", err=True
+    )
+    return 1
+
+
+async def _demo(duration: float, workdir: Path, *, serve: bool = False) -> int:
     loop = asyncio.get_running_loop()
     started = loop.time()
     broker = EmbeddedBroker(log_path=workdir / "broker.log").start()
@@ -365,7 +376,7 @@ async def _demo(duration: float, workdir: Path) -> int:
             love, Severity.NONE, worker, duration - (loop.time() - started), STREAM_ALARM
         )
         _report(seen, love, (uws, times_square, noteburst, webhook))
-        return 0
+        return await _serve(api, worker, workdir) if serve else 0
     finally:
         await exits.aclose()
         if worker is not None:
@@ -377,11 +388,11 @@ async def _demo(duration: float, workdir: Path) -> int:
         broker.stop()
 
 
-def run_demo(duration: float) -> int:
-    """Run the demo; returns the exit code."""
+def run_demo(duration: float, *, serve: bool = False) -> int:
+    """Run the demo (then, with ``serve``, keep serving until Ctrl-C); the exit code."""
     workdir = Path(tempfile.mkdtemp(prefix="catcher-demo-"))
     try:
-        return asyncio.run(_demo(duration, workdir))
+        return asyncio.run(_demo(duration, workdir, serve=serve))
     except KeyboardInterrupt:
         click.echo("Interrupted; everything the demo started has been stopped.", err=True)
         return 0
