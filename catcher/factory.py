@@ -30,7 +30,7 @@ from .exceptions import BacktestError, ConfigError
 from .kafka import offsets_at
 from .models.actions import WebhookAction
 from .models.alarms import Alarm, AlarmCommand, AlarmCommandBatch, RuleState, Silence
-from .models.records import LedgerEntry, Trigger
+from .models.records import LedgerEntry, Trigger, utcnow
 from .models.rules import RuleSet
 from .retry import RetryPolicy
 from .services.alarms.engine import AlarmEngine
@@ -39,7 +39,7 @@ from .services.alarms.love import LoveProducer
 from .services.alarms.view import AlarmView, TopicView
 from .services.evaluation.stream import StreamOwner, TelemetryReader
 from .services.execution.admission import Admission
-from .services.execution.history import OperatorTopics
+from .services.execution.history import OperatorTopics, latest_states
 from .services.execution.publisher import Publisher
 from .services.execution.runner import ActionRunner
 from .services.guard import Backoff, Guard, keep_trying
@@ -134,6 +134,12 @@ async def _decode_silence(value: bytes) -> Silence:
 
 async def _decode_rule_state(value: bytes) -> RuleState:
     return RuleState.model_validate_json(value)
+
+
+ACTIONS_SHOWN_SINCE = timedelta(days=1)
+"""How far back the operator page looks for an alarm's actions."""
+ACTIONS_SHOWN = 20
+"""Most actions the operator page shows for one alarm."""
 
 
 class _Outbox:
@@ -249,6 +255,26 @@ class Factory:
     def operator_topics(self) -> OperatorTopics:
         """What the command line reads from and sends to Catcher's topics."""
         return OperatorTopics(self.config, self.context.codec)
+
+    async def actions_of(self, rule_id: str, tags: dict[str, str]) -> list[dict[str, Any]]:
+        """The latest state of each action the last day's triggers of a series started."""
+        topics = self.operator_topics()
+        since = utcnow() - ACTIONS_SHOWN_SINCE
+        triggers = await topics.read_triggers(since)
+        ids = {t.trigger_id for t in triggers if t.rule_id == rule_id and t.tags == tags}
+        events = [e for e in await topics.read_history(since) if e.trigger_id in ids]
+        return [
+            {
+                "time": e.time.isoformat(),
+                "action": e.action_name,
+                "type": e.action_type,
+                "state": e.state.value,
+                "severity": e.severity,
+                "message": e.message or "",
+                "link": e.link or "",
+            }
+            for e in latest_states(events)[-ACTIONS_SHOWN:]
+        ]
 
     def efd(self) -> InfluxQL:
         """The EFD's InfluxDB 1.x (backtests)."""
@@ -388,6 +414,7 @@ class Factory:
                 rule_states=rule_states,
                 save_rule_state=out.rule_state,
                 frame_ancestors=config.frame_ancestors,
+                actions_of=self.actions_of,
             ),
             singletons=SingletonJobs(
                 lambda: ownership.owns(config.triggers_topic, 0),

@@ -41,7 +41,7 @@ from ..models.records import utcnow
 from ..models.rules import RuleSet
 from ..services.alarms import machine as alarm_machine
 from ..services.alarms.view import AlarmView, TopicView
-from .board import Board
+from .board import ActionsOf, Board
 from .openapi import openapi_document
 from .rules import RuleStatesApi, SaveRuleState
 
@@ -156,9 +156,10 @@ class AlarmApi:
         rule_states: TopicView[RuleState] | None = None,
         save_rule_state: SaveRuleState | None = None,
         frame_ancestors: str = "'self'",
+        actions_of: ActionsOf | None = None,
     ) -> None:
         self.prefix = prefix
-        self._board = Board(view, silences, frame_ancestors)
+        self._board = Board(view, silences, frame_ancestors, actions_of)
         self._rule_states = (
             RuleStatesApi(rules, rule_states, save_rule_state, USER)
             if rules is not None and rule_states is not None and save_rule_state is not None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from ..models.api import alarm_json, silence_json
 from ..models.records import utcnow
+from ..redact import brief
 from ..services.alarms.view import AlarmView, TopicView
 
 __all__ = ["Board"]
@@ -29,6 +31,8 @@ __all__ = ["Board"]
 logger = structlog.get_logger("catcher")
 
 FILES = {"page.js": "text/javascript", "page.css": "text/css"}
+ActionsOf = Callable[[str, dict[str, str]], Awaitable[list[dict[str, Any]]]]
+"""The latest state of each action the triggers of a rule's series started (recent ones)."""
 KEEPALIVE = 15.0
 """Seconds between two comments on an idle event stream (proxies close silent streams)."""
 
@@ -41,8 +45,13 @@ class Board:
     """``{prefix}/`` (the page), ``{prefix}/static/{file}`` and ``{prefix}/events``."""
 
     def __init__(
-        self, view: AlarmView, silences: TopicView[Any], frame_ancestors: str = "'self'"
+        self,
+        view: AlarmView,
+        silences: TopicView[Any],
+        frame_ancestors: str = "'self'",
+        actions_of: ActionsOf | None = None,
     ) -> None:
+        self._actions_of = actions_of
         self._view = view
         self._silences = silences
         self._changed = asyncio.Condition()
@@ -70,6 +79,7 @@ class Board:
             web.get(f"{prefix}/", self.page),
             web.get(f"{prefix}/static/{{file}}", self.static),
             web.get(f"{prefix}/events", self.events),
+            web.get(f"{prefix}/history/{{name}}", self.history),
         ]
 
     def _headers(self) -> dict[str, str]:
@@ -102,6 +112,23 @@ class Board:
             "silences": [silence_json(s, now) for s in silences],
         }
         return json.dumps(data, allow_nan=False)
+
+    async def history(self, request: web.Request) -> web.Response:
+        """An alarm's recent changes (as this worker read them) and its series' actions."""
+        name = request.match_info["name"]
+        alarm = self._view.alarms.get(name)
+        if alarm is None:
+            return web.json_response({"detail": f"No alarm named {name!r}."}, status=404)
+        changes = list(reversed(self._view.recent.get(name, ())))
+        actions: list[dict[str, Any]] = []
+        problem = ""
+        if self._actions_of is not None:
+            try:
+                actions = await self._actions_of(alarm.rule_id, alarm.tags)
+            except Exception as exc:  # noqa: BLE001 - the changes are still worth showing
+                problem = f"The action history could not be read: {brief(str(exc))}"
+        body = {"name": name, "changes": changes, "actions": actions, "problem": problem}
+        return web.json_response(body, headers=self._headers())
 
     async def events(self, request: web.Request) -> web.StreamResponse:
         """Server-sent events: the whole state on connect and after each change."""

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, async_playwright, expect
 
 from catcher.broker import free_port
 from catcher.kafka import read_topic
@@ -22,6 +22,12 @@ RULES = """
 rules:
   - id: m1m3-temperature
     description: M1M3 temperature, one alarm per salIndex.
+    actions:
+      - name: notify
+        type: webhook
+        url_env: CATCHER_TEST_WEBHOOK_URL
+        on: {severity: WARNING}
+        body: {text: "{trigger_id}"}
 """
 NAME = "m1m3-temperature:salIndex=1"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -82,6 +88,19 @@ async def _serving_with_its_policy(stack: Stack, api: str) -> None:
     assert other.status_code == httpx.codes.NOT_FOUND  # the page's two files, nothing else
 
 
+async def _history_shows_changes_and_actions(alarm: Locator) -> None:
+    """An alarm's recent changes, and the actions its triggers started."""
+    history = alarm.locator("details.history")
+    await history.locator("summary").click()
+    await expect(history.locator(".changes")).to_contain_text(
+        "acknowledge by ana: “looking at the glycol loop”"
+    )
+    await expect(history.locator(".changes")).to_contain_text("WARNING (max WARNING), active")
+    await expect(history.locator(".actions")).to_contain_text(
+        "notify (webhook, WARNING): succeeded", timeout=20_000
+    )
+
+
 async def test_the_board_follows_alarms_live_and_sends_commands(
     stack: Stack, browser: Browser
 ) -> None:
@@ -122,6 +141,8 @@ async def test_the_board_follows_alarms_live_and_sends_commands(
     await stack.wait_for(acknowledged, what="the acknowledgement on the alarms topic")
     (record,) = [c for c in await _commands(stack) if c["command"] == "acknowledge"]
     assert record["comment"] == "looking at the glycol loop"
+
+    await _history_shows_changes_and_actions(acked)
 
     # With the keyboard alone: Tab to the Unacknowledge button, Enter.
     unack = acked.get_by_role("button", name=f"Unacknowledge {NAME}", exact=True)

@@ -8,9 +8,10 @@ re-sends the whole alarm map then). Reads never wait for the owner of an alarm.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -129,14 +130,42 @@ class TopicView(Generic[T]):
         return True
 
 
+RECENT_CHANGES = 20
+"""Changes remembered per alarm, for the operator page."""
+
+
 class AlarmView(TopicView[Alarm]):
-    """The latest state of every alarm, followed from the alarms topic."""
+    """The latest state of every alarm, followed from the alarms topic.
+
+    It also remembers each alarm's last :data:`RECENT_CHANGES` records as read (the topic
+    is compacted: after compaction only the latest of an alarm is left to read at start).
+    """
 
     def __init__(self, config: Config, codec: AvroCodec) -> None:
+        self.recent: dict[str, collections.deque[dict[str, Any]]] = {}
+
         async def decode(value: bytes) -> Alarm:
-            return Alarm.from_avro(await codec.decode("alarms", value))
+            record = await codec.decode("alarms", value)
+            alarm = Alarm.from_avro(record)
+            self._remember(alarm, record)
+            return alarm
 
         super().__init__(config, config.alarms_topic, decode)
+
+    def _remember(self, alarm: Alarm, record: dict[str, Any]) -> None:
+        changes = self.recent.setdefault(alarm.name, collections.deque(maxlen=RECENT_CHANGES))
+        changes.append(
+            {
+                "time": alarm.updated.isoformat() if alarm.updated else None,
+                "severity": alarm.severity.name,
+                "max_severity": alarm.max_severity.name,
+                "state": alarm.display_state.value,
+                "command": record.get("command"),
+                "user": record.get("command_user"),
+                "refused": record.get("command_refused"),
+                "comment": record.get("comment") if record.get("command") else "",
+            }
+        )
 
     @property
     def alarms(self) -> dict[str, Alarm]:

@@ -93,7 +93,52 @@ function renderAlarm(alarm) {
     button.setAttribute("aria-label", `${button.textContent} ${alarm.name}`);
     button.addEventListener("click", () => command(alarm, button.dataset.command, form));
   }
+  const details = node.querySelector("details.history");
+  if (openHistories.has(alarm.name)) {
+    details.open = true;
+    if (histories.has(alarm.name)) fillHistory(details, histories.get(alarm.name));
+    loadHistory(alarm.name, details);
+  }
+  details.addEventListener("toggle", () => {
+    if (details.open) {
+      openHistories.add(alarm.name);
+      loadHistory(alarm.name, details);
+    } else {
+      openHistories.delete(alarm.name);
+    }
+  });
   return node;
+}
+
+const openHistories = new Set();
+const histories = new Map();
+
+function fillHistory(node, history) {
+  const changes = node.querySelector(".changes");
+  changes.replaceChildren();
+  for (const change of history.changes) {
+    const what = change.command
+      ? `${change.command} by ${change.user}${change.refused ? ` (refused: ${change.refused})` : ""}${change.comment ? `: “${change.comment}”` : ""}`
+      : `${change.severity} (max ${change.max_severity}), ${change.state}`;
+    changes.append(el("li", {}, `${when(change.time)} ${what}`));
+  }
+  const actions = node.querySelector(".actions");
+  actions.replaceChildren();
+  if (history.problem) actions.append(el("li", { class: "error" }, history.problem));
+  if (!history.actions.length && !history.problem) actions.append(el("li", {}, "None."));
+  for (const action of history.actions) {
+    const item = el("li", {}, `${when(action.time)} ${action.action} (${action.type}, ${action.severity}): ${action.state}${action.message ? ` — ${action.message}` : ""} `);
+    if (action.link && /^https?:\/\//.test(action.link)) item.append(el("a", { href: action.link, rel: "noreferrer" }, "link"));
+    actions.append(item);
+  }
+}
+
+async function loadHistory(name, node) {
+  try {
+    const history = await call("GET", `history/${encodeURIComponent(name)}`);
+    histories.set(name, history);
+    fillHistory(node, history);
+  } catch (error) { say(`The history of ${name} could not be read: ${error.message}`, false); }
 }
 
 function renderSilences(silences) {
