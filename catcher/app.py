@@ -9,7 +9,7 @@ Topology::
                         └─► <prefix>.internal.action-requests (JSON, key action_id)
                               └─ requests agent: ledger entry ``queued`` (or ``expired``)
                                    ─► runner (background)
-    runner ─► ledger table (changelog) ─► <prefix>.actions (Avro history)
+    runner ─► ledger (<app_id>-ledger-changelog, read by Catcher) ─► <prefix>.actions
            └► <prefix>.deadletter (Avro) for actions that failed
 
 Every event of every agent runs inside the guard (:mod:`catcher.services.guard`): it is
@@ -31,7 +31,7 @@ import structlog
 
 from .config import Config
 from .exceptions import RecordError
-from .factory import Factory, ProcessContext, create_faust_app
+from .factory import Factory, ProcessContext, create_faust_app, ledger_consumer, longest_max_age
 from .metrics import METRICS
 from .models.alarms import AlarmCommand, AlarmCommandBatch
 from .models.enums import DeadLetterStage
@@ -40,6 +40,7 @@ from .models.records import ActionRequest, CancelRequest, TriggerMessage
 from .models.rules import RuleSet
 from .services.evaluation.stream import MARK_INTERVAL
 from .services.guard import keep_trying
+from .storage.ledger_log import LedgerLog
 from .topics import ALARM_TABLE, LEDGER_TABLE
 from .web.alarms import user_middleware
 from .web.operations import HttpServer, WorkerProbes, metrics_routes, register_gauges
@@ -77,8 +78,14 @@ class CatcherApp:
         outputs += [config.silences_topic, config.rule_states_topic]
         self._topics = {t.get_topic_name(): t for t in [*inputs, *map(self._topic, outputs)]}
         self._tables: dict[str, Any] = {}
+        ledger_topic = self._topic(config.changelog_topic(LEDGER_TABLE))
+        self.ledger_log = LedgerLog(
+            ledger_topic.get_topic_name(),
+            lambda p, k, v: ledger_topic.send_soon(key=k, value=v, partition=p),
+            functools.partial(ledger_consumer, config),
+        )
         self.services = services = Factory(self.context).worker(
-            rules, self._send_soon, self._table
+            rules, self._send_soon, self._table, self.ledger_log
         )
         self.http_port = config.http_port
         self._inputs = {t.get_topic_name() for t in inputs}
@@ -137,7 +144,8 @@ class CatcherApp:
 
     def _ready(self) -> bool:
         recovery = self.faust.tables.recovery  # type: ignore[attr-defined]
-        return not self.faust.rebalancing and recovery.completed.is_set()
+        ready = not self.faust.rebalancing and recovery.completed.is_set()
+        return ready and self.ledger_log.loaded.is_set()
 
     # -- agents -----------------------------------------------------------------------------
 
@@ -150,11 +158,15 @@ class CatcherApp:
         self._wire_ownership()
 
     def _wire_ownership(self) -> None:
-        app = self.faust
+        app, requests = self.faust, self.config.action_requests_topic
 
         @app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def assigned(_app: Any, assigned: set[Any], **_kwargs: Any) -> None:
             self.services.ownership.assign((tp.topic, tp.partition) for tp in assigned)
+            # Faust holds new partitions' records until this returns: the ledger is read first.
+            mine = {tp.partition for tp in assigned if tp.topic == requests}
+            await keep_trying("Reading the ledger", lambda: self.ledger_log.assign(mine))
+            self.services.ledger.rebuild_index()
             logger.info(
                 "Partitions assigned",
                 triggers=sorted(
@@ -331,10 +343,6 @@ class CatcherApp:
             ids = await keep_trying("Registering the Avro schemas", self.context.codec.register)
             logger.info("Registered schemas", subjects=ids, rules=len(self.rules))
 
-        @self._table(LEDGER_TABLE).on_recover
-        async def index_ledger() -> None:
-            self.services.ledger.rebuild_index()
-
         @app.timer(self.config.resume_interval)
         async def resume_unfinished() -> None:
             if self._ready():
@@ -348,8 +356,10 @@ class CatcherApp:
     async def _scan(self) -> None:
         """Periodic work on the ledger's indexes (never the whole table)."""
         await self.services.ledger.republish(self._owns_partition)
+        self.services.ledger.settle()
         self.services.runner.resume()
-        await self.services.ledger.prune(self.config.ledger_retention, self._owns_partition)
+        retention = self.config.retention_for(longest_max_age(self.rules))
+        await self.services.ledger.prune(retention, self._owns_partition)
 
     async def _alarm_scan(self) -> None:
         await self.services.alarms.scan(self._owns_series)

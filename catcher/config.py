@@ -45,6 +45,9 @@ __all__ = [
 
 
 PLAIN_CLIENT_TIMEOUT_MS = 10_000
+
+RETENTION_MARGIN = timedelta(hours=1)
+"""How much longer than a trigger's maximum age the ledger keeps a finished action."""
 """How long a plain aiokafka client (commands, views) waits for one answer of a broker."""
 
 
@@ -424,10 +427,12 @@ class Config(BaseSettings):
         gt=0,
         description="Longest wait, in seconds, for a batch to fill before it is handled.",
     )
-    ledger_retention: Duration = Field(
-        timedelta(days=7),
+    ledger_retention: Duration | None = Field(
+        None,
         description="How long a finished action stays in the ledger (then it is tombstoned);"
-        " seconds or text such as 7d. Must exceed CATCHER_MAX_TRIGGER_AGE.",
+        " seconds or text such as 12h. By default an hour longer than the longest a trigger"
+        " can be delivered again and still run (CATCHER_MAX_TRIGGER_AGE, or an action's"
+        " longer max_age); when set, it must exceed those.",
     )
     max_trigger_age: Duration = Field(
         timedelta(hours=6),
@@ -496,7 +501,7 @@ class Config(BaseSettings):
 
     @model_validator(mode="after")
     def _check_bounds(self) -> Self:
-        if self.ledger_retention <= self.max_trigger_age:
+        if self.ledger_retention is not None and self.ledger_retention <= self.max_trigger_age:
             raise ValueError(
                 "Set CATCHER_LEDGER_RETENTION longer than CATCHER_MAX_TRIGGER_AGE: a trigger"
                 " delivered again after its finished action left the ledger would run it twice."
@@ -585,6 +590,12 @@ class Config(BaseSettings):
     def changelog_topic(self, table: str) -> str:
         """The changelog topic of one of the worker's tables (Faust names it so)."""
         return f"{self.app_id}-{table}-changelog"
+
+    def retention_for(self, longest_max_age: timedelta | None) -> timedelta:
+        """How long finished actions stay in the ledger, given the rules' longest max_age."""
+        if self.ledger_retention is not None:
+            return self.ledger_retention
+        return max(self.max_trigger_age, longest_max_age or timedelta(0)) + RETENTION_MARGIN
 
     @staticmethod
     def worker_topics(*, stream: bool) -> list[Topic]:

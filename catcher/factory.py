@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 
 from .actions import EXECUTORS, Executor, executor_class
 from .aio import together
@@ -50,7 +51,7 @@ from .services.singletons import SingletonJobs
 from .storage.influxdb import InfluxQL
 from .storage.ledger import Ledger
 from .storage.tables import ChangelogTable, DurableTable, Ownership
-from .topics import ALARM_TABLE, LEDGER_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
+from .topics import ALARM_TABLE, SERIES_STATE_TABLE, STREAM_STATE_TABLE
 from .types import Send, SendSoon
 from .web.alarms import AlarmApi
 
@@ -81,6 +82,19 @@ def check_rules_against_config(rules: RuleSet, config: Config) -> None:
         raise ConfigError(
             "The rules need settings that are missing:\n  " + "\n  ".join(dict.fromkeys(problems))
         )
+    longest = longest_max_age(rules)
+    if config.ledger_retention is not None and longest and config.ledger_retention <= longest:
+        raise ConfigError(
+            f"Set CATCHER_LEDGER_RETENTION longer than {longest}, the longest max_age of the"
+            " rules' actions: a trigger delivered again after its finished action left the"
+            " ledger would run it twice."
+        )
+
+
+def longest_max_age(rules: RuleSet) -> timedelta | None:
+    """The longest ``max_age`` of the rules' actions, if any sets one."""
+    ages = [a.max_age for r in rules.rules.values() for a in r.actions if a.max_age]
+    return max(ages, default=None)
 
 
 def rule_secrets(rules: RuleSet) -> list[str]:
@@ -298,9 +312,13 @@ class Factory:
         return Mirror.from_config(self.config, self.context.codec, send, self.context.http)
 
     def worker(
-        self, rules: RuleSet, send_soon: SendSoon, table: Callable[[str], ChangelogTable]
+        self,
+        rules: RuleSet,
+        send_soon: SendSoon,
+        table: Callable[[str], ChangelogTable],
+        ledger_log: ChangelogTable,
     ) -> WorkerServices:
-        """The worker's services; ``send_soon`` and ``table`` come from the Faust wiring."""
+        """The worker's services; their tables and topics come from the Faust wiring."""
 
         async def send_to(topic: str, key: bytes, value: bytes, partition: int | None) -> None:
             await (await send_soon(topic, key, value, partition))
@@ -329,7 +347,12 @@ class Factory:
             triggers_topic=config.triggers_topic,
         )
         guard = Guard(publisher.dead_letter, Backoff)
-        ledger = Ledger(table(LEDGER_TABLE), publisher.entry_changed, written=_crash_hook())
+        ledger = Ledger(
+            ledger_log,
+            publisher.entry_changed,
+            written=_crash_hook(),
+            sent_events=self.operator_topics().sent_events,
+        )
         runner = ActionRunner(
             ledger=ledger,
             rules=rules,
@@ -440,6 +463,16 @@ def _crash_hook() -> Callable[[LedgerEntry], None]:
             os.kill(os.getpid(), signal.SIGKILL)
 
     return crash if state else lambda _entry: None
+
+
+def ledger_consumer(config: Config) -> AIOKafkaConsumer:
+    """A consumer outside any group, for reading the ledger's partitions when assigned."""
+    return AIOKafkaConsumer(
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        **config.kafka.aiokafka_params(),
+    )
 
 
 def create_faust_app(config: Config) -> faust.App:

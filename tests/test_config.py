@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import faust
@@ -18,6 +19,12 @@ def test_defaults_and_topics(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.deadletter_topic == "lsst.catcher.dev.deadletter"
     month = {"cleanup.policy": "delete", "retention.ms": "2592000000"}
     week = {"cleanup.policy": "delete", "retention.ms": "604800000"}
+    # Compacted topics roll a segment an hour, so that the cleaner can do its work.
+    compact = {
+        "cleanup.policy": "compact",
+        "segment.ms": "3600000",
+        "min.cleanable.dirty.ratio": "0.1",
+    }
     names = {config.topic_name(t): t.configs() for t in config.worker_topics(stream=True)}
     assert names == {
         "lsst.catcher.dev.triggers": month,
@@ -26,14 +33,14 @@ def test_defaults_and_topics(monkeypatch: pytest.MonkeyPatch) -> None:
         "lsst.catcher.dev.internal.series": week,
         "lsst.catcher.dev.internal.action-requests": week,
         "lsst.catcher.dev.internal.samples": week,
-        "lsst.catcher.dev.alarms": {"cleanup.policy": "compact"},
-        "lsst.catcher.dev.silences": {"cleanup.policy": "compact"},
-        "lsst.catcher.dev.rule-states": {"cleanup.policy": "compact"},
-        "lsst.catcher.dev.internal.mirror": {"cleanup.policy": "compact"},
-        "catcher-series-state-changelog": {"cleanup.policy": "compact"},
-        "catcher-ledger-changelog": {"cleanup.policy": "compact"},
-        "catcher-alarms-changelog": {"cleanup.policy": "compact"},
-        "catcher-stream-state-changelog": {"cleanup.policy": "compact"},
+        "lsst.catcher.dev.alarms": compact,
+        "lsst.catcher.dev.silences": compact,
+        "lsst.catcher.dev.rule-states": compact,
+        "lsst.catcher.dev.internal.mirror": compact,
+        "catcher-series-state-changelog": compact,
+        "catcher-ledger-changelog": compact,
+        "catcher-alarms-changelog": compact,
+        "catcher-stream-state-changelog": compact,
         "catcher-__assignor-__leader": week,
     }
     assert "catcher-stream-state-changelog" not in [
@@ -121,13 +128,19 @@ def test_bounds_and_log_level_are_checked(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(ConfigError, match="CATCHER_LOG_LEVEL: Input should be 'DEBUG'"):
         load_config()
     monkeypatch.delenv("CATCHER_LOG_LEVEL")
+    # By default the ledger keeps finished actions an hour longer than a trigger can be
+    # delivered again and still run: the default maximum age, or an action's longer one.
+    config = load_config()
+    assert config.ledger_retention is None
+    assert config.retention_for(None) == timedelta(hours=7)
+    assert config.retention_for(timedelta(days=2)) == timedelta(days=2, hours=1)
     monkeypatch.setenv("CATCHER_LEDGER_RETENTION", "2h")
     with pytest.raises(ConfigError, match="Set CATCHER_LEDGER_RETENTION longer than"):
         load_config()
     monkeypatch.setenv("CATCHER_LEDGER_RETENTION", "3d")
     monkeypatch.setenv("CATCHER_CONCURRENCY", '{"ocps": 2}')
     config = load_config()
-    assert config.ledger_retention.total_seconds() == 3 * 86400
+    assert config.retention_for(timedelta(days=1)) == timedelta(days=3)  # as set
     assert config.concurrency == {"webhook": 32, "noteburst": 8, "ocps": 2, "times_square": 8}
     monkeypatch.setenv("CATCHER_CONCURRENCY", '{"pager": 2}')
     with pytest.raises(ConfigError, match="unknown action types pager"):

@@ -11,6 +11,7 @@ import pytest
 from catcher.models.enums import ActionState, Severity, TriggerSource
 from catcher.models.records import LedgerEntry, Trigger
 from catcher.storage.ledger import Ledger
+from catcher.storage.ledger_log import Finished
 
 
 class PendingTable:
@@ -93,9 +94,67 @@ async def test_a_history_event_lost_in_a_crash_is_sent_again_once() -> None:
     restarted.rebuild_index()
     assert await restarted.republish(lambda _partition: True) == 1
     assert sent == ["succeeded"]
-    assert table.data["t.a"]["published"] is True
+    assert table.data["t.a"] == Finished(ActionState.succeeded, table.data["t.a"].updated, 0)
     assert await restarted.republish(lambda _partition: True) == 0
     assert sent == ["succeeded"]
+
+
+@pytest.mark.asyncio
+async def test_an_event_found_on_the_actions_topic_is_marked_not_sent_again() -> None:
+    """The mark of a final state lost in a crash: the event is looked up, not repeated."""
+    table = PendingTable()
+    sent: list[LedgerEntry] = []
+
+    async def record(entry: LedgerEntry) -> None:
+        sent.append(entry)
+
+    first = Ledger(table, record)
+    done = await first.put(_entry("done.a"), state=ActionState.succeeded)
+    lost = await first.put(_entry("lost.a"), state=ActionState.failed)
+    table.data["done.a"] = done.model_copy(update={"published": False}).to_json()  # mark lost
+    table.data["lost.a"] = lost.model_copy(update={"published": False}).to_json()
+    on_topic = {
+        (e.action_id, e.state.value, e.attempt, round(e.updated.timestamp() * 1000))
+        for e in sent
+        if e.action_id == "done.a"
+    }
+    asked: list[tuple[datetime, set[str]]] = []
+
+    async def sent_events(since: datetime, ids: set[str]) -> set[tuple[str, str, int, int]]:
+        asked.append((since, ids))
+        return on_topic
+
+    sent.clear()
+    restarted = Ledger(table, record, sent_events=sent_events)
+    restarted.rebuild_index()
+    assert await restarted.republish(lambda _partition: True) == 1
+    assert [e.action_id for e in sent] == ["lost.a"]  # only the event not on the topic
+    assert asked == [(done.updated - timedelta(minutes=1), {"done.a", "lost.a"})]
+    assert isinstance(table.data["done.a"], Finished)
+    assert isinstance(table.data["lost.a"], Finished)
+    assert await restarted.republish(lambda _partition: True) == 0
+    assert len(asked) == 1  # nothing left to look up
+
+
+@pytest.mark.asyncio
+async def test_a_state_an_action_stays_in_is_marked_by_a_later_scan() -> None:
+    table = PendingTable()
+    clock = Clock()
+
+    async def record(_entry: LedgerEntry) -> None:
+        return None
+
+    ledger = Ledger(table, record, clock=clock)
+    await ledger.put(_entry("job.a"), state=ActionState.submitted, job_id="j1")
+    assert len(table.changelog) == 1 and ledger.settle() == 0  # just written: not yet
+    clock.now += timedelta(seconds=11)
+    assert ledger.settle() == 1
+    assert table.changelog[-1][2]["published"] is True
+    assert table.changelog[-1][2]["job_id"] == "j1"
+    assert ledger.settle() == 0
+    restarted = Ledger(table, record)
+    restarted.rebuild_index()
+    assert await restarted.republish(lambda _partition: True) == 0  # nothing to look up
 
 
 @pytest.mark.asyncio
@@ -129,11 +188,11 @@ async def test_finished_entries_are_tombstoned_after_the_retention() -> None:
     recent = await ledger.put(_entry("recent.a"), state=ActionState.succeeded)
     clock.now += timedelta(hours=12)
     assert await ledger.prune(timedelta(days=1), lambda partition: partition == 0) == 1
-    assert ledger.get(old.action_id) is None
+    assert ledger.state_of(old.action_id) is None
     assert table.changelog[-1] == (0, "old.a", None)  # a tombstone on the changelog
     assert ledger.get(running.action_id) is not None  # unfinished: never dropped
-    assert ledger.get(other.action_id) is not None  # another worker's partition
-    assert ledger.get(recent.action_id) is not None  # within the retention
+    assert ledger.state_of(other.action_id) == "failed"  # another worker's partition
+    assert ledger.state_of(recent.action_id) == "succeeded"  # within the retention
     assert [e.action_id for e in ledger.unfinished()] == ["running.a"]
 
 

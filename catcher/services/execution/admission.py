@@ -49,23 +49,24 @@ class Admission:
 
     async def request(self, request: ActionRequest, partition: int) -> None:
         """Admit one planned action held in ``partition`` of the action-request topic."""
+        state = self._ledger.state_of(request.action_id)
+        if state is not None and state.terminal:
+            self.skipped += 1
+            logger.info(
+                "Skipped an action that has already finished",
+                action_id=request.action_id,
+                state=state.value,
+                skipped_total=self.skipped,
+            )
+            return
         entry = self._ledger.get(request.action_id)
         if entry is not None:
-            if entry.state.terminal:
-                self.skipped += 1
-                logger.info(
-                    "Skipped an action that has already finished",
-                    action_id=request.action_id,
-                    state=entry.state.value,
-                    skipped_total=self.skipped,
-                )
-            else:
-                logger.info(
-                    "Continuing an unfinished action from the ledger",
-                    action_id=request.action_id,
-                    state=entry.state.value,
-                )
-                self._runner.ensure(entry)
+            logger.info(
+                "Continuing an unfinished action from the ledger",
+                action_id=request.action_id,
+                state=entry.state.value,
+            )
+            self._runner.ensure(entry)
             return
         entry = await self._ledger.put(self._new_entry(request, partition))
         self._runner.ensure(entry)
@@ -97,12 +98,12 @@ class Admission:
 
     def cancel(self, cancel: CancelRequest) -> None:
         """Stop a running action (the runner aborts its job and records ``cancelled``)."""
-        entry = self._ledger.get(cancel.action_id)
-        if entry is None or entry.state.terminal:
+        state = self._ledger.state_of(cancel.action_id)
+        if state is None or state.terminal:
             logger.warning(
                 "Ignored a cancel request for an action that is not running",
                 action_id=cancel.action_id,
-                state=entry.state.value if entry else None,
+                state=state.value if state else None,
             )
             return
         logger.info("Cancelling an action", action_id=cancel.action_id, by=cancel.requested_by)

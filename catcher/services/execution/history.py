@@ -67,6 +67,26 @@ class OperatorTopics:
         events = [await self._event(message.value) for message in messages]
         return sorted(events, key=lambda e: e.time)
 
+    async def sent_events(
+        self, since: datetime, action_ids: set[str]
+    ) -> set[tuple[str, str, int, int]]:
+        """(action id, state, attempt, time in ms) of the actions' events since ``since``.
+
+        Only the events of ``action_ids`` are decoded (the key is the action id); what
+        cannot be decoded is left out, as if it had not been sent.
+        """
+        found: set[tuple[str, str, int, int]] = set()
+        for message in await read_topic(self._config, self._config.actions_topic, since=since):
+            if message.key is None or message.key.decode(errors="replace") not in action_ids:
+                continue
+            try:
+                event = await self._event(message.value)
+            except Exception:  # noqa: BLE001, S112 - unreadable: treated as not sent
+                continue
+            ms = round(event.time.timestamp() * 1000)
+            found.add((event.action_id, event.state.value, event.attempt, ms))
+        return found
+
     async def read_triggers(self, since: datetime) -> list[Trigger]:
         """The triggers written since ``since``.
 

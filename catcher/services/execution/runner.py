@@ -272,8 +272,9 @@ class ActionRunner:
         log = logger.bind(action_id=action_id)
         entry = self._ledger.get(action_id)
         if entry is None:
-            log.error("No ledger entry for action")
-            return
+            if self._ledger.state_of(action_id) is None:
+                log.error("No ledger entry for action")
+            return  # or it has finished
         if entry.cancel_requested:
             await self._finish_cancel(entry)
             return

@@ -16,6 +16,7 @@ from catcher.models.rules import Rule, RuleSet
 from catcher.retry import RetryPolicy
 from catcher.services.execution.runner import ActionRunner
 from catcher.storage.ledger import Ledger
+from catcher.storage.ledger_log import Finished
 from catcher.storage.tables import Ownership
 from tests.support.tables import MemoryTable
 
@@ -136,14 +137,17 @@ async def run(
         for result in await asyncio.wait_for(done, timeout=10):
             # A revoked partition cancels its tasks; nothing else may end one with an error.
             assert result is None or isinstance(result, asyncio.CancelledError), result
-    # Every state durably written before its history event; a final one marked as published.
-    states = [v for _, _, v in table.changelog if not v["published"]]
-    marks = [v for _, _, v in table.changelog if v["published"]]
+    # Every state durably written before its history event; a final one then marked as
+    # sent, in its compact form (all that deduplication and pruning need).
+    states = [v for _, _, v in table.changelog if isinstance(v, dict)]
+    marks = [v for _, _, v in table.changelog if isinstance(v, Finished)]
+    assert not any(v["published"] for v in states)  # short-lived states are not marked
     assert [v["state"] for v in states] == [e.state.value for e in history]
-    finals = [e.state.value for e in history if e.state.terminal]
-    assert [v["state"] for v in marks] == finals
+    finals = [e.state for e in history if e.state.terminal]
+    assert [v.state for v in marks] == finals
+    assert [v.updated for v in marks] == [e.updated for e in history if e.state.terminal]
     assert {p for p, _, _ in table.changelog} <= {0}
-    assert table.data[entry.action_id]["published"] == bool(finals)
+    assert isinstance(table.data[entry.action_id], Finished) == bool(finals)
     return history, letters
 
 
@@ -444,7 +448,7 @@ async def test_calls_to_a_service_are_bounded() -> None:
     while runner.running:
         await asyncio.sleep(0.02)
     assert most == 2
-    assert [runner._ledger.get(f"t{n}.a").state for n in range(6)] == ["succeeded"] * 6
+    assert [runner._ledger.state_of(f"t{n}.a") for n in range(6)] == ["succeeded"] * 6
 
 
 async def _ignore(_entry: LedgerEntry) -> None:
