@@ -66,6 +66,8 @@ from catcher.services.execution.history import OperatorTopics
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from restart import chaos_figure, restart_figures, takeover_figure  # noqa: E402 - beside this file
+from spy import Profile  # noqa: E402 - beside this file
 from support.influxdb import InfluxDB  # noqa: E402 - the tests' launcher of influxd
 from support.kafka import KafkaBroker  # noqa: E402 - the tests' launcher of Apache Kafka
 
@@ -104,7 +106,10 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hook"
 
     async def _post(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        try:
+            body = await request.json()
+        except ConnectionError:  # the worker was killed amid its call (the chaos run)
+            return web.Response(status=400)
         now = time.time()
         self.arrivals.setdefault(body["text"], now)
         self.posts += 1
@@ -213,6 +218,20 @@ class Bench:
         return sent
 
     # -- processes ------------------------------------------------------------------------
+
+    def profile(self, pid: int, name: str) -> Profile | None:
+        """Start sampling a process, when --profile asks for it."""
+        if self.args.profile is None:
+            return None
+        self.args.profile.mkdir(parents=True, exist_ok=True)
+        return Profile(pid, self.args.profile / f"{name}.txt")
+
+    def profiled(self, spy: Profile | None) -> None:
+        """Stop sampling; the summary goes with the figures."""
+        if spy is not None:
+            text = f"profile of the worker ({spy.path.stem}):\n{spy.stop()}"
+            print(text, flush=True)
+            self.extra.append(text)
 
     def baseline(self, *args: str, log_level: str = "warn") -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -428,11 +447,23 @@ async def main(args: argparse.Namespace) -> None:
         if args.only == "backtest":
             await _backtest_figure(bench, args.backtest_days)
             return
-        await _stream_latency(bench, registry.url, hook, receiver, args.latency_seconds)
-        await _stream_figure(bench, registry.url, hook, args.samples)
-        if args.only == "stream":
+        if args.only == "restart":
+            await restart_figures(bench, registry.url, hook, receiver, (args.fill, args.fill_more))
             return
-        await _backtest_figure(bench, args.backtest_days)
+        if args.only == "takeover":
+            await takeover_figure(bench, registry.url, hook, receiver)
+            return
+        if args.only == "chaos":
+            await chaos_figure(
+                bench, registry.url, hook, receiver, count=args.chaos, kills=args.kills
+            )
+            return
+        if args.only != "throughput":
+            await _stream_latency(bench, registry.url, hook, receiver, args.latency_seconds)
+            await _stream_figure(bench, registry.url, hook, args.samples)
+            if args.only == "stream":
+                return
+            await _backtest_figure(bench, args.backtest_days)
         prefix = PREFIX
         codec = AvroCodec(registry.url, prefix)
         await bench.topics(f"{prefix}.triggers", f"{prefix}.actions", f"{prefix}.deadletter")
@@ -454,8 +485,10 @@ async def main(args: argparse.Namespace) -> None:
         quiet = await _encoded(codec, _triggers(n, Severity.NONE, "plan"))
         sentinel = _triggers(1, Severity.WARNING, "sentinel")
         receiver.reset()
+        spy = bench.profile(worker.pid, "planning")
         start = await bench.produce(f"{prefix}.triggers", quiet + await _encoded(codec, sentinel))
         planned = n / (await receiver.distinct(1) - start)
+        bench.profiled(spy)
         bench.record("planning (triggers/s)", f"{planned:,.0f}", f"{bare:,.0f}", planned / bare)
 
         # Firing: every trigger calls the webhook once.
@@ -472,8 +505,10 @@ async def main(args: argparse.Namespace) -> None:
         stop_process(pipe)  # type: ignore[arg-type]
         firing = await _encoded(codec, _triggers(n, Severity.WARNING, "fire"))
         receiver.reset()
+        spy = bench.profile(worker.pid, "firing")
         start = await bench.produce(f"{prefix}.triggers", firing)
         fired = n / (await receiver.distinct(n) - start)
+        bench.profiled(spy)
         bench.record("firing (actions/s)", f"{fired:,.0f}", f"{bare:,.0f}", fired / bare)
 
         # Latency at 100 triggers/s.
@@ -505,78 +540,12 @@ async def main(args: argparse.Namespace) -> None:
             p99 / _pct(bare_lat, 99),
         )
 
-        # Restart with --fill finished actions, then idle CPU and RSS.
-        fill = args.fill - len(receiver.arrivals)
-        if fill > 0:
-            receiver.reset()
-            await bench.produce(
-                f"{prefix}.triggers",
-                await _encoded(codec, _triggers(fill, Severity.WARNING, "fill")),
-            )
-            await receiver.distinct(fill)
         stop_process(worker)
-        changelog = f"{prefix.replace('.', '-')}-ledger-changelog"
-        started = time.time()
-        records = await _read_all(bench, changelog)
-        raw = time.time() - started
-        receiver.reset()
-        started = time.time()
-        worker = bench.worker(prefix, registry.url, hook)
-        await bench.produce(
-            f"{prefix}.triggers", await _encoded(codec, _triggers(1, Severity.WARNING, "after"))
-        )
-        first = await receiver.distinct(1, limit=600) - started
-        idle, rss = await _idle(worker.pid)
-        stop_process(worker)
-        print(
-            f"  Catcher restart {first:.1f} s, raw read of {len(records):,} records {raw:.1f} s,"
-            f" idle CPU {idle:.1%}, RSS {rss:.0f} MiB",
-            flush=True,
-        )
-
-        # The same restart of a bare Faust app whose table recovers the same records.
-        await bench.topics("bench-table-table-changelog", "bench.table-in")
-        await bench.produce_to_partitions(
-            "bench-table-table-changelog", [(p, k, v) for p, k, v, _t in records]
-        )
-        bare_first = 0.0
-        for run in range(2):  # the first run joins the group; the second is the restart
-            started = time.time()
-            table = bench.baseline(
-                "table", bench.bootstrap, "bench-table", "bench.table-in", "1", log_level="info"
-            )
-            await bench.produce("bench.table-in", [(f"k{run}".encode(), b"x")])
-            try:
-                bare_first = await asyncio.wait_for(bench.line(table, "first"), 300) - started
-            except TimeoutError:
-                stop_process(table)  # type: ignore[arg-type]
-                raise RuntimeError(
-                    f"The bare Faust table app did not start in 300 s (run {run + 1});"
-                    f" see {bench.work / 'baseline-table.log'}"
-                ) from None
-            if run == 0:
-                stop_process(table)  # type: ignore[arg-type]
-        bare_idle, bare_rss = await _idle(table.pid)
-        stop_process(table)  # type: ignore[arg-type]
-        join = await _group_join(bench)
-        bench.record(
-            f"restart with {args.fill:,} finished actions (s)",
-            f"{first:.1f}",
-            f"bare Faust app recovering the same {len(records):,} changelog records"
-            f" {bare_first:.1f}; raw read {raw:.1f}; a plain consumer's group join {join:.1f}",
-            first / bare_first,
-        )
-        bench.record(
-            "RSS after the restart (MiB)",
-            f"{rss:.0f}",
-            f"bare Faust app holding the same table {bare_rss:.0f}",
-            rss / bare_rss,
-        )
-        bench.extra.append(
-            f"idle CPU: Catcher {idle:.1%} of a core, bare Faust {bare_idle:.1%},"
-            f" each holding {args.fill:,} finished actions"
-        )
-        print(f"  {bench.extra[-1]}", flush=True)
+        if args.only == "throughput":
+            return
+        await restart_figures(bench, registry.url, hook, receiver, (args.fill, args.fill_more))
+        await takeover_figure(bench, registry.url, hook, receiver)
+        await chaos_figure(bench, registry.url, hook, receiver, count=args.chaos, kills=args.kills)
     finally:
         await receiver.stop()
         await registry.stop()
@@ -667,10 +636,10 @@ async def _idle(pid: int) -> tuple[float, float]:
     return (_cpu_seconds(pid) - cpu) / 10, _rss_mib(pid)
 
 
-async def _group_join(bench: Bench) -> float:
+async def _group_join(bench: Bench, topic: str) -> float:
     """Seconds a plain aiokafka consumer takes to join a new group and get its partitions."""
     consumer = AIOKafkaConsumer(
-        "bench.table-in",
+        topic,
         bootstrap_servers=bench.bootstrap,
         group_id=f"bench-join-{time.time_ns()}",
         session_timeout_ms=10000,
@@ -1088,8 +1057,23 @@ def cli() -> None:
     )
     parser.add_argument("--triggers", type=int, default=5000, help="triggers per throughput run")
     parser.add_argument(
-        "--fill", type=int, default=20000, help="finished actions before the restart"
+        "--fill", type=int, default=20000, help="finished actions before the first restart"
     )
+    parser.add_argument(
+        "--fill-more",
+        type=int,
+        default=100000,
+        help="finished actions before the second restart (restart must not grow with them)",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the worker with py-spy while it plans and fires; raw samples in DIR",
+    )
+    parser.add_argument("--chaos", type=int, default=2000, help="triggers in the chaos run")
+    parser.add_argument("--kills", type=int, default=5, help="SIGKILLs in the chaos run")
     parser.add_argument(
         "--latency-seconds", type=int, default=10, help="seconds at 100 triggers/s"
     )
@@ -1112,10 +1096,11 @@ def cli() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=["all", "stream", "backtest"],
+        choices=["all", "stream", "backtest", "throughput", "restart", "takeover", "chaos"],
         default="all",
-        help="every figure (default), only the stream engine's (throughput, latency), or"
-        " only the backtest's",
+        help="every figure (default), or only the stream engine's (throughput, latency),"
+        " the backtest's, planning, firing and latency, the restarts' (with the ledger's"
+        " size), a takeover's or the chaos run's",
     )
     parser.add_argument(
         "--broker",

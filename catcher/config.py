@@ -423,7 +423,7 @@ class Config(BaseSettings):
         " batch are handled together, those of one key in order.",
     )
     batch_wait: float = Field(
-        0.05,
+        0.01,
         gt=0,
         description="Longest wait, in seconds, for a batch to fill before it is handled.",
     )

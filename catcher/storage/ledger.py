@@ -77,6 +77,9 @@ class Ledger:
         """Unfinished actions whose current event is sent but not yet marked so: when."""
         self._publishing: set[str] = set()
         """Actions whose history event is being sent now: a scan must not send it too."""
+        self._writing: dict[str, int] = {}
+        """Actions with a write on its way to the broker: a mark of their older state,
+        queued behind it, would overwrite it."""
         self._finished: list[tuple[datetime, str]] = []
         self._written = written
         self._sent_events = sent_events
@@ -148,7 +151,13 @@ class Ledger:
 
     async def _write(self, entry: LedgerEntry) -> None:
         value = entry.to_json()
-        await self._table.put(entry.partition, entry.action_id, value)
+        self._writing[entry.action_id] = self._writing.get(entry.action_id, 0) + 1
+        try:
+            await self._table.put(entry.partition, entry.action_id, value)
+        finally:
+            left = self._writing.pop(entry.action_id) - 1
+            if left:
+                self._writing[entry.action_id] = left
         self._index(entry.action_id, value)
         self._written(entry)
         await self._publish_once(entry)
@@ -193,6 +202,8 @@ class Ledger:
         for action_id, since in list(self._unmarked.items()):
             if since > cutoff:
                 continue
+            if action_id in self._writing or action_id in self._publishing:
+                continue  # a newer state is on its way: it will be marked in its turn
             entry = self.get(action_id)
             if entry is None or entry.state.terminal or entry.published:
                 self._unmarked.pop(action_id, None)
@@ -203,15 +214,7 @@ class Ledger:
 
     async def republish(self, owns: OwnsPartition) -> int:
         """Send the history events not known to be sent and not found sent; returns how many."""
-        pending: list[LedgerEntry] = []
-        for action_id in list(self._unpublished):
-            entry = self.get(action_id)
-            if entry is None:
-                self._unpublished.discard(action_id)
-                continue
-            if entry.published or action_id in self._publishing or not owns(entry.partition):
-                continue  # sent, being sent right now by its writer, or not ours
-            pending.append(entry)
+        pending = self._pending(owns)
         if not pending:
             return 0
         found: set[tuple[str, str, int, int]] = set()
@@ -223,6 +226,8 @@ class Ledger:
             current = self.get(entry.action_id)
             if current is None or current.updated != entry.updated or current.published:
                 continue  # written again while the topic was read
+            if entry.action_id in self._writing or entry.action_id in self._publishing:
+                continue  # being written or sent now: that write sends its own event
             ms, known = _ms(entry.updated), (entry.action_id, entry.state.value, entry.attempt)
             if any((*known, t) in found for t in (ms - 1, ms, ms + 1)):
                 logger.info(
@@ -232,8 +237,6 @@ class Ledger:
                 )
                 self._mark(entry)
                 continue
-            if entry.action_id in self._publishing:
-                continue
             logger.info(
                 "Sending a history event again after a restart",
                 action_id=entry.action_id,
@@ -242,6 +245,19 @@ class Ledger:
             await asyncio.shield(self._publish_once(entry))
             sent += 1
         return sent
+
+    def _pending(self, owns: OwnsPartition) -> list[LedgerEntry]:
+        """The owned entries whose events are not known to be sent, nor being sent."""
+        pending: list[LedgerEntry] = []
+        for action_id in list(self._unpublished):
+            entry = self.get(action_id)
+            if entry is None:
+                self._unpublished.discard(action_id)
+                continue
+            if entry.published or action_id in self._publishing or not owns(entry.partition):
+                continue  # sent, being sent right now by its writer, or not ours
+            pending.append(entry)
+        return pending
 
     async def prune(self, retention: timedelta, owns: OwnsPartition) -> int:
         """Tombstone finished entries older than ``retention``; returns how many."""
