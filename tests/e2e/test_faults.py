@@ -481,9 +481,9 @@ async def test_changelogs_are_compacted_and_a_restart_reads_one_record_per_key(
     assert ledger_end >= 3 * ledger_keys - 8  # three writes or more per finished action
     # What is left of a finished action is its state and time, in about 20 bytes.
     last = {r.key: r.value for r in await read_topic(stack.config, ledger)}
-    finished = [v for v in last.values() if v and v.startswith(b"succeeded@")]
-    assert len(finished) >= 50
-    assert all(re.fullmatch(rb"succeeded@\d{13}", v) for v in finished)
+    compact = [v for v in last.values() if v and v.startswith(b"succeeded@")]
+    assert len(compact) >= 50
+    assert all(re.fullmatch(rb"succeeded@\d{13}", v) for v in compact)
     assert series_end >= 100
     assert series_keys <= 10 + 1 + ledger_keys - 50  # the fire series and the sentinels'
     # A worker restarted now reads the compacted changelogs, about a record per live key,
