@@ -186,11 +186,21 @@ def register_gauges(
 class WorkerProbes:
     """The worker's probes: readiness (the API), liveness (a stall), work (``/status``)."""
 
-    def __init__(self, faust: Any, services: Any, inputs: set[str], stall_timeout: float) -> None:
+    def __init__(
+        self,
+        faust: Any,
+        services: Any,
+        inputs: set[str],
+        stall_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._faust = faust
         self._services = services
         self._inputs = inputs
-        self._stall = StallWatch(stall_timeout)
+        self._stall = StallWatch(stall_timeout, clock)
+        self._limit = stall_timeout
+        self._clock = clock
+        self._unsettled_since: float | None = None
 
     def routes(self, *, metrics: bool = True) -> list[web.RouteDef]:
         """The probes' routes, and ``/metrics`` unless it is served on a port of its own."""
@@ -220,9 +230,24 @@ class WorkerProbes:
         return ""
 
     def stalled(self) -> str:
-        """Why the consumer looks wedged, or an empty string (checked at each probe)."""
-        if self._faust.rebalancing:
+        """Why the consumer looks wedged, or an empty string (checked at each probe).
+
+        A rebalance or a recovery of the tables that has not finished within the stall
+        timeout, once the worker has joined its group, is a stall too: Faust's recovery can
+        wait forever for changelog records it has paused (its stream buffers full).
+        """
+        settled = not self._faust.rebalancing and self._faust.tables.recovery.completed.is_set()
+        if not settled:
+            if not self._services.ownership.assignments:
+                return ""  # not in the group yet: a broker away is not a stall
+            now = self._clock()
+            if self._unsettled_since is None:
+                self._unsettled_since = now
+            waited = now - self._unsettled_since
+            if waited >= self._limit:
+                return f"A rebalance or the tables' recovery has not finished in {waited:.0f} s."
             return ""
+        self._unsettled_since = None
         consumer = self._faust.consumer
         return self._stall.check(consumer_positions(consumer, self._inputs, committed=True))
 

@@ -39,7 +39,9 @@ def test_a_partition_with_records_waiting_and_none_done_for_the_limit_is_stalled
     assert watch.check({"t-0": (16, 20)}) == ""
 
 
-def _probes(*, loaded: bool, rebalancing: bool, recovered: bool) -> tuple[WorkerProbes, Any]:
+def _probes(
+    *, loaded: bool, rebalancing: bool, recovered: bool, clock: Clock | None = None
+) -> tuple[WorkerProbes, Any]:
     def event(value: bool) -> asyncio.Event:
         flag = asyncio.Event()
         if value:
@@ -56,7 +58,7 @@ def _probes(*, loaded: bool, rebalancing: bool, recovered: bool) -> tuple[Worker
         rebalancing=rebalancing,
         tables=SimpleNamespace(recovery=SimpleNamespace(completed=event(recovered))),
     )
-    return WorkerProbes(faust, services, {"t"}, 300), services
+    return WorkerProbes(faust, services, {"t"}, 300, clock or Clock()), services
 
 
 def test_readiness_is_the_apis_and_work_is_the_partitions() -> None:
@@ -72,3 +74,20 @@ def test_readiness_is_the_apis_and_work_is_the_partitions() -> None:
     assert probes.not_ready() == "Reading the alarms topic."
     assert probes.not_working() == "Rebalancing: partitions are being assigned."
     assert probes.stalled() == ""  # a rebalance is not a stall
+
+
+def test_a_recovery_that_never_finishes_is_a_stall() -> None:
+    """Faust's recovery can wait forever on changelog partitions it paused: liveness fails."""
+    clock = Clock()
+    probes, services = _probes(loaded=True, rebalancing=False, recovered=False, clock=clock)
+    clock.now = 1000
+    assert probes.stalled() == ""  # not in the group yet: a broker away is not a stall
+    services.ownership.assign([("t", 0)])
+    assert probes.stalled() == ""  # recovering: the clock starts
+    clock.now = 1299
+    assert probes.stalled() == ""
+    clock.now = 1300
+    assert probes.stalled() == "A rebalance or the tables' recovery has not finished in 300 s."
+    probes._faust.tables.recovery.completed.set()
+    probes._faust.consumer = SimpleNamespace(assignment=set)
+    assert probes.stalled() == ""  # recovered: no stall
